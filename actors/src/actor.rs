@@ -1,0 +1,479 @@
+//! The shard actor: owns one [`ShardCore`], drains its mailbox into batches, writes
+//! each batch to the journal in one append (group commit), and only then releases
+//! the batch's replies and messages. Runs under `actix::Supervisor`.
+//!
+//! Reads wait for the batch they arrived in, so no client ever sees state that is
+//! not durable. A panic in a handler is caught, the actor stops, and the supervisor
+//! restarts it: `started` then rebuilds the state from the journal, and clients
+//! whose requests were in flight get [`EngineError::Retry`].
+
+use crate::command::{Command, Query, Reply};
+use crate::engine::{EngineError, EngineObserver, ShardState, ShardStats};
+use crate::journal::{recover_state, Journal, JournalError, JournalRecord};
+use crate::router::{Router, ShardId};
+use crate::shard::{Batch, ShardCore, ShardLimits, ShardMessage, Token};
+use actix::prelude::*;
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Where a client's answer goes.
+pub type Responder = oneshot::Sender<Result<Reply, EngineError>>;
+
+/// Client commands for this shard, each with its own reply channel.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Submit {
+    pub items: Vec<(Command, Responder)>,
+}
+
+/// A read of one entity.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Read {
+    pub query: Query,
+    pub reply: Responder,
+}
+
+/// Saga messages from other shards.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver {
+    pub messages: Vec<ShardMessage>,
+}
+
+/// Internal: the mailbox is drained, write the batch.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Flush;
+
+/// Settings every shard actor shares.
+pub struct ShardSettings {
+    pub router: Router,
+    pub limits: ShardLimits,
+    pub mailbox_capacity: usize,
+    pub tick_interval_ms: u64,
+    pub journal_timeout_ms: u64,
+    pub hash_seed: u64,
+    pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+    pub observer: Arc<dyn EngineObserver>,
+}
+
+pub struct ShardActor {
+    id: ShardId,
+    settings: Arc<ShardSettings>,
+    journal: Arc<dyn Journal>,
+    peers: Arc<OnceLock<Vec<Addr<ShardActor>>>>,
+    stats: Arc<ShardStats>,
+    /// None while recovering.
+    core: Option<ShardCore>,
+    epoch: u64,
+    durable_seq: u64,
+    responders: HashMap<Token, Responder>,
+    next_token: Token,
+    reads: Vec<(Query, Responder)>,
+    flush_scheduled: bool,
+    /// A journal write failed: the journal may hold more than memory does. Writes
+    /// are refused until the shard has re-read the journal.
+    resync_needed: bool,
+    resync_running: bool,
+    /// Messages a full peer mailbox refused; retried on the next tick.
+    undelivered: Vec<(ShardId, Vec<ShardMessage>)>,
+    tick: Option<SpawnHandle>,
+}
+
+impl ShardActor {
+    pub fn new(
+        id: ShardId,
+        settings: Arc<ShardSettings>,
+        journal: Arc<dyn Journal>,
+        peers: Arc<OnceLock<Vec<Addr<ShardActor>>>>,
+        stats: Arc<ShardStats>,
+    ) -> Self {
+        Self {
+            id,
+            settings,
+            journal,
+            peers,
+            stats,
+            core: None,
+            epoch: 0,
+            durable_seq: 0,
+            responders: HashMap::new(),
+            next_token: 0,
+            reads: Vec::new(),
+            flush_scheduled: false,
+            resync_needed: false,
+            resync_running: false,
+            undelivered: Vec::new(),
+            tick: None,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        (self.settings.clock)()
+    }
+
+    /// Runs `f` on the core; a panic inside stops the actor so the supervisor
+    /// restarts it from the journal.
+    fn guarded(&mut self, ctx: &mut Context<Self>, f: impl FnOnce(&mut ShardCore)) {
+        let now = self.now();
+        let Some(core) = self.core.as_mut() else {
+            return;
+        };
+        core.advance_clock(now);
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| f(core))) {
+            let message = panic_message(&panic);
+            tracing::error!(shard = %self.id, %message, "shard panicked; restarting from the journal");
+            self.stats.set_state(ShardState::Crashed);
+            ctx.stop();
+            return;
+        }
+        self.schedule_flush(ctx);
+    }
+
+    fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
+        if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            ctx.notify(Flush);
+        }
+    }
+
+    fn answer(&mut self, token: Token, result: Result<Reply, EngineError>) {
+        if let Some(responder) = self.responders.remove(&token) {
+            // The client may have given up (timeout); nothing to do then.
+            let _ = responder.send(result);
+        }
+    }
+
+    fn answer_reads(&mut self) {
+        let reads = std::mem::take(&mut self.reads);
+        for (query, responder) in reads {
+            let result = match &self.core {
+                Some(core) => Ok(core.query(&query)),
+                None => Err(EngineError::Retry),
+            };
+            let _ = responder.send(result);
+        }
+    }
+
+    /// The batch is durable: answer clients, send saga messages.
+    fn release(&mut self, batch: Batch) {
+        for (token, reply) in batch.replies {
+            self.answer(token, Ok(reply));
+        }
+        let mut by_shard: HashMap<ShardId, Vec<ShardMessage>> = HashMap::new();
+        for envelope in batch.messages {
+            by_shard
+                .entry(envelope.to)
+                .or_default()
+                .push(envelope.message);
+        }
+        for (to, messages) in by_shard {
+            self.deliver(to, messages);
+        }
+        self.answer_reads();
+    }
+
+    fn deliver(&mut self, to: ShardId, messages: Vec<ShardMessage>) {
+        let Some(peers) = self.peers.get() else {
+            self.undelivered.push((to, messages));
+            return;
+        };
+        let peer = &peers[to.0 as usize];
+        self.settings.observer.mailbox_sent(to);
+        if let Err(error) = peer.try_send(Deliver { messages }) {
+            self.settings.observer.mailbox_received(to);
+            let messages = match error {
+                SendError::Full(deliver) | SendError::Closed(deliver) => deliver.messages,
+            };
+            // Steps are idempotent and their coordinators resend them anyway; keeping
+            // them for the next tick only saves the resend delay.
+            self.undelivered.push((to, messages));
+        }
+    }
+
+    fn fail_batch(&mut self, batch: &Batch) {
+        for (token, _) in &batch.replies {
+            self.answer(*token, Err(EngineError::Retry));
+        }
+        for token in &batch.new_waiters {
+            self.answer(*token, Err(EngineError::Retry));
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        self.flush_scheduled = false;
+        let Some(core) = self.core.as_mut() else {
+            self.answer_reads();
+            return;
+        };
+        if !core.batch_open() {
+            self.answer_reads();
+            return;
+        }
+        let batch = core.take_batch();
+        if batch.events.is_empty() {
+            core.commit();
+            self.release(batch);
+            return;
+        }
+        let record =
+            JournalRecord::encode(self.id, self.epoch, self.durable_seq + 1, &batch.events);
+        let events = batch.events.len();
+        let last_seq = record.last_seq;
+        let append = self.journal.append(record);
+        let timeout = Duration::from_millis(self.settings.journal_timeout_ms);
+        let started = Instant::now();
+        let write = async move {
+            match tokio::time::timeout(timeout, append).await {
+                Ok(result) => result,
+                Err(_) => Err(JournalError::Unavailable(format!(
+                    "append took longer than {} ms",
+                    timeout.as_millis()
+                ))),
+            }
+        };
+        // The actor waits: nothing else is handled until the batch is durable, and
+        // the mailbox fills up meanwhile into the next batch.
+        ctx.wait(write.into_actor(self).map(move |result, actor, _ctx| {
+            let core = actor.core.as_mut().expect("core exists while a batch is written");
+            actor
+                .settings
+                .observer
+                .batch_flushed(actor.id, events, started.elapsed(), result.is_ok());
+            match result {
+                Ok(()) => {
+                    actor.durable_seq = last_seq;
+                    core.commit();
+                    actor.stats.last_seq.store(last_seq, Ordering::Relaxed);
+                    actor.stats.update_counts(&core.state);
+                    actor.release(batch);
+                }
+                Err(error) => {
+                    tracing::error!(shard = %actor.id, %error, events, "journal append failed; batch rolled back");
+                    core.rollback(actor.durable_seq, &batch);
+                    actor.fail_batch(&batch);
+                    actor.resync_needed = true;
+                    actor.stats.set_state(ShardState::Degraded);
+                    actor.answer_reads();
+                }
+            }
+        }));
+    }
+
+    fn on_tick(&mut self, ctx: &mut Context<Self>) {
+        let undelivered = std::mem::take(&mut self.undelivered);
+        for (to, messages) in undelivered {
+            self.deliver(to, messages);
+        }
+        if self.resync_needed {
+            self.resync(ctx);
+            return;
+        }
+        self.guarded(ctx, |core| core.tick());
+    }
+
+    /// Re-reads the journal after a failed write, so that memory matches exactly
+    /// what is durable (the failed write may or may not have landed).
+    fn resync(&mut self, ctx: &mut Context<Self>) {
+        if self.resync_running {
+            return;
+        }
+        self.resync_running = true;
+        let load = self.journal.load(self.id);
+        let hash_seed = self.settings.hash_seed;
+        let id = self.id;
+        ctx.spawn(load.into_actor(self).map(move |result, actor, _ctx| {
+            actor.resync_running = false;
+            let recovered = match result.and_then(|r| recover_state(id, &r, hash_seed)) {
+                Ok(recovered) => recovered,
+                Err(error) => {
+                    tracing::warn!(shard = %id, %error, "journal still unavailable; will retry");
+                    return;
+                }
+            };
+            let (state, events) = recovered;
+            let mut core = actor.build_core(state, &events);
+            // Clients waiting on sagas cannot be matched to the rebuilt state.
+            if let Some(old) = actor.core.as_mut() {
+                for token in old.take_waiters() {
+                    actor.answer(token, Err(EngineError::Retry));
+                }
+            }
+            core.redrive();
+            actor.durable_seq = core.state.last_seq;
+            actor.core = Some(core);
+            actor.resync_needed = false;
+            actor.stats.set_state(ShardState::Running);
+            tracing::info!(shard = %id, seq = actor.durable_seq, "shard resynchronised with the journal");
+        }));
+    }
+
+    fn build_core(&self, state: crate::state::State, events: &[crate::event::Event]) -> ShardCore {
+        let mut core = ShardCore::new(
+            self.id,
+            self.settings.router,
+            self.settings.limits.clone(),
+            state,
+        );
+        core.replay(events);
+        core.advance_clock(self.now());
+        core
+    }
+}
+
+impl Actor for ShardActor {
+    type Context = Context<Self>;
+
+    /// Runs at the first start and after every restart: recover, then serve.
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(self.settings.mailbox_capacity);
+        self.stats.set_state(ShardState::Recovering);
+        let journal = self.journal.clone();
+        let id = self.id;
+        let hash_seed = self.settings.hash_seed;
+        let started = Instant::now();
+        let recovery = async move {
+            // Storage may be down at start: keep trying, with a capped backoff.
+            let mut backoff = Duration::from_millis(50);
+            loop {
+                let attempt = async {
+                    let epoch = journal.acquire(id).await?;
+                    let recovered = journal.load(id).await?;
+                    let (state, events) = recover_state(id, &recovered, hash_seed)?;
+                    Ok::<_, JournalError>((epoch, state, events))
+                };
+                match attempt.await {
+                    Ok(result) => return Ok(result),
+                    Err(error @ JournalError::Corrupt(_)) => return Err(error),
+                    Err(error) => {
+                        tracing::warn!(shard = %id, %error, "recovery waiting for the journal");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
+        };
+        ctx.wait(recovery.into_actor(self).map(move |result, actor, ctx| {
+            match result {
+                Ok((epoch, state, events)) => {
+                    let mut core = actor.build_core(state, &events);
+                    core.redrive();
+                    actor.epoch = epoch;
+                    actor.durable_seq = core.state.last_seq;
+                    actor.stats.last_seq.store(actor.durable_seq, Ordering::Relaxed);
+                    actor.stats.update_counts(&core.state);
+                    actor.core = Some(core);
+                    actor.stats.set_state(ShardState::Running);
+                    let elapsed = started.elapsed();
+                    actor.stats.recovery_ms.store(elapsed.as_millis() as u64, Ordering::Relaxed);
+                    actor.settings.observer.recovered(id, elapsed, events.len());
+                    tracing::info!(shard = %id, epoch, seq = actor.durable_seq, replayed = events.len(), ms = elapsed.as_millis() as u64, "shard recovered");
+                    actor.schedule_flush(ctx);
+                }
+                Err(error) => {
+                    // A corrupt journal must not be papered over: stay down, loudly.
+                    tracing::error!(shard = %id, %error, "shard cannot recover");
+                    actor.stats.set_state(ShardState::Failed);
+                }
+            }
+        }));
+        let interval = Duration::from_millis(self.settings.tick_interval_ms);
+        self.tick = Some(ctx.run_interval(interval, |actor, ctx| actor.on_tick(ctx)));
+    }
+}
+
+impl Supervised for ShardActor {
+    /// The actor stopped (a caught panic or an operator's restart). Everything
+    /// volatile goes: waiting clients are told to retry, state is rebuilt from the
+    /// journal by `started`.
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        self.core = None;
+        for (_, responder) in self.responders.drain() {
+            let _ = responder.send(Err(EngineError::Retry));
+        }
+        for (_, responder) in self.reads.drain(..) {
+            let _ = responder.send(Err(EngineError::Retry));
+        }
+        self.flush_scheduled = false;
+        self.resync_needed = false;
+        self.resync_running = false;
+        self.tick = None;
+        self.stats.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Handler<Submit> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, message: Submit, ctx: &mut Context<Self>) {
+        self.settings.observer.mailbox_received(self.id);
+        if self.core.is_none() || self.resync_needed {
+            for (_, responder) in message.items {
+                let _ = responder.send(Err(EngineError::Retry));
+            }
+            return;
+        }
+        let mut accepted = Vec::with_capacity(message.items.len());
+        for (command, responder) in message.items {
+            let token = self.next_token;
+            self.next_token += 1;
+            self.responders.insert(token, responder);
+            accepted.push((token, command));
+        }
+        self.guarded(ctx, |core| {
+            for (token, command) in accepted {
+                core.command(token, command);
+            }
+        });
+    }
+}
+
+impl Handler<Read> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, message: Read, ctx: &mut Context<Self>) {
+        self.settings.observer.mailbox_received(self.id);
+        self.reads.push((message.query, message.reply));
+        self.schedule_flush(ctx);
+    }
+}
+
+impl Handler<Deliver> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, message: Deliver, ctx: &mut Context<Self>) {
+        self.settings.observer.mailbox_received(self.id);
+        if self.resync_needed {
+            // Dropped: the coordinators resend unanswered steps.
+            return;
+        }
+        self.guarded(ctx, |core| {
+            for message in message.messages {
+                core.message(message);
+            }
+        });
+    }
+}
+
+impl Handler<Flush> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) {
+        self.flush(ctx);
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(message) = panic.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = panic.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "non-string panic".to_owned()
+    }
+}

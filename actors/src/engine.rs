@@ -1,0 +1,396 @@
+//! The handle the server holds: starts the shard actors on their own arbiters and
+//! routes commands, queries and batches to them.
+
+use crate::actor::{Read, Responder, ShardActor, ShardSettings, Submit};
+use crate::command::{Command, Query, Reply};
+use crate::journal::Journal;
+use crate::router::{Router, ShardId};
+use crate::shard::ShardLimits;
+use crate::state::State;
+use actix::prelude::*;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Why the engine could not give an answer. Business refusals are not errors: they
+/// come back as [`Reply::Rejected`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// The shard's mailbox is full: retry later (503 `overloaded`).
+    #[error("the shard is overloaded")]
+    Overloaded,
+    /// Whether the request took effect is unknown (shard restarted mid-batch,
+    /// storage failed or timed out): retrying with the same id is safe
+    /// (503 `retry`).
+    #[error("the outcome is unknown; retry with the same id")]
+    Retry,
+    /// The engine is stopping.
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+}
+
+/// Hooks for metrics; the engine crate itself knows nothing of Prometheus.
+pub trait EngineObserver: Send + Sync + 'static {
+    fn batch_flushed(&self, _shard: ShardId, _events: usize, _elapsed: Duration, _ok: bool) {}
+    fn recovered(&self, _shard: ShardId, _elapsed: Duration, _events_replayed: usize) {}
+    fn mailbox_sent(&self, _shard: ShardId) {}
+    fn mailbox_received(&self, _shard: ShardId) {}
+}
+
+/// Observer that ignores everything.
+pub struct NoObserver;
+
+impl EngineObserver for NoObserver {}
+
+/// Engine settings (the server fills them from configuration).
+#[derive(Clone)]
+pub struct EngineConfig {
+    pub shards: u32,
+    /// Messages a shard's mailbox holds before callers get `Overloaded`.
+    pub mailbox_capacity: usize,
+    /// How often a shard checks its timers (expiries, resends).
+    pub tick_interval_ms: u64,
+    /// A journal write slower than this fails the batch with `Retry`.
+    pub journal_timeout_ms: u64,
+    /// How long a caller waits for its answer before giving up with `Retry`.
+    pub reply_timeout_ms: u64,
+    /// Threads the shards run on (`0`: one per CPU, at most one per shard).
+    pub shard_threads: usize,
+    pub hash_seed: u64,
+    pub limits: ShardLimits,
+    /// Wall clock in ms since the Unix epoch (tests inject their own).
+    pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+    pub observer: Arc<dyn EngineObserver>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            shards: 4,
+            mailbox_capacity: 4_096,
+            tick_interval_ms: 20,
+            journal_timeout_ms: 5_000,
+            reply_timeout_ms: 10_000,
+            shard_threads: 0,
+            hash_seed: 0,
+            limits: ShardLimits::default(),
+            clock: Arc::new(system_clock_ms),
+            observer: Arc::new(NoObserver),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch from the system clock.
+pub fn system_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ShardState {
+    Recovering = 0,
+    Running = 1,
+    /// A journal write failed; writes are refused until it re-reads the journal.
+    Degraded = 2,
+    /// Panicked; the supervisor is restarting it.
+    Crashed = 3,
+    /// Cannot recover (corrupt journal); needs an operator.
+    Failed = 4,
+}
+
+impl ShardState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShardState::Recovering => "recovering",
+            ShardState::Running => "running",
+            ShardState::Degraded => "degraded",
+            ShardState::Crashed => "crashed",
+            ShardState::Failed => "failed",
+        }
+    }
+
+    fn from_u8(value: u8) -> Self {
+        match value {
+            0 => ShardState::Recovering,
+            1 => ShardState::Running,
+            2 => ShardState::Degraded,
+            3 => ShardState::Crashed,
+            _ => ShardState::Failed,
+        }
+    }
+}
+
+/// Counters a shard publishes for operators, readable without a message.
+#[derive(Debug, Default)]
+pub struct ShardStats {
+    state: AtomicU8,
+    pub restarts: AtomicU64,
+    pub last_seq: AtomicU64,
+    pub snapshot_seq: AtomicU64,
+    pub recovery_ms: AtomicU64,
+    pub mailbox_len: AtomicU64,
+    pub accounts: AtomicU64,
+    pub items: AtomicU64,
+    pub payments: AtomicU64,
+}
+
+impl ShardStats {
+    pub fn set_state(&self, state: ShardState) {
+        self.state.store(state as u8, Ordering::Relaxed);
+    }
+
+    pub fn state(&self) -> ShardState {
+        ShardState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn update_counts(&self, state: &State) {
+        self.accounts
+            .store(state.accounts.len() as u64, Ordering::Relaxed);
+        self.items
+            .store(state.items.len() as u64, Ordering::Relaxed);
+        self.payments
+            .store(state.payments.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// One shard as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardStatus {
+    pub id: ShardId,
+    pub state: ShardState,
+    pub restarts: u64,
+    pub last_seq: u64,
+    pub snapshot_seq: u64,
+    pub mailbox_len: u64,
+    pub accounts: u64,
+    pub items: u64,
+    pub payments: u64,
+}
+
+struct Inner {
+    router: Router,
+    shards: Vec<(Addr<ShardActor>, Arc<ShardStats>)>,
+    reply_timeout: Duration,
+    observer: Arc<dyn EngineObserver>,
+    _arbiters: Vec<ArbiterHandle>,
+}
+
+/// Cloneable handle to the running engine.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+/// Counts messages in flight to each shard's mailbox for the stats, on top of
+/// whatever observer the server installed.
+struct MailboxCounter {
+    stats: Vec<Arc<ShardStats>>,
+    inner: Arc<dyn EngineObserver>,
+}
+
+impl EngineObserver for MailboxCounter {
+    fn batch_flushed(&self, shard: ShardId, events: usize, elapsed: Duration, ok: bool) {
+        self.inner.batch_flushed(shard, events, elapsed, ok);
+    }
+    fn recovered(&self, shard: ShardId, elapsed: Duration, events_replayed: usize) {
+        self.inner.recovered(shard, elapsed, events_replayed);
+    }
+    fn mailbox_sent(&self, shard: ShardId) {
+        self.stats[shard.0 as usize]
+            .mailbox_len
+            .fetch_add(1, Ordering::Relaxed);
+        self.inner.mailbox_sent(shard);
+    }
+    fn mailbox_received(&self, shard: ShardId) {
+        let counter = &self.stats[shard.0 as usize].mailbox_len;
+        // Saturating: a message sent before a restart may be counted only once.
+        let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        self.inner.mailbox_received(shard);
+    }
+}
+
+impl Engine {
+    /// Starts every shard on its arbiter. Must run inside an actix `System`.
+    /// Shards recover from the journal before they handle their first message.
+    pub fn start(config: EngineConfig, journal: Arc<dyn Journal>) -> Engine {
+        let router = Router::new(config.shards);
+        let threads = match config.shard_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+        .min(config.shards as usize)
+        .max(1);
+        let arbiters: Vec<ArbiterHandle> = (0..threads).map(|_| Arbiter::new().handle()).collect();
+        let stats: Vec<Arc<ShardStats>> = (0..config.shards)
+            .map(|_| Arc::new(ShardStats::default()))
+            .collect();
+        let observer: Arc<dyn EngineObserver> = Arc::new(MailboxCounter {
+            stats: stats.clone(),
+            inner: config.observer.clone(),
+        });
+        let settings = Arc::new(ShardSettings {
+            router,
+            limits: config.limits.clone(),
+            mailbox_capacity: config.mailbox_capacity,
+            tick_interval_ms: config.tick_interval_ms,
+            journal_timeout_ms: config.journal_timeout_ms,
+            hash_seed: config.hash_seed,
+            clock: config.clock.clone(),
+            observer: observer.clone(),
+        });
+        let peers: Arc<OnceLock<Vec<Addr<ShardActor>>>> = Arc::new(OnceLock::new());
+        let shards: Vec<(Addr<ShardActor>, Arc<ShardStats>)> = (0..config.shards)
+            .map(|index| {
+                let id = ShardId(index);
+                let (settings, journal, peers, shard_stats) = (
+                    settings.clone(),
+                    journal.clone(),
+                    peers.clone(),
+                    stats[index as usize].clone(),
+                );
+                let arbiter = &arbiters[index as usize % threads];
+                let addr = Supervisor::start_in_arbiter(arbiter, move |_ctx| {
+                    ShardActor::new(id, settings, journal, peers, shard_stats)
+                });
+                (addr, stats[index as usize].clone())
+            })
+            .collect();
+        // Set once, before any client can reach a shard.
+        let _ = peers.set(shards.iter().map(|(addr, _)| addr.clone()).collect());
+        Engine {
+            inner: Arc::new(Inner {
+                router,
+                shards,
+                reply_timeout: Duration::from_millis(config.reply_timeout_ms),
+                observer,
+                _arbiters: arbiters,
+            }),
+        }
+    }
+
+    pub fn router(&self) -> Router {
+        self.inner.router
+    }
+
+    /// Runs one command on its shard.
+    pub async fn execute(&self, command: Command) -> Result<Reply, EngineError> {
+        let shard = self.inner.router.shard_for(command.route_key());
+        let (responder, receiver) = oneshot::channel();
+        self.submit(shard, vec![(command, responder)])?;
+        self.wait(receiver).await
+    }
+
+    /// Runs many commands: one message per shard, answers in the order given.
+    pub async fn execute_batch(&self, commands: Vec<Command>) -> Vec<Result<Reply, EngineError>> {
+        let shards = self.inner.shards.len();
+        let mut per_shard: Vec<Vec<(Command, Responder)>> =
+            (0..shards).map(|_| Vec::new()).collect();
+        let mut receivers = Vec::with_capacity(commands.len());
+        let mut shard_of = Vec::with_capacity(commands.len());
+        for command in commands {
+            let shard = self.inner.router.shard_for(command.route_key());
+            let (responder, receiver) = oneshot::channel();
+            per_shard[shard.0 as usize].push((command, responder));
+            receivers.push(receiver);
+            shard_of.push(shard);
+        }
+        let mut refused = vec![None; shards];
+        for (index, items) in per_shard.into_iter().enumerate() {
+            if items.is_empty() {
+                continue;
+            }
+            if let Err(error) = self.submit(ShardId(index as u32), items) {
+                refused[index] = Some(error);
+            }
+        }
+        let waits = receivers
+            .into_iter()
+            .zip(shard_of)
+            .map(|(receiver, shard)| {
+                let refused = refused[shard.0 as usize];
+                async move {
+                    match refused {
+                        Some(error) => Err(error),
+                        None => self.wait(receiver).await,
+                    }
+                }
+            });
+        futures::future::join_all(waits).await
+    }
+
+    /// Reads one entity from its shard.
+    pub async fn query(&self, query: Query) -> Result<Reply, EngineError> {
+        let shard = self.inner.router.shard_for(query.route_key());
+        let (responder, receiver) = oneshot::channel();
+        let (addr, _) = &self.inner.shards[shard.0 as usize];
+        self.inner.observer.mailbox_sent(shard);
+        if let Err(error) = addr.try_send(Read {
+            query,
+            reply: responder,
+        }) {
+            self.inner.observer.mailbox_received(shard);
+            return Err(send_error(&error));
+        }
+        self.wait(receiver).await
+    }
+
+    /// Every shard's status, read without disturbing the shards.
+    pub fn shard_status(&self) -> Vec<ShardStatus> {
+        self.inner
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(index, (_, stats))| ShardStatus {
+                id: ShardId(index as u32),
+                state: stats.state(),
+                restarts: stats.restarts.load(Ordering::Relaxed),
+                last_seq: stats.last_seq.load(Ordering::Relaxed),
+                snapshot_seq: stats.snapshot_seq.load(Ordering::Relaxed),
+                mailbox_len: stats.mailbox_len.load(Ordering::Relaxed),
+                accounts: stats.accounts.load(Ordering::Relaxed),
+                items: stats.items.load(Ordering::Relaxed),
+                payments: stats.payments.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// True when every shard is running.
+    pub fn is_ready(&self) -> bool {
+        self.inner
+            .shards
+            .iter()
+            .all(|(_, stats)| stats.state() == ShardState::Running)
+    }
+
+    fn submit(&self, shard: ShardId, items: Vec<(Command, Responder)>) -> Result<(), EngineError> {
+        let (addr, _) = &self.inner.shards[shard.0 as usize];
+        self.inner.observer.mailbox_sent(shard);
+        addr.try_send(Submit { items }).map_err(|error| {
+            self.inner.observer.mailbox_received(shard);
+            send_error(&error)
+        })
+    }
+
+    async fn wait(
+        &self,
+        receiver: oneshot::Receiver<Result<Reply, EngineError>>,
+    ) -> Result<Reply, EngineError> {
+        match tokio::time::timeout(self.inner.reply_timeout, receiver).await {
+            Ok(Ok(result)) => result,
+            // The shard dropped the request: it restarted with it in flight.
+            Ok(Err(_)) => Err(EngineError::Retry),
+            Err(_) => Err(EngineError::Retry),
+        }
+    }
+}
+
+fn send_error<M>(error: &SendError<M>) -> EngineError {
+    match error {
+        SendError::Full(_) => EngineError::Overloaded,
+        SendError::Closed(_) => EngineError::ShuttingDown,
+    }
+}

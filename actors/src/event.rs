@@ -1,0 +1,106 @@
+//! Events: the only thing that changes a shard's state, and what the journal holds.
+//!
+//! Each event carries everything its `apply` needs, so that replaying the journal
+//! rebuilds exactly the state that clients were told about, with no lookups, clocks
+//! or configuration involved.
+
+use crate::domain::{AccountId, Currency, PaymentId, ReservationId, Sku, TimestampMs};
+use crate::model::{
+    Ending, OpKey, OpRecord, PaymentTerms, ReservationStatus, StepEffect, StepKey, StepOutcome,
+    StepTag,
+};
+use crate::rejection::Rejection;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    AccountCreated {
+        id: AccountId,
+        currency: Currency,
+        overdraft_limit: Decimal,
+        at: TimestampMs,
+    },
+    /// A deposit (positive delta) or withdrawal (negative delta).
+    BalanceChanged {
+        account: AccountId,
+        delta: Decimal,
+        at: TimestampMs,
+    },
+    /// An operation's outcome, kept for idempotent replay until `expires_at`.
+    OpRecorded {
+        key: OpKey,
+        record: OpRecord,
+        expires_at: TimestampMs,
+    },
+    PaymentCreated {
+        id: PaymentId,
+        terms: PaymentTerms,
+        /// Set when the request itself is refused (e.g. `same_account`): the payment
+        /// is still recorded under its id, as rejected.
+        rejected: Option<Rejection>,
+        at: TimestampMs,
+    },
+    /// A step's reply reached the coordinator; the payment's stage moves on.
+    PaymentStepCompleted {
+        id: PaymentId,
+        tag: StepTag,
+        outcome: StepOutcome,
+        at: TimestampMs,
+    },
+    PaymentCaptureRequested {
+        id: PaymentId,
+        amount: Decimal,
+        at: TimestampMs,
+    },
+    /// A void, or the hold's expiry: the hold is to be released.
+    PaymentReleaseRequested {
+        id: PaymentId,
+        ending: Ending,
+        at: TimestampMs,
+    },
+    /// An account shard handled a saga step (its effect is zero when rejected).
+    StepApplied {
+        key: StepKey,
+        account: AccountId,
+        outcome: StepOutcome,
+        effect: StepEffect,
+        /// For a hold: the amount held.
+        amount: Decimal,
+        expires_at: TimestampMs,
+        at: TimestampMs,
+    },
+    ItemCreated {
+        sku: Sku,
+        price: Decimal,
+        currency: Currency,
+        stock: u64,
+        at: TimestampMs,
+    },
+    Restocked {
+        sku: Sku,
+        quantity: u64,
+        at: TimestampMs,
+    },
+    Reserved {
+        sku: Sku,
+        id: ReservationId,
+        quantity: u32,
+        ttl_ms: u64,
+        expires_at: TimestampMs,
+        at: TimestampMs,
+    },
+    /// A held reservation was committed, released or expired.
+    ReservationClosed {
+        sku: Sku,
+        id: ReservationId,
+        status: ReservationStatus,
+        at: TimestampMs,
+    },
+    /// Idempotency and step records past their retention are forgotten.
+    /// Each entry names the deadline it was filed under in the timer index.
+    RecordsPruned {
+        ops: Vec<(TimestampMs, OpKey)>,
+        steps: Vec<(TimestampMs, StepKey)>,
+    },
+}

@@ -1,0 +1,562 @@
+//! The shard core: one shard's state machine plus its saga driving, with no I/O.
+//!
+//! The actor (and the simulator) feed it inputs: client commands, queries, saga
+//! steps from other shards, their replies, and clock ticks. It applies what it
+//! decides to its state at once, so later inputs in the same batch see earlier
+//! ones, and collects a [`Batch`]: the events to journal, and the replies and
+//! messages that may only leave once those events are durable. The owner then
+//! either `commit`s (journal write succeeded) or `rollback`s (it failed).
+
+use crate::command::{Command, PaymentView, Query, Reply, ReservationView};
+use crate::decide::{self, Plan, WaitFor};
+use crate::domain::{AccountId, Currency, PaymentId, TimestampMs};
+use crate::event::Event;
+use crate::model::{
+    OpRecord, ReservationKey, ReservationStatus, Stage, StepKind, StepOutcome, StepTag, TimerKey,
+};
+use crate::rejection::Rejection;
+use crate::router::{Router, ShardId};
+use crate::state::State;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// Identifies a waiting client request; the owner maps it to a reply channel.
+pub type Token = u64;
+
+/// Limits and timings of a shard.
+#[derive(Debug, Clone)]
+pub struct ShardLimits {
+    /// How long idempotency and step records are kept.
+    pub retention_ms: u64,
+    /// How long a coordinator waits for a step's reply before sending it again.
+    pub step_resend_ms: u64,
+    /// Most timers (expiries, prunes) handled by one tick, so a tick never turns
+    /// into a long stall.
+    pub expirations_per_tick_max: usize,
+}
+
+impl Default for ShardLimits {
+    fn default() -> Self {
+        Self {
+            retention_ms: decide::RETENTION_MS_DEFAULT,
+            step_resend_ms: 1_000,
+            expirations_per_tick_max: 10_000,
+        }
+    }
+}
+
+/// A saga step sent to the shard owning `account`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRequest {
+    pub payment: PaymentId,
+    pub account: AccountId,
+    pub currency: Currency,
+    pub kind: StepKind,
+    pub reply_to: ShardId,
+}
+
+/// An account shard's answer to a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepReply {
+    pub payment: PaymentId,
+    pub tag: StepTag,
+    pub outcome: StepOutcome,
+}
+
+/// A message between shards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ShardMessage {
+    Step(StepRequest),
+    StepReply(StepReply),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    pub to: ShardId,
+    pub message: ShardMessage,
+}
+
+/// What one batch produced. Nothing in it may leave the shard before `events` are
+/// durable.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub events: Vec<Event>,
+    pub replies: Vec<(Token, Reply)>,
+    pub messages: Vec<Envelope>,
+    /// Clients that started waiting on a saga in this batch; if the batch is rolled
+    /// back they must be told to retry.
+    pub new_waiters: Vec<Token>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.replies.is_empty() && self.messages.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Waiter {
+    token: Token,
+    wait: WaitFor,
+    replayed: bool,
+}
+
+pub struct ShardCore {
+    pub id: ShardId,
+    pub state: State,
+    router: Router,
+    limits: ShardLimits,
+    /// Shard clock: never goes backwards, whatever the wall clock does.
+    now: TimestampMs,
+    batch: Batch,
+    /// Steps for this very shard, handled within the same batch.
+    local: VecDeque<ShardMessage>,
+    /// Clients waiting for a payment's saga (volatile: lost in a crash, and those
+    /// clients get a retryable error).
+    waiters: HashMap<PaymentId, Vec<Waiter>>,
+    /// When each in-progress payment's outstanding step was last sent (volatile).
+    step_sent_at: BTreeMap<PaymentId, TimestampMs>,
+    /// Payments whose waiters should be checked at the end of this input.
+    touched: Vec<PaymentId>,
+    batch_open: bool,
+}
+
+impl ShardCore {
+    pub fn new(id: ShardId, router: Router, limits: ShardLimits, state: State) -> Self {
+        Self {
+            id,
+            state,
+            router,
+            limits,
+            now: 0,
+            batch: Batch::default(),
+            local: VecDeque::new(),
+            waiters: HashMap::new(),
+            step_sent_at: BTreeMap::new(),
+            touched: Vec::new(),
+            batch_open: false,
+        }
+    }
+
+    pub fn now(&self) -> TimestampMs {
+        self.now
+    }
+
+    /// Moves the shard clock forward to `wall_ms` (never backwards).
+    pub fn advance_clock(&mut self, wall_ms: TimestampMs) {
+        self.now = self.now.max(wall_ms);
+    }
+
+    pub fn limits(&self) -> &ShardLimits {
+        &self.limits
+    }
+
+    /// Replays journaled events (recovery): no undo recording, no outputs.
+    pub fn replay(&mut self, events: &[Event]) {
+        for event in events {
+            self.state.apply(event);
+            if let Some(at) = event_time(event) {
+                self.now = self.now.max(at);
+            }
+        }
+    }
+
+    /// After recovery: sends every unfinished saga's outstanding step again.
+    /// Steps are idempotent, so a step that did arrive before the crash is answered
+    /// from its record.
+    pub fn redrive(&mut self) {
+        self.open_batch();
+        let pending: Vec<PaymentId> = self
+            .state
+            .payments
+            .iter()
+            .filter(|(_, payment)| payment.outstanding_step().is_some())
+            .map(|(id, _)| id.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for id in pending {
+            self.send_outstanding_step(&id);
+        }
+        self.drain_local();
+    }
+
+    /// Opens a batch (undo recording on) unless one is open already.
+    fn open_batch(&mut self) {
+        if !self.batch_open {
+            self.batch_open = true;
+            self.state.set_recording(true);
+        }
+    }
+
+    /// Whether inputs were handled since the last commit or rollback.
+    pub fn batch_open(&self) -> bool {
+        self.batch_open
+    }
+
+    /// Handles a client command.
+    pub fn command(&mut self, token: Token, command: Command) {
+        self.open_batch();
+        match decide::plan(&self.state, &command) {
+            Plan::Answer(reply) => self.batch.replies.push((token, reply)),
+            Plan::Wait(wait, replayed) => {
+                if let Some(id) = payment_of(&command) {
+                    self.add_waiter(id.clone(), token, wait, replayed);
+                    self.touched.push(id.clone());
+                }
+            }
+            Plan::Decide => match decide::decide(&self.state, &command, self.now) {
+                Ok(events) => {
+                    for event in events {
+                        self.emit(event);
+                    }
+                    if let Some(outcome) = decide::op_outcome_after(&self.state, &command) {
+                        self.record_op(&command, outcome);
+                    }
+                    match decide::answer(&self.state, &command) {
+                        Ok(reply) => self.batch.replies.push((token, reply)),
+                        Err(wait) => {
+                            // Every saga command names its payment.
+                            let id = payment_of(&command).expect("saga command has a payment");
+                            self.add_waiter(id.clone(), token, wait, false);
+                            self.touched.push(id.clone());
+                        }
+                    }
+                }
+                Err(rejection) => {
+                    self.record_op(&command, crate::model::OpOutcome::Rejected(rejection));
+                    self.batch.replies.push((token, Reply::rejected(rejection)));
+                }
+            },
+        }
+        self.drain_local();
+    }
+
+    /// Answers a read from the current state. The owner must only release it once
+    /// everything before it is durable.
+    pub fn query(&self, query: &Query) -> Reply {
+        let state = &self.state;
+        match query {
+            Query::Account(id) => match state.accounts.get(id) {
+                Some(account) => Reply::Account {
+                    account: account.into(),
+                    created: false,
+                },
+                None => Reply::rejected(Rejection::AccountNotFound),
+            },
+            Query::Payment(id) => match state.payments.get(id) {
+                // A payment still looking for its first outcome is not visible yet:
+                // its creator has not been answered.
+                Some(payment) if payment.first.is_some() => Reply::Payment {
+                    payment: PaymentView::current(payment),
+                    replayed: false,
+                },
+                _ => Reply::rejected(Rejection::PaymentNotFound),
+            },
+            Query::Item(sku) => match state.items.get(sku) {
+                Some(item) => Reply::Item {
+                    item: item.into(),
+                    created: false,
+                    replayed: false,
+                },
+                None => Reply::rejected(Rejection::ItemNotFound),
+            },
+            Query::Reservation(sku, id) => {
+                let key = ReservationKey {
+                    sku: sku.clone(),
+                    id: id.clone(),
+                };
+                match state.reservations.get(&key) {
+                    Some(reservation) => Reply::Reservation {
+                        reservation: ReservationView::from(reservation),
+                        replayed: false,
+                    },
+                    None => Reply::rejected(Rejection::ReservationNotFound),
+                }
+            }
+        }
+    }
+
+    /// Handles a message from another shard (or this one).
+    pub fn message(&mut self, message: ShardMessage) {
+        self.open_batch();
+        self.local.push_back(message);
+        self.drain_local();
+    }
+
+    /// Expires holds and reservations, prunes old records, and resends steps whose
+    /// reply is overdue.
+    pub fn tick(&mut self) {
+        self.open_batch();
+        let now = self.now;
+        let due: Vec<(TimestampMs, TimerKey)> = self
+            .state
+            .timers
+            .iter()
+            .take_while(|(deadline, _)| *deadline <= now)
+            .take(self.limits.expirations_per_tick_max)
+            .cloned()
+            .collect();
+        let (mut ops, mut steps) = (Vec::new(), Vec::new());
+        for (deadline, key) in due {
+            match key {
+                TimerKey::PaymentHold(id) => {
+                    let authorized = self.state.payments.get(&id).is_some_and(|payment| {
+                        payment.stage == Stage::Authorized
+                            && payment.hold_expires_at == Some(deadline)
+                    });
+                    if authorized {
+                        self.emit(Event::PaymentReleaseRequested {
+                            id,
+                            ending: crate::model::Ending::Expired,
+                            at: now,
+                        });
+                    }
+                }
+                TimerKey::Reservation(key) => {
+                    let held = self.state.reservations.get(&key).is_some_and(|r| {
+                        r.status == ReservationStatus::Held && r.expires_at == deadline
+                    });
+                    if held {
+                        self.emit(Event::ReservationClosed {
+                            sku: key.sku,
+                            id: key.id,
+                            status: ReservationStatus::Expired,
+                            at: now,
+                        });
+                    }
+                }
+                TimerKey::Op(key) => ops.push((deadline, key)),
+                TimerKey::Step(key) => steps.push((deadline, key)),
+            }
+        }
+        if !ops.is_empty() || !steps.is_empty() {
+            self.emit(Event::RecordsPruned { ops, steps });
+        }
+        let overdue: Vec<PaymentId> = self
+            .step_sent_at
+            .iter()
+            .filter(|(_, sent_at)| now.saturating_sub(**sent_at) >= self.limits.step_resend_ms)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in overdue {
+            self.send_outstanding_step(&id);
+        }
+        self.drain_local();
+    }
+
+    /// Takes what the current batch produced, for the owner to journal.
+    pub fn take_batch(&mut self) -> Batch {
+        std::mem::take(&mut self.batch)
+    }
+
+    /// The batch's events are durable: forget the undo log.
+    pub fn commit(&mut self) {
+        self.state.commit();
+        self.state.set_recording(false);
+        self.batch_open = false;
+    }
+
+    /// The batch's journal write failed: go back to the durable state. Returns the
+    /// tokens of clients that were waiting on sagas started in the lost batch.
+    pub fn rollback(&mut self, durable_seq: u64, batch: &Batch) {
+        self.state.rollback(durable_seq);
+        self.state.set_recording(false);
+        self.batch_open = false;
+        for waiters in self.waiters.values_mut() {
+            waiters.retain(|w| !batch.new_waiters.contains(&w.token));
+        }
+        self.waiters.retain(|_, waiters| !waiters.is_empty());
+        // Outstanding steps of payments that no longer exist are dropped; others are
+        // resent on the next tick.
+        let payments = &self.state.payments;
+        self.step_sent_at.retain(|id, _| payments.contains_key(id));
+    }
+
+    /// Drops every waiting client (the shard is going down); returns their tokens.
+    pub fn take_waiters(&mut self) -> Vec<Token> {
+        self.waiters
+            .drain()
+            .flat_map(|(_, waiters)| waiters.into_iter().map(|w| w.token))
+            .collect()
+    }
+
+    pub fn waiting_clients(&self) -> usize {
+        self.waiters.values().map(Vec::len).sum()
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.state.apply(&event);
+        match &event {
+            Event::PaymentCreated { id, .. }
+            | Event::PaymentStepCompleted { id, .. }
+            | Event::PaymentCaptureRequested { id, .. }
+            | Event::PaymentReleaseRequested { id, .. } => {
+                let id = id.clone();
+                self.send_outstanding_step(&id);
+                self.touched.push(id);
+            }
+            _ => {}
+        }
+        self.batch.events.push(event);
+    }
+
+    fn record_op(&mut self, command: &Command, outcome: crate::model::OpOutcome) {
+        if let Some(key) = decide::op_key(command) {
+            self.emit(Event::OpRecorded {
+                key,
+                record: OpRecord {
+                    fingerprint: decide::fingerprint(command),
+                    outcome,
+                    at: self.now,
+                },
+                expires_at: self.now.saturating_add(self.limits.retention_ms),
+            });
+        }
+    }
+
+    fn add_waiter(&mut self, id: PaymentId, token: Token, wait: WaitFor, replayed: bool) {
+        self.batch.new_waiters.push(token);
+        self.waiters.entry(id).or_default().push(Waiter {
+            token,
+            wait,
+            replayed,
+        });
+    }
+
+    fn send_outstanding_step(&mut self, id: &PaymentId) {
+        let Some(payment) = self.state.payments.get(id) else {
+            return;
+        };
+        match payment.outstanding_step() {
+            Some((account, kind)) => {
+                let request = StepRequest {
+                    payment: id.clone(),
+                    account: account.clone(),
+                    currency: payment.terms.currency,
+                    kind,
+                    reply_to: self.id,
+                };
+                let to = self.router.shard_for(account.as_str());
+                self.step_sent_at.insert(id.clone(), self.now);
+                self.send(to, ShardMessage::Step(request));
+            }
+            None => {
+                self.step_sent_at.remove(id);
+            }
+        }
+    }
+
+    fn send(&mut self, to: ShardId, message: ShardMessage) {
+        if to == self.id {
+            self.local.push_back(message);
+        } else {
+            self.batch.messages.push(Envelope { to, message });
+        }
+    }
+
+    /// Handles messages addressed to this shard until none are left, then answers
+    /// the clients whose payments moved.
+    fn drain_local(&mut self) {
+        while let Some(message) = self.local.pop_front() {
+            match message {
+                ShardMessage::Step(request) => self.handle_step(request),
+                ShardMessage::StepReply(reply) => self.handle_step_reply(reply),
+            }
+        }
+        let touched = std::mem::take(&mut self.touched);
+        for id in touched {
+            self.wake(&id);
+        }
+    }
+
+    fn handle_step(&mut self, request: StepRequest) {
+        let (events, outcome) = decide::decide_step(
+            &self.state,
+            &request.payment,
+            &request.account,
+            request.currency,
+            request.kind,
+            self.now,
+            self.limits.retention_ms,
+        );
+        for event in events {
+            self.emit(event);
+        }
+        let reply = StepReply {
+            payment: request.payment,
+            tag: request.kind.tag(),
+            outcome,
+        };
+        self.send(request.reply_to, ShardMessage::StepReply(reply));
+    }
+
+    fn handle_step_reply(&mut self, reply: StepReply) {
+        let Some(payment) = self.state.payments.get(&reply.payment) else {
+            return;
+        };
+        // A reply that does not match the outstanding step is a duplicate or a
+        // late answer to an earlier send; the saga has moved on.
+        let expected = payment.outstanding_step().map(|(_, kind)| kind.tag());
+        if expected != Some(reply.tag) {
+            return;
+        }
+        self.emit(Event::PaymentStepCompleted {
+            id: reply.payment,
+            tag: reply.tag,
+            outcome: reply.outcome,
+            at: self.now,
+        });
+    }
+
+    fn wake(&mut self, id: &PaymentId) {
+        let Some(waiters) = self.waiters.remove(id) else {
+            return;
+        };
+        let mut still_waiting = Vec::new();
+        for waiter in waiters {
+            match decide::wake(&self.state, id, waiter.wait) {
+                Some(reply) => {
+                    let reply = if waiter.replayed {
+                        reply.into_replayed()
+                    } else {
+                        reply
+                    };
+                    self.batch.replies.push((waiter.token, reply));
+                }
+                None => still_waiting.push(waiter),
+            }
+        }
+        if !still_waiting.is_empty() {
+            self.waiters.insert(id.clone(), still_waiting);
+        }
+    }
+}
+
+fn payment_of(command: &Command) -> Option<&PaymentId> {
+    match command {
+        Command::CreatePayment { id, .. }
+        | Command::CapturePayment { id, .. }
+        | Command::VoidPayment { id, .. } => Some(id),
+        _ => None,
+    }
+}
+
+/// The time an event happened, to keep the shard clock monotonic across restarts.
+fn event_time(event: &Event) -> Option<TimestampMs> {
+    match event {
+        Event::AccountCreated { at, .. }
+        | Event::BalanceChanged { at, .. }
+        | Event::PaymentCreated { at, .. }
+        | Event::PaymentStepCompleted { at, .. }
+        | Event::PaymentCaptureRequested { at, .. }
+        | Event::PaymentReleaseRequested { at, .. }
+        | Event::StepApplied { at, .. }
+        | Event::ItemCreated { at, .. }
+        | Event::Restocked { at, .. }
+        | Event::Reserved { at, .. }
+        | Event::ReservationClosed { at, .. } => Some(*at),
+        Event::OpRecorded { record, .. } => Some(record.at),
+        Event::RecordsPruned { .. } => None,
+    }
+}

@@ -1,0 +1,405 @@
+//! A shard's state and `apply`, the only function that changes it.
+
+use crate::domain::{AccountId, PaymentId, Sku, TimestampMs};
+use crate::event::Event;
+use crate::model::{
+    Account, Ending, FirstOutcome, Item, OpKey, OpRecord, Payment, PaymentStatus, Reservation,
+    ReservationKey, ReservationStatus, Stage, StepKey, StepOutcome, StepRecord, StepTag, TimerKey,
+};
+use crate::table::{StateHasher, UndoMap, UndoSet};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// Everything a shard owns. Serialized whole (MessagePack) as a snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub accounts: UndoMap<AccountId, Account>,
+    pub payments: UndoMap<PaymentId, Payment>,
+    pub items: UndoMap<Sku, Item>,
+    pub reservations: UndoMap<ReservationKey, Reservation>,
+    /// Idempotency records of non-creating operations.
+    pub ops: UndoMap<OpKey, OpRecord>,
+    /// Saga steps this shard has handled as an account owner.
+    pub steps: UndoMap<StepKey, StepRecord>,
+    /// Deadlines: hold and reservation expiry, record retention.
+    pub timers: UndoSet<(TimestampMs, TimerKey)>,
+    /// Sequence number of the last applied event.
+    pub last_seq: u64,
+}
+
+impl State {
+    pub fn new(hash_seed: u64) -> Self {
+        let hasher = StateHasher::new().with_seed(hash_seed);
+        Self {
+            accounts: UndoMap::with_hasher(hasher),
+            payments: UndoMap::with_hasher(hasher),
+            items: UndoMap::with_hasher(hasher),
+            reservations: UndoMap::with_hasher(hasher),
+            ops: UndoMap::with_hasher(hasher),
+            steps: UndoMap::with_hasher(hasher),
+            timers: UndoSet::default(),
+            last_seq: 0,
+        }
+    }
+
+    /// Turns undo recording on (live shard) or off (replay).
+    pub fn set_recording(&mut self, recording: bool) {
+        self.accounts.set_recording(recording);
+        self.payments.set_recording(recording);
+        self.items.set_recording(recording);
+        self.reservations.set_recording(recording);
+        self.ops.set_recording(recording);
+        self.steps.set_recording(recording);
+        self.timers.set_recording(recording);
+    }
+
+    /// Everything applied so far is durable.
+    pub fn commit(&mut self) {
+        self.accounts.commit();
+        self.payments.commit();
+        self.items.commit();
+        self.reservations.commit();
+        self.ops.commit();
+        self.steps.commit();
+        self.timers.commit();
+    }
+
+    /// Goes back to the last commit point, as if the batch never happened.
+    pub fn rollback(&mut self, last_seq: u64) {
+        self.accounts.rollback();
+        self.payments.rollback();
+        self.items.rollback();
+        self.reservations.rollback();
+        self.ops.rollback();
+        self.steps.rollback();
+        self.timers.rollback();
+        self.last_seq = last_seq;
+    }
+
+    /// Applies one event. Events were produced by `decide` against this very state,
+    /// so an entity an event names exists; a missing one means a corrupt journal,
+    /// and the shard must stop rather than guess.
+    pub fn apply(&mut self, event: &Event) {
+        self.last_seq += 1;
+        match event {
+            Event::AccountCreated {
+                id,
+                currency,
+                overdraft_limit,
+                at,
+            } => {
+                self.accounts.insert(
+                    id.clone(),
+                    Account {
+                        id: id.clone(),
+                        currency: *currency,
+                        balance: Decimal::ZERO,
+                        held: Decimal::ZERO,
+                        overdraft_limit: *overdraft_limit,
+                        version: 0,
+                        created_at: *at,
+                    },
+                );
+            }
+            Event::BalanceChanged { account, delta, .. } => {
+                let account = self.account_mut(account);
+                account.balance += *delta;
+                account.version += 1;
+            }
+            Event::OpRecorded {
+                key,
+                record,
+                expires_at,
+            } => {
+                self.ops.insert(key.clone(), record.clone());
+                self.timers.insert((*expires_at, TimerKey::Op(key.clone())));
+            }
+            Event::PaymentCreated {
+                id,
+                terms,
+                rejected,
+                at,
+            } => {
+                let mut payment = Payment {
+                    id: id.clone(),
+                    terms: terms.clone(),
+                    status: PaymentStatus::Pending,
+                    code: None,
+                    stage: if terms.capture {
+                        Stage::Debit
+                    } else {
+                        Stage::Hold
+                    },
+                    captured_amount: Decimal::ZERO,
+                    hold_expires_at: None,
+                    first: None,
+                    created_at: *at,
+                    updated_at: *at,
+                };
+                if let Some(code) = rejected {
+                    finish(&mut payment, PaymentStatus::Rejected, Some(*code), *at);
+                }
+                self.payments.insert(id.clone(), payment);
+            }
+            Event::PaymentStepCompleted {
+                id,
+                tag,
+                outcome,
+                at,
+            } => self.complete_step(id, *tag, *outcome, *at),
+            Event::PaymentCaptureRequested { id, amount, at } => {
+                let payment = self.payment_mut(id);
+                payment.stage = Stage::Capture { amount: *amount };
+                payment.updated_at = *at;
+                let expires_at = payment.hold_expires_at.take();
+                self.remove_hold_timer(id, expires_at);
+            }
+            Event::PaymentReleaseRequested { id, ending, at } => {
+                let payment = self.payment_mut(id);
+                payment.stage = Stage::Release(*ending);
+                payment.updated_at = *at;
+                let expires_at = payment.hold_expires_at.take();
+                self.remove_hold_timer(id, expires_at);
+            }
+            Event::StepApplied {
+                key,
+                account,
+                outcome,
+                effect,
+                amount,
+                expires_at,
+                at,
+            } => {
+                if *outcome == StepOutcome::Done && key.tag != StepTag::Validate {
+                    let account = self.account_mut(account);
+                    account.balance += effect.balance_delta;
+                    account.held += effect.held_delta;
+                    account.version += 1;
+                }
+                self.steps.insert(
+                    key.clone(),
+                    StepRecord {
+                        account: account.clone(),
+                        outcome: *outcome,
+                        amount: *amount,
+                        at: *at,
+                    },
+                );
+                self.timers
+                    .insert((*expires_at, TimerKey::Step(key.clone())));
+            }
+            Event::ItemCreated {
+                sku,
+                price,
+                currency,
+                stock,
+                at,
+            } => {
+                self.items.insert(
+                    sku.clone(),
+                    Item {
+                        sku: sku.clone(),
+                        price: *price,
+                        currency: *currency,
+                        initial_stock: *stock,
+                        on_hand: *stock,
+                        reserved: 0,
+                        version: 0,
+                        created_at: *at,
+                    },
+                );
+            }
+            Event::Restocked { sku, quantity, .. } => {
+                let item = self.item_mut(sku);
+                item.on_hand += *quantity;
+                item.version += 1;
+            }
+            Event::Reserved {
+                sku,
+                id,
+                quantity,
+                ttl_ms,
+                expires_at,
+                at,
+            } => {
+                let item = self.item_mut(sku);
+                item.reserved += u64::from(*quantity);
+                item.version += 1;
+                let key = ReservationKey {
+                    sku: sku.clone(),
+                    id: id.clone(),
+                };
+                self.reservations.insert(
+                    key.clone(),
+                    Reservation {
+                        sku: sku.clone(),
+                        id: id.clone(),
+                        quantity: *quantity,
+                        ttl_ms: *ttl_ms,
+                        status: ReservationStatus::Held,
+                        expires_at: *expires_at,
+                        created_at: *at,
+                    },
+                );
+                self.timers
+                    .insert((*expires_at, TimerKey::Reservation(key)));
+            }
+            Event::ReservationClosed {
+                sku, id, status, ..
+            } => {
+                let key = ReservationKey {
+                    sku: sku.clone(),
+                    id: id.clone(),
+                };
+                let reservation = self
+                    .reservations
+                    .get_mut(&key)
+                    .expect("journal names an unknown reservation");
+                assert_eq!(reservation.status, ReservationStatus::Held);
+                reservation.status = *status;
+                let quantity = u64::from(reservation.quantity);
+                let expires_at = reservation.expires_at;
+                let item = self.item_mut(sku);
+                item.reserved -= quantity;
+                if *status == ReservationStatus::Committed {
+                    item.on_hand -= quantity;
+                }
+                item.version += 1;
+                self.timers
+                    .remove(&(expires_at, TimerKey::Reservation(key)));
+            }
+            Event::RecordsPruned { ops, steps } => {
+                for (deadline, key) in ops {
+                    self.ops.remove(key);
+                    self.timers.remove(&(*deadline, TimerKey::Op(key.clone())));
+                }
+                for (deadline, key) in steps {
+                    self.steps.remove(key);
+                    self.timers
+                        .remove(&(*deadline, TimerKey::Step(key.clone())));
+                }
+            }
+        }
+    }
+
+    fn complete_step(&mut self, id: &PaymentId, tag: StepTag, outcome: StepOutcome, at: u64) {
+        let payment = self.payment_mut(id);
+        payment.updated_at = at;
+        let amount = payment.terms.amount;
+        let hold_timeout_ms = payment.terms.hold_timeout_ms;
+        let mut hold_timer = None;
+        match (payment.stage, outcome) {
+            (Stage::Debit, StepOutcome::Done) => payment.stage = Stage::Credit,
+            (Stage::Credit, StepOutcome::Done) => {
+                payment.captured_amount = amount;
+                finish(payment, PaymentStatus::Settled, None, at);
+            }
+            (Stage::Credit, StepOutcome::Rejected(code)) => {
+                payment.stage = Stage::Refund { amount, code };
+            }
+            (Stage::CaptureCredit { amount }, StepOutcome::Done) => {
+                payment.captured_amount = amount;
+                finish(payment, PaymentStatus::Captured, None, at);
+            }
+            // Accounts never disappear or change currency, so a credit after a
+            // successful validation cannot fail; if it ever does, the money goes
+            // back to the payer rather than vanish.
+            (Stage::CaptureCredit { amount }, StepOutcome::Rejected(code)) => {
+                payment.stage = Stage::Refund { amount, code };
+            }
+            (Stage::Refund { code, .. }, StepOutcome::Done) => {
+                finish(payment, PaymentStatus::Rejected, Some(code), at);
+            }
+            (Stage::Hold, StepOutcome::Done) => payment.stage = Stage::Validate,
+            (Stage::Validate, StepOutcome::Done) => {
+                let expires_at = at.saturating_add(hold_timeout_ms);
+                payment.stage = Stage::Authorized;
+                payment.status = PaymentStatus::Authorized;
+                payment.hold_expires_at = Some(expires_at);
+                set_first(payment, at);
+                hold_timer = Some(expires_at);
+            }
+            (Stage::Validate, StepOutcome::Rejected(code)) => {
+                payment.stage = Stage::Release(Ending::Rejected(code));
+            }
+            (Stage::Release(ending), StepOutcome::Done) => {
+                let (status, code) = match ending {
+                    Ending::Rejected(code) => (PaymentStatus::Rejected, Some(code)),
+                    Ending::Voided => (PaymentStatus::Voided, None),
+                    Ending::Expired => (PaymentStatus::Expired, None),
+                };
+                finish(payment, status, code, at);
+            }
+            (Stage::Capture { amount }, StepOutcome::Done) => {
+                payment.stage = Stage::CaptureCredit { amount };
+            }
+            // A capture is refused only when the hold is already gone, which only
+            // this coordinator can cause. Make sure of it and end the payment.
+            (Stage::Capture { .. }, StepOutcome::Rejected(_)) => {
+                payment.stage = Stage::Release(Ending::Expired);
+            }
+            (Stage::Debit | Stage::Hold, StepOutcome::Rejected(code)) => {
+                finish(payment, PaymentStatus::Rejected, Some(code), at);
+            }
+            (stage, outcome) => {
+                // `decide` only records replies that match the stage.
+                panic!("step {tag:?} {outcome:?} does not fit payment {id} at {stage:?}")
+            }
+        }
+        if let Some(expires_at) = hold_timer {
+            self.timers
+                .insert((expires_at, TimerKey::PaymentHold(id.clone())));
+        }
+    }
+
+    fn remove_hold_timer(&mut self, id: &PaymentId, expires_at: Option<TimestampMs>) {
+        if let Some(expires_at) = expires_at {
+            self.timers
+                .remove(&(expires_at, TimerKey::PaymentHold(id.clone())));
+        }
+    }
+
+    fn account_mut(&mut self, id: &AccountId) -> &mut Account {
+        self.accounts
+            .get_mut(id)
+            .unwrap_or_else(|| panic!("journal names unknown account {id}"))
+    }
+
+    fn payment_mut(&mut self, id: &PaymentId) -> &mut Payment {
+        self.payments
+            .get_mut(id)
+            .unwrap_or_else(|| panic!("journal names unknown payment {id}"))
+    }
+
+    fn item_mut(&mut self, sku: &Sku) -> &mut Item {
+        self.items
+            .get_mut(sku)
+            .unwrap_or_else(|| panic!("journal names unknown item {sku}"))
+    }
+
+    /// Sum of all balances plus money in flight in this shard's payments: summed
+    /// over all shards, it equals deposits minus withdrawals at every instant.
+    pub fn money_total(&self) -> Decimal {
+        let balances: Decimal = self.accounts.values().map(|a| a.balance).sum();
+        let in_flight: Decimal = self.payments.values().map(Payment::in_flight).sum();
+        balances + in_flight
+    }
+}
+
+fn set_first(payment: &mut Payment, at: TimestampMs) {
+    if payment.first.is_none() {
+        payment.first = Some(FirstOutcome {
+            status: payment.status,
+            code: payment.code,
+            at,
+        });
+    }
+}
+
+fn finish(payment: &mut Payment, status: PaymentStatus, code: Option<crate::Rejection>, at: u64) {
+    payment.stage = Stage::Done;
+    payment.status = status;
+    payment.code = code;
+    payment.updated_at = at;
+    set_first(payment, at);
+}

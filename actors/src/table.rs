@@ -1,0 +1,225 @@
+//! Maps that can undo every change made since the last commit point.
+//!
+//! A shard applies a batch's events to its in-memory state as it decides them, so
+//! that later commands in the same batch see earlier ones. If the batch's journal
+//! write then fails, the state must go back to exactly what was durable: the shard
+//! rolls back with these undo logs instead of rebuilding from storage, which may be
+//! the very thing that is unreachable. Recording is off during replay and in the
+//! simulator's recovery, where there is nothing to undo.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+use std::hash::Hash;
+
+/// Deterministic hasher for every map in the shard state: iteration order and
+/// therefore replay and simulation are reproducible from a seed.
+pub type StateHasher = xxhash_rust::xxh3::Xxh3Builder;
+
+/// A hash map whose changes can be undone back to the last [`UndoMap::commit`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "K: Serialize + Eq + Hash, V: Serialize",
+    deserialize = "K: Deserialize<'de> + Eq + Hash, V: Deserialize<'de>"
+))]
+pub struct UndoMap<K, V> {
+    map: HashMap<K, V, StateHasher>,
+    #[serde(skip)]
+    undo: Vec<(K, Option<V>)>,
+    #[serde(skip)]
+    recording: bool,
+}
+
+impl<K: Eq + Hash + Clone, V: Clone> Default for UndoMap<K, V> {
+    fn default() -> Self {
+        Self::with_hasher(StateHasher::new())
+    }
+}
+
+impl<K: Eq + Hash + Clone, V: Clone> UndoMap<K, V> {
+    pub fn with_hasher(hasher: StateHasher) -> Self {
+        Self {
+            map: HashMap::with_hasher(hasher),
+            undo: Vec::new(),
+            recording: false,
+        }
+    }
+
+    pub fn get(&self, key: &K) -> Option<&V> {
+        self.map.get(key)
+    }
+
+    pub fn contains_key(&self, key: &K) -> bool {
+        self.map.contains_key(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.map.iter()
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.map.values()
+    }
+
+    /// Mutable access; the previous value is saved first when recording.
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        if self.recording {
+            let previous = self.map.get(key)?.clone();
+            self.undo.push((key.clone(), Some(previous)));
+        }
+        self.map.get_mut(key)
+    }
+
+    pub fn insert(&mut self, key: K, value: V) {
+        let previous = self.map.insert(key.clone(), value);
+        if self.recording {
+            self.undo.push((key, previous));
+        }
+    }
+
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        let previous = self.map.remove(key);
+        if self.recording {
+            if let Some(previous) = &previous {
+                self.undo.push((key.clone(), Some(previous.clone())));
+            }
+        }
+        previous
+    }
+
+    pub fn set_recording(&mut self, recording: bool) {
+        self.recording = recording;
+        self.undo.clear();
+    }
+
+    /// Forgets the undo log: everything so far is durable.
+    pub fn commit(&mut self) {
+        self.undo.clear();
+    }
+
+    /// Restores the state of the last commit point.
+    pub fn rollback(&mut self) {
+        while let Some((key, previous)) = self.undo.pop() {
+            match previous {
+                Some(value) => {
+                    self.map.insert(key, value);
+                }
+                None => {
+                    self.map.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+impl<K: Eq + Hash, V: PartialEq> PartialEq for UndoMap<K, V> {
+    /// Two maps are equal when their contents are; undo logs do not count.
+    fn eq(&self, other: &Self) -> bool {
+        self.map == other.map
+    }
+}
+
+/// An ordered set (deadlines) whose changes can be undone like [`UndoMap`]'s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "K: Serialize + Ord",
+    deserialize = "K: Deserialize<'de> + Ord"
+))]
+pub struct UndoSet<K: Ord> {
+    set: BTreeSet<K>,
+    #[serde(skip)]
+    undo: Vec<(K, bool)>,
+    #[serde(skip)]
+    recording: bool,
+}
+
+impl<K: Ord> Default for UndoSet<K> {
+    fn default() -> Self {
+        Self {
+            set: BTreeSet::new(),
+            undo: Vec::new(),
+            recording: false,
+        }
+    }
+}
+
+impl<K: Ord + Clone> UndoSet<K> {
+    pub fn insert(&mut self, key: K) {
+        if self.set.insert(key.clone()) && self.recording {
+            self.undo.push((key, false));
+        }
+    }
+
+    pub fn remove(&mut self, key: &K) {
+        if self.set.remove(key) && self.recording {
+            self.undo.push((key.clone(), true));
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &K> {
+        self.set.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    pub fn set_recording(&mut self, recording: bool) {
+        self.recording = recording;
+        self.undo.clear();
+    }
+
+    pub fn commit(&mut self) {
+        self.undo.clear();
+    }
+
+    pub fn rollback(&mut self) {
+        while let Some((key, was_present)) = self.undo.pop() {
+            if was_present {
+                self.set.insert(key);
+            } else {
+                self.set.remove(&key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rollback_restores_inserts_updates_and_removals() {
+        let mut map: UndoMap<u32, &str> = UndoMap::default();
+        map.insert(1, "one");
+        map.insert(2, "two");
+        map.set_recording(true);
+        map.insert(3, "three");
+        *map.get_mut(&1).unwrap() = "uno";
+        map.remove(&2);
+        map.insert(1, "eins");
+        map.rollback();
+        assert_eq!(map.get(&1), Some(&"one"));
+        assert_eq!(map.get(&2), Some(&"two"));
+        assert_eq!(map.get(&3), None);
+
+        let mut set: UndoSet<u32> = UndoSet::default();
+        set.insert(1);
+        set.set_recording(true);
+        set.insert(2);
+        set.remove(&1);
+        set.rollback();
+        assert_eq!(set.iter().copied().collect::<Vec<_>>(), vec![1]);
+    }
+}
