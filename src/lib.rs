@@ -1,0 +1,3 @@
+//! Surge server.
+
+pub mod storage;

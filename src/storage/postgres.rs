@@ -1,0 +1,244 @@
+//! The PostgreSQL journal (production backend).
+
+use super::writer::{GroupWriter, WriteRecords};
+use super::{checksum_from_sql, checksum_to_sql, timeout, unavailable, StorageOptions};
+use anyhow::Context as _;
+use futures::future::BoxFuture;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Row};
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::Arc;
+use surge_actors::journal::{JournalRecord, Recovered, Snapshot};
+use surge_actors::{Journal, JournalError, ShardId};
+
+pub struct PostgresJournal {
+    pool: PgPool,
+    writer: GroupWriter,
+}
+
+struct Writer {
+    pool: PgPool,
+}
+
+impl PostgresJournal {
+    pub async fn open(options: &StorageOptions) -> anyhow::Result<Self> {
+        let connect = PgConnectOptions::from_str(&options.url)
+            .context("invalid PostgreSQL url")?
+            // A statement that takes longer than the timeout is cancelled by the server
+            // too, so a slow database cannot pile up work behind a dead request.
+            .options([("statement_timeout", options.timeout_ms.to_string())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(options.pool_connections_max.max(2))
+            .acquire_timeout(timeout(options))
+            .connect_with(connect)
+            .await
+            .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(&options.url)))?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .context("PostgreSQL migrations failed")?;
+        let writer = GroupWriter::start(
+            Arc::new(Writer { pool: pool.clone() }),
+            options.records_per_write_max,
+        );
+        Ok(Self { pool, writer })
+    }
+}
+
+/// The URL without its password, for messages.
+pub(crate) fn redact(url: &str) -> String {
+    match url.split_once('@') {
+        Some((credentials, host)) => match credentials.rsplit_once(':') {
+            Some((user, _)) if user.contains("//") && !user.ends_with('/') => {
+                format!("{user}:***@{host}")
+            }
+            _ => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+impl WriteRecords for Writer {
+    fn write(
+        &self,
+        records: Vec<JournalRecord>,
+    ) -> BoxFuture<'_, Result<Vec<Result<(), JournalError>>, JournalError>> {
+        Box::pin(async move {
+            let shards: Vec<i32> = records.iter().map(|r| r.shard.0 as i32).collect();
+            let first: Vec<i64> = records.iter().map(|r| r.first_seq as i64).collect();
+            let last: Vec<i64> = records.iter().map(|r| r.last_seq as i64).collect();
+            let epochs: Vec<i64> = records.iter().map(|r| r.epoch as i64).collect();
+            let checksums: Vec<i64> = records
+                .iter()
+                .map(|r| checksum_to_sql(r.checksum))
+                .collect();
+            let payloads: Vec<&[u8]> = records.iter().map(|r| r.payload.as_slice()).collect();
+            // One statement for the whole group; the join with the leases refuses
+            // records from a stale owner (fencing) without a second round trip.
+            let rows = sqlx::query(
+                "INSERT INTO journal (shard, first_seq, last_seq, epoch, payload, checksum)
+                 SELECT r.shard, r.first_seq, r.last_seq, r.epoch, r.payload, r.checksum
+                 FROM UNNEST($1::int4[], $2::int8[], $3::int8[], $4::int8[], $5::bytea[], $6::int8[])
+                      AS r(shard, first_seq, last_seq, epoch, payload, checksum)
+                 JOIN shard_leases l ON l.shard = r.shard AND l.epoch = r.epoch
+                 RETURNING shard, first_seq",
+            )
+            .bind(&shards)
+            .bind(&first)
+            .bind(&last)
+            .bind(&epochs)
+            .bind(&payloads)
+            .bind(&checksums)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+            let written: HashSet<(i32, i64)> = rows
+                .iter()
+                .map(|row| (row.get::<i32, _>(0), row.get::<i64, _>(1)))
+                .collect();
+            Ok(records
+                .iter()
+                .map(|r| {
+                    if written.contains(&(r.shard.0 as i32, r.first_seq as i64)) {
+                        Ok(())
+                    } else {
+                        Err(JournalError::Fenced {
+                            shard: r.shard,
+                            attempted: r.epoch,
+                            current: 0,
+                        })
+                    }
+                })
+                .collect())
+        })
+    }
+}
+
+impl Journal for PostgresJournal {
+    fn acquire(&self, shard: ShardId) -> BoxFuture<'static, Result<u64, JournalError>> {
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let epoch: i64 = sqlx::query_scalar(
+                "INSERT INTO shard_leases (shard, epoch) VALUES ($1, 1)
+                 ON CONFLICT (shard) DO UPDATE
+                 SET epoch = shard_leases.epoch + 1, acquired_at = now()
+                 RETURNING epoch",
+            )
+            .bind(shard.0 as i32)
+            .fetch_one(&pool)
+            .await
+            .map_err(unavailable)?;
+            Ok(epoch as u64)
+        })
+    }
+
+    fn append(&self, record: JournalRecord) -> BoxFuture<'static, Result<(), JournalError>> {
+        self.writer.append(record)
+    }
+
+    fn load(&self, shard: ShardId) -> BoxFuture<'static, Result<Recovered, JournalError>> {
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let snapshot_rows = sqlx::query(
+                "SELECT seq, payload, checksum FROM snapshots
+                 WHERE shard = $1 ORDER BY seq DESC LIMIT 2",
+            )
+            .bind(shard.0 as i32)
+            .fetch_all(&pool)
+            .await
+            .map_err(unavailable)?;
+            let snapshot = newest_valid_snapshot(
+                shard,
+                snapshot_rows.iter().map(|row| {
+                    (
+                        row.get::<i64, _>(0) as u64,
+                        row.get::<Vec<u8>, _>(1),
+                        checksum_from_sql(row.get::<i64, _>(2)),
+                    )
+                }),
+            );
+            let after = snapshot.as_ref().map_or(0, |s| s.seq) as i64;
+            let rows = sqlx::query(
+                "SELECT first_seq, last_seq, epoch, payload, checksum FROM journal
+                 WHERE shard = $1 AND last_seq > $2 ORDER BY first_seq",
+            )
+            .bind(shard.0 as i32)
+            .bind(after)
+            .fetch_all(&pool)
+            .await
+            .map_err(unavailable)?;
+            let records = rows
+                .into_iter()
+                .map(|row| JournalRecord {
+                    shard,
+                    first_seq: row.get::<i64, _>(0) as u64,
+                    last_seq: row.get::<i64, _>(1) as u64,
+                    epoch: row.get::<i64, _>(2) as u64,
+                    payload: row.get(3),
+                    checksum: checksum_from_sql(row.get::<i64, _>(4)),
+                })
+                .collect();
+            Ok(Recovered { snapshot, records })
+        })
+    }
+
+    fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'static, Result<(), JournalError>> {
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let shard = snapshot.shard.0 as i32;
+            let mut tx = pool.begin().await.map_err(unavailable)?;
+            sqlx::query(
+                "INSERT INTO snapshots (shard, seq, payload, checksum) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (shard, seq) DO NOTHING",
+            )
+            .bind(shard)
+            .bind(snapshot.seq as i64)
+            .bind(&snapshot.payload)
+            .bind(checksum_to_sql(snapshot.checksum))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            // Keep the two newest snapshots, and the journal after the older of them.
+            sqlx::query(
+                "DELETE FROM snapshots WHERE shard = $1 AND seq < (
+                     SELECT min(seq) FROM (SELECT seq FROM snapshots WHERE shard = $1
+                                           ORDER BY seq DESC LIMIT 2) AS kept)",
+            )
+            .bind(shard)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            sqlx::query(
+                "DELETE FROM journal WHERE shard = $1 AND last_seq <= (
+                     SELECT min(seq) FROM snapshots WHERE shard = $1)
+                 AND (SELECT count(*) FROM snapshots WHERE shard = $1) >= 2",
+            )
+            .bind(shard)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)
+        })
+    }
+}
+
+/// The newest snapshot whose checksum holds; a torn or corrupt newest snapshot
+/// falls back to the one before (whose journal is still kept).
+pub(crate) fn newest_valid_snapshot(
+    shard: ShardId,
+    rows: impl Iterator<Item = (u64, Vec<u8>, u64)>,
+) -> Option<Snapshot> {
+    for (seq, payload, checksum) in rows {
+        if surge_actors::journal::checksum(&payload) == checksum {
+            return Some(Snapshot {
+                shard,
+                seq,
+                payload,
+                checksum,
+            });
+        }
+        tracing::error!(%shard, seq, "snapshot checksum mismatch; using an older snapshot");
+    }
+    None
+}

@@ -1,0 +1,210 @@
+//! The SQLite journal (embedded default): WAL mode, full synchronous commits.
+
+use super::postgres::newest_valid_snapshot;
+use super::writer::{GroupWriter, WriteRecords};
+use super::{checksum_from_sql, checksum_to_sql, timeout, unavailable, StorageOptions};
+use anyhow::Context as _;
+use futures::future::BoxFuture;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use std::str::FromStr;
+use std::sync::Arc;
+use surge_actors::journal::{JournalRecord, Recovered, Snapshot};
+use surge_actors::{Journal, JournalError, ShardId};
+
+pub struct SqliteJournal {
+    pool: SqlitePool,
+    writer: GroupWriter,
+}
+
+struct Writer {
+    /// A single connection: SQLite has one writer at a time anyway.
+    pool: SqlitePool,
+}
+
+impl SqliteJournal {
+    pub async fn open(options: &StorageOptions) -> anyhow::Result<Self> {
+        let connect = SqliteConnectOptions::from_str(&options.url)
+            .context("invalid SQLite url")?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk (fsync of the WAL) before it returns.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(timeout(options));
+        if let Some(parent) = connect.get_filename().parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.pool_connections_max.max(1))
+            .acquire_timeout(timeout(options))
+            .connect_with(connect.clone())
+            .await
+            .with_context(|| format!("cannot open SQLite database {}", options.url))?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .context("SQLite migrations failed")?;
+        let write_pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(timeout(options))
+            .connect_with(connect)
+            .await
+            .context("cannot open the SQLite writer connection")?;
+        let writer = GroupWriter::start(
+            Arc::new(Writer { pool: write_pool }),
+            options.records_per_write_max,
+        );
+        Ok(Self { pool, writer })
+    }
+}
+
+impl WriteRecords for Writer {
+    fn write(
+        &self,
+        records: Vec<JournalRecord>,
+    ) -> BoxFuture<'_, Result<Vec<Result<(), JournalError>>, JournalError>> {
+        Box::pin(async move {
+            // One transaction, one fsync, for the whole group.
+            let mut tx = self.pool.begin().await.map_err(unavailable)?;
+            let mut results = Vec::with_capacity(records.len());
+            for record in &records {
+                let inserted = sqlx::query(
+                    "INSERT INTO journal (shard, first_seq, last_seq, epoch, payload, checksum)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6
+                     WHERE EXISTS (SELECT 1 FROM shard_leases WHERE shard = ?1 AND epoch = ?4)",
+                )
+                .bind(record.shard.0 as i64)
+                .bind(record.first_seq as i64)
+                .bind(record.last_seq as i64)
+                .bind(record.epoch as i64)
+                .bind(record.payload.as_slice())
+                .bind(checksum_to_sql(record.checksum))
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?
+                .rows_affected();
+                results.push(if inserted == 1 {
+                    Ok(())
+                } else {
+                    Err(JournalError::Fenced {
+                        shard: record.shard,
+                        attempted: record.epoch,
+                        current: 0,
+                    })
+                });
+            }
+            tx.commit().await.map_err(unavailable)?;
+            Ok(results)
+        })
+    }
+}
+
+impl Journal for SqliteJournal {
+    fn acquire(&self, shard: ShardId) -> BoxFuture<'static, Result<u64, JournalError>> {
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let epoch: i64 = sqlx::query_scalar(
+                "INSERT INTO shard_leases (shard, epoch) VALUES (?1, 1)
+                 ON CONFLICT (shard) DO UPDATE
+                 SET epoch = epoch + 1, acquired_at = CURRENT_TIMESTAMP
+                 RETURNING epoch",
+            )
+            .bind(shard.0 as i64)
+            .fetch_one(&pool)
+            .await
+            .map_err(unavailable)?;
+            Ok(epoch as u64)
+        })
+    }
+
+    fn append(&self, record: JournalRecord) -> BoxFuture<'static, Result<(), JournalError>> {
+        self.writer.append(record)
+    }
+
+    fn load(&self, shard: ShardId) -> BoxFuture<'static, Result<Recovered, JournalError>> {
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let snapshot_rows = sqlx::query(
+                "SELECT seq, payload, checksum FROM snapshots
+                 WHERE shard = ?1 ORDER BY seq DESC LIMIT 2",
+            )
+            .bind(shard.0 as i64)
+            .fetch_all(&pool)
+            .await
+            .map_err(unavailable)?;
+            let snapshot = newest_valid_snapshot(
+                shard,
+                snapshot_rows.iter().map(|row| {
+                    (
+                        row.get::<i64, _>(0) as u64,
+                        row.get::<Vec<u8>, _>(1),
+                        checksum_from_sql(row.get::<i64, _>(2)),
+                    )
+                }),
+            );
+            let after = snapshot.as_ref().map_or(0, |s| s.seq) as i64;
+            let rows = sqlx::query(
+                "SELECT first_seq, last_seq, epoch, payload, checksum FROM journal
+                 WHERE shard = ?1 AND last_seq > ?2 ORDER BY first_seq",
+            )
+            .bind(shard.0 as i64)
+            .bind(after)
+            .fetch_all(&pool)
+            .await
+            .map_err(unavailable)?;
+            let records = rows
+                .into_iter()
+                .map(|row| JournalRecord {
+                    shard,
+                    first_seq: row.get::<i64, _>(0) as u64,
+                    last_seq: row.get::<i64, _>(1) as u64,
+                    epoch: row.get::<i64, _>(2) as u64,
+                    payload: row.get(3),
+                    checksum: checksum_from_sql(row.get::<i64, _>(4)),
+                })
+                .collect();
+            Ok(Recovered { snapshot, records })
+        })
+    }
+
+    fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'static, Result<(), JournalError>> {
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let shard = snapshot.shard.0 as i64;
+            let mut tx = pool.begin().await.map_err(unavailable)?;
+            sqlx::query(
+                "INSERT OR IGNORE INTO snapshots (shard, seq, payload, checksum)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .bind(shard)
+            .bind(snapshot.seq as i64)
+            .bind(&snapshot.payload)
+            .bind(checksum_to_sql(snapshot.checksum))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            sqlx::query(
+                "DELETE FROM snapshots WHERE shard = ?1 AND seq < (
+                     SELECT min(seq) FROM (SELECT seq FROM snapshots WHERE shard = ?1
+                                           ORDER BY seq DESC LIMIT 2))",
+            )
+            .bind(shard)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            sqlx::query(
+                "DELETE FROM journal WHERE shard = ?1
+                 AND last_seq <= (SELECT min(seq) FROM snapshots WHERE shard = ?1)
+                 AND (SELECT count(*) FROM snapshots WHERE shard = ?1) >= 2",
+            )
+            .bind(shard)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)
+        })
+    }
+}
