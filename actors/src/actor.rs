@@ -45,6 +45,42 @@ pub struct Deliver {
     pub messages: Vec<ShardMessage>,
 }
 
+/// What an operator asks of a shard.
+pub enum ControlRequest {
+    /// Write a snapshot now; answers with its sequence number.
+    Snapshot,
+    /// Stop and recover from the journal; answers once the shard runs again.
+    Restart,
+    /// Crash the shard (fault injection); the supervisor restarts it.
+    Panic,
+    /// Graceful shutdown: flush, write a final snapshot, answer.
+    Shutdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlReply {
+    Snapshot {
+        snapshot_seq: u64,
+    },
+    Restarted {
+        recovered_seq: u64,
+        recovery_ms: u64,
+    },
+    Panicked,
+    ShutDown {
+        snapshot_seq: u64,
+    },
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Control {
+    pub request: ControlRequest,
+    pub reply: oneshot::Sender<Result<ControlReply, EngineError>>,
+}
+
+type ControlResponder = oneshot::Sender<Result<ControlReply, EngineError>>;
+
 /// Internal: the mailbox is drained, write the batch.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -58,6 +94,10 @@ pub struct ShardSettings {
     pub tick_interval_ms: u64,
     pub journal_timeout_ms: u64,
     pub hash_seed: u64,
+    /// Take a snapshot after this many events since the last one...
+    pub snapshot_every_events: u64,
+    /// ...or after this many seconds, if anything happened.
+    pub snapshot_interval_s: u64,
     pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
     pub observer: Arc<dyn EngineObserver>,
 }
@@ -83,6 +123,14 @@ pub struct ShardActor {
     /// Messages a full peer mailbox refused; retried on the next tick.
     undelivered: Vec<(ShardId, Vec<ShardMessage>)>,
     tick: Option<SpawnHandle>,
+    events_since_snapshot: u64,
+    last_snapshot_at: Instant,
+    snapshot_running: bool,
+    /// Operators waiting for a restart to finish (kept across the restart).
+    restart_waiters: Vec<ControlResponder>,
+    /// Operators waiting for the running snapshot to be written.
+    snapshot_waiters: Vec<(ControlResponder, bool)>,
+    shutting_down: bool,
 }
 
 impl ShardActor {
@@ -110,6 +158,12 @@ impl ShardActor {
             resync_running: false,
             undelivered: Vec::new(),
             tick: None,
+            events_since_snapshot: 0,
+            last_snapshot_at: Instant::now(),
+            snapshot_running: false,
+            restart_waiters: Vec::new(),
+            snapshot_waiters: Vec::new(),
+            shutting_down: false,
         }
     }
 
@@ -213,12 +267,14 @@ impl ShardActor {
         };
         if !core.batch_open() {
             self.answer_reads();
+            self.after_flush(ctx);
             return;
         }
         let batch = core.take_batch();
         if batch.events.is_empty() {
             core.commit();
             self.release(batch);
+            self.after_flush(ctx);
             return;
         }
         let record =
@@ -239,7 +295,7 @@ impl ShardActor {
         };
         // The actor waits: nothing else is handled until the batch is durable, and
         // the mailbox fills up meanwhile into the next batch.
-        ctx.wait(write.into_actor(self).map(move |result, actor, _ctx| {
+        ctx.wait(write.into_actor(self).map(move |result, actor, ctx| {
             let core = actor.core.as_mut().expect("core exists while a batch is written");
             actor
                 .settings
@@ -251,7 +307,9 @@ impl ShardActor {
                     core.commit();
                     actor.stats.last_seq.store(last_seq, Ordering::Relaxed);
                     actor.stats.update_counts(&core.state);
+                    actor.events_since_snapshot += events as u64;
                     actor.release(batch);
+                    actor.after_flush(ctx);
                 }
                 Err(error) => {
                     tracing::error!(shard = %actor.id, %error, events, "journal append failed; batch rolled back");
@@ -313,6 +371,121 @@ impl ShardActor {
         }));
     }
 
+    /// Runs whenever a batch has been committed (or there was none): takes the
+    /// snapshots operators asked for, or one the policy says is due.
+    fn after_flush(&mut self, ctx: &mut Context<Self>) {
+        if self.snapshot_running {
+            return;
+        }
+        if !self.snapshot_waiters.is_empty() {
+            if self.durable_seq == self.stats.snapshot_seq.load(Ordering::Relaxed) {
+                // Nothing new since the last snapshot.
+                let seq = self.durable_seq;
+                for (waiter, shutdown) in self.snapshot_waiters.drain(..) {
+                    let reply = if shutdown {
+                        ControlReply::ShutDown { snapshot_seq: seq }
+                    } else {
+                        ControlReply::Snapshot { snapshot_seq: seq }
+                    };
+                    let _ = waiter.send(Ok(reply));
+                }
+            } else {
+                self.snapshot(ctx);
+            }
+            return;
+        }
+        self.maybe_snapshot(ctx);
+    }
+
+    fn maybe_snapshot(&mut self, ctx: &mut Context<Self>) {
+        let due_by_count = self.events_since_snapshot >= self.settings.snapshot_every_events;
+        let due_by_time = self.events_since_snapshot > 0
+            && self.last_snapshot_at.elapsed().as_secs() >= self.settings.snapshot_interval_s;
+        if due_by_count || due_by_time {
+            self.snapshot(ctx);
+        }
+    }
+
+    /// Encodes the durable state and writes it in the background. The encoding runs
+    /// on the shard's thread between batches: the state it sees is exactly what the
+    /// journal holds up to `durable_seq`.
+    fn snapshot(&mut self, ctx: &mut Context<Self>) {
+        if self.snapshot_running {
+            return;
+        }
+        let Some(core) = self.core.as_ref() else {
+            return;
+        };
+        if core.batch_open() {
+            // Undurable changes are in memory; try again after the next flush.
+            return;
+        }
+        let started = Instant::now();
+        let snapshot = crate::journal::Snapshot::encode(self.id, &core.state);
+        let (seq, bytes) = (snapshot.seq, snapshot.payload.len());
+        self.snapshot_running = true;
+        self.events_since_snapshot = 0;
+        self.last_snapshot_at = Instant::now();
+        let save = self.journal.save_snapshot(snapshot);
+        ctx.spawn(save.into_actor(self).map(move |result, actor, _ctx| {
+            actor.snapshot_running = false;
+            let waiters = std::mem::take(&mut actor.snapshot_waiters);
+            match result {
+                Ok(()) => {
+                    actor.stats.snapshot_seq.store(seq, Ordering::Relaxed);
+                    actor.settings.observer.snapshot_written(actor.id, bytes, started.elapsed());
+                    tracing::info!(shard = %actor.id, seq, bytes, ms = started.elapsed().as_millis() as u64, "snapshot written");
+                    for (waiter, shutdown) in waiters {
+                        let reply = if shutdown {
+                            ControlReply::ShutDown { snapshot_seq: seq }
+                        } else {
+                            ControlReply::Snapshot { snapshot_seq: seq }
+                        };
+                        let _ = waiter.send(Ok(reply));
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(shard = %actor.id, %error, "snapshot failed; the journal still has everything");
+                    for (waiter, _) in waiters {
+                        let _ = waiter.send(Err(EngineError::Retry));
+                    }
+                }
+            }
+        }));
+    }
+
+    fn control(
+        &mut self,
+        request: ControlRequest,
+        reply: ControlResponder,
+        ctx: &mut Context<Self>,
+    ) {
+        match request {
+            ControlRequest::Snapshot | ControlRequest::Shutdown => {
+                let shutdown = matches!(request, ControlRequest::Shutdown);
+                self.shutting_down |= shutdown;
+                if self.core.is_none() || self.resync_needed {
+                    let _ = reply.send(Err(EngineError::Retry));
+                    return;
+                }
+                // Taken once the current batch is flushed (see `after_flush`).
+                self.snapshot_waiters.push((reply, shutdown));
+                self.schedule_flush(ctx);
+            }
+            ControlRequest::Restart => {
+                self.restart_waiters.push(reply);
+                self.stats.set_state(ShardState::Recovering);
+                ctx.stop();
+            }
+            ControlRequest::Panic => {
+                let _ = reply.send(Ok(ControlReply::Panicked));
+                self.guarded(ctx, |_| {
+                    panic!("fault injection: operator asked for a panic")
+                });
+            }
+        }
+    }
+
     fn build_core(&self, state: crate::state::State, events: &[crate::event::Event]) -> ShardCore {
         let mut core = ShardCore::new(
             self.id,
@@ -344,8 +517,9 @@ impl Actor for ShardActor {
                 let attempt = async {
                     let epoch = journal.acquire(id).await?;
                     let recovered = journal.load(id).await?;
+                    let snapshot_seq = recovered.snapshot.as_ref().map_or(0, |s| s.seq);
                     let (state, events) = recover_state(id, &recovered, hash_seed)?;
-                    Ok::<_, JournalError>((epoch, state, events))
+                    Ok::<_, JournalError>((epoch, state, events, snapshot_seq))
                 };
                 match attempt.await {
                     Ok(result) => return Ok(result),
@@ -360,7 +534,8 @@ impl Actor for ShardActor {
         };
         ctx.wait(recovery.into_actor(self).map(move |result, actor, ctx| {
             match result {
-                Ok((epoch, state, events)) => {
+                Ok((epoch, state, events, snapshot_seq)) => {
+                    actor.stats.snapshot_seq.store(snapshot_seq, Ordering::Relaxed);
                     let mut core = actor.build_core(state, &events);
                     core.redrive();
                     actor.epoch = epoch;
@@ -372,6 +547,13 @@ impl Actor for ShardActor {
                     let elapsed = started.elapsed();
                     actor.stats.recovery_ms.store(elapsed.as_millis() as u64, Ordering::Relaxed);
                     actor.settings.observer.recovered(id, elapsed, events.len());
+                    actor.events_since_snapshot = events.len() as u64;
+                    for waiter in actor.restart_waiters.drain(..) {
+                        let _ = waiter.send(Ok(ControlReply::Restarted {
+                            recovered_seq: actor.durable_seq,
+                            recovery_ms: elapsed.as_millis() as u64,
+                        }));
+                    }
                     tracing::info!(shard = %id, epoch, seq = actor.durable_seq, replayed = events.len(), ms = elapsed.as_millis() as u64, "shard recovered");
                     actor.schedule_flush(ctx);
                 }
@@ -379,6 +561,9 @@ impl Actor for ShardActor {
                     // A corrupt journal must not be papered over: stay down, loudly.
                     tracing::error!(shard = %id, %error, "shard cannot recover");
                     actor.stats.set_state(ShardState::Failed);
+                    for waiter in actor.restart_waiters.drain(..) {
+                        let _ = waiter.send(Err(EngineError::Retry));
+                    }
                 }
             }
         }));
@@ -403,6 +588,10 @@ impl Supervised for ShardActor {
         self.resync_needed = false;
         self.resync_running = false;
         self.tick = None;
+        self.snapshot_running = false;
+        for (waiter, _) in self.snapshot_waiters.drain(..) {
+            let _ = waiter.send(Err(EngineError::Retry));
+        }
         self.stats.restarts.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -412,9 +601,14 @@ impl Handler<Submit> for ShardActor {
 
     fn handle(&mut self, message: Submit, ctx: &mut Context<Self>) {
         self.settings.observer.mailbox_received(self.id);
-        if self.core.is_none() || self.resync_needed {
+        if self.core.is_none() || self.resync_needed || self.shutting_down {
+            let error = if self.shutting_down {
+                EngineError::ShuttingDown
+            } else {
+                EngineError::Retry
+            };
             for (_, responder) in message.items {
-                let _ = responder.send(Err(EngineError::Retry));
+                let _ = responder.send(Err(error));
             }
             return;
         }
@@ -457,6 +651,14 @@ impl Handler<Deliver> for ShardActor {
                 core.message(message);
             }
         });
+    }
+}
+
+impl Handler<Control> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, message: Control, ctx: &mut Context<Self>) {
+        self.control(message.request, message.reply, ctx);
     }
 }
 

@@ -1,7 +1,8 @@
 //! The handle the server holds: starts the shard actors on their own arbiters and
 //! routes commands, queries and batches to them.
 
-use crate::actor::{Read, Responder, ShardActor, ShardSettings, Submit};
+use crate::actor::{Control, Read, Responder, ShardActor, ShardSettings, Submit};
+pub use crate::actor::{ControlReply, ControlRequest};
 use crate::command::{Command, Query, Reply};
 use crate::journal::Journal;
 use crate::router::{Router, ShardId};
@@ -36,6 +37,7 @@ pub trait EngineObserver: Send + Sync + 'static {
     fn recovered(&self, _shard: ShardId, _elapsed: Duration, _events_replayed: usize) {}
     fn mailbox_sent(&self, _shard: ShardId) {}
     fn mailbox_received(&self, _shard: ShardId) {}
+    fn snapshot_written(&self, _shard: ShardId, _bytes: usize, _elapsed: Duration) {}
 }
 
 /// Observer that ignores everything.
@@ -58,6 +60,8 @@ pub struct EngineConfig {
     /// Threads the shards run on (`0`: one per CPU, at most one per shard).
     pub shard_threads: usize,
     pub hash_seed: u64,
+    pub snapshot_every_events: u64,
+    pub snapshot_interval_s: u64,
     pub limits: ShardLimits,
     /// Wall clock in ms since the Unix epoch (tests inject their own).
     pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
@@ -74,6 +78,8 @@ impl Default for EngineConfig {
             reply_timeout_ms: 10_000,
             shard_threads: 0,
             hash_seed: 0,
+            snapshot_every_events: 100_000,
+            snapshot_interval_s: 300,
             limits: ShardLimits::default(),
             clock: Arc::new(system_clock_ms),
             observer: Arc::new(NoObserver),
@@ -205,6 +211,9 @@ impl EngineObserver for MailboxCounter {
             .fetch_add(1, Ordering::Relaxed);
         self.inner.mailbox_sent(shard);
     }
+    fn snapshot_written(&self, shard: ShardId, bytes: usize, elapsed: Duration) {
+        self.inner.snapshot_written(shard, bytes, elapsed);
+    }
     fn mailbox_received(&self, shard: ShardId) {
         let counter = &self.stats[shard.0 as usize].mailbox_len;
         // Saturating: a message sent before a restart may be counted only once.
@@ -239,6 +248,8 @@ impl Engine {
             tick_interval_ms: config.tick_interval_ms,
             journal_timeout_ms: config.journal_timeout_ms,
             hash_seed: config.hash_seed,
+            snapshot_every_events: config.snapshot_every_events.max(1),
+            snapshot_interval_s: config.snapshot_interval_s,
             clock: config.clock.clone(),
             observer: observer.clone(),
         });
@@ -355,6 +366,39 @@ impl Engine {
                 items: stats.items.load(Ordering::Relaxed),
                 payments: stats.payments.load(Ordering::Relaxed),
             })
+            .collect()
+    }
+
+    /// Sends an operator request to one shard and waits for its answer.
+    pub async fn control(
+        &self,
+        shard: ShardId,
+        request: ControlRequest,
+    ) -> Result<ControlReply, EngineError> {
+        let Some((addr, _)) = self.inner.shards.get(shard.0 as usize) else {
+            return Err(EngineError::ShuttingDown);
+        };
+        let (reply, receiver) = oneshot::channel();
+        // Operator requests are rare and must get through a busy mailbox, so they
+        // wait for room instead of failing with Overloaded.
+        addr.send(Control { request, reply })
+            .await
+            .map_err(|_| EngineError::ShuttingDown)?;
+        receiver.await.unwrap_or(Err(EngineError::Retry))
+    }
+
+    /// Graceful shutdown of every shard: new writes are refused, each shard writes
+    /// a final snapshot of its durable state. Returns the shards that failed to.
+    pub async fn shutdown(&self) -> Vec<ShardId> {
+        let shards = (0..self.inner.shards.len() as u32).map(ShardId);
+        let results = futures::future::join_all(
+            shards.map(|id| async move { (id, self.control(id, ControlRequest::Shutdown).await) }),
+        )
+        .await;
+        results
+            .into_iter()
+            .filter(|(_, result)| result.is_err())
+            .map(|(id, _)| id)
             .collect()
     }
 
