@@ -1,3 +1,4 @@
 //! Surge server.
 
+pub mod api;
 pub mod storage;

@@ -1,0 +1,109 @@
+//! `/v1/accounts`: create, read, deposit, withdraw.
+
+use super::auth::Caller;
+use super::body::{self, Encoding};
+use super::dto::{AccountJson, BalanceChangeJson, BalanceChangeRequest, CreateAccountRequest};
+use super::idempotency::key_id;
+use super::problem::Problem;
+use super::respond::{respond, Verb};
+use super::ApiState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use surge_actors::domain::{AccountId, OpId};
+use surge_actors::{Query, Rejection};
+
+fn account_path(raw: &str) -> Result<AccountId, Problem> {
+    AccountId::parse(raw)
+        .map_err(|_| Problem::rejection(Rejection::AccountNotFound, format!("no account {raw:?}")))
+}
+
+/// Create an account (operator).
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts",
+    request_body = CreateAccountRequest,
+    responses((status = 201, body = AccountJson), (status = 200, body = AccountJson, description = "already exists with the same fields"),
+              (status = 409, body = super::problem::ProblemDocument, description = "account_exists")))]
+pub async fn create(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, Problem> {
+    caller.require_operator()?;
+    let bytes = body::read(payload, state.body_limit_bytes).await?;
+    let body: CreateAccountRequest = body::decode(&bytes, Encoding::of_request(&request)?)?;
+    let mut command = body.parse(&state.limits)?;
+    if body.id.is_none() {
+        if let Some(id) = key_id(&request, &caller.sub, "account")? {
+            if let surge_actors::Command::CreateAccount { id: account, .. } = &mut command {
+                *account =
+                    AccountId::parse(&id).map_err(|e| Problem::invalid_request(e.to_string()))?;
+            }
+        }
+    }
+    Ok(respond(state.engine.execute(command).await, Verb::Create))
+}
+
+/// Read an account.
+#[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts",
+    responses((status = 200, body = AccountJson), (status = 404, body = super::problem::ProblemDocument)))]
+pub async fn get(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    caller.require_account(&id)?;
+    let id = account_path(&id)?;
+    Ok(respond(
+        state.engine.query(Query::Account(id)).await,
+        Verb::Act,
+    ))
+}
+
+async fn change(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    request: HttpRequest,
+    payload: web::Payload,
+    account: String,
+    withdraw: bool,
+) -> Result<HttpResponse, Problem> {
+    caller.require_operator()?;
+    let account = account_path(&account)?;
+    let bytes = body::read(payload, state.body_limit_bytes).await?;
+    let body: BalanceChangeRequest = body::decode(&bytes, Encoding::of_request(&request)?)?;
+    let scope = if withdraw { "withdrawal" } else { "deposit" };
+    let key = key_id(&request, &caller.sub, scope)?
+        .map(|id| OpId::parse(&id).map_err(|e| Problem::invalid_request(e.to_string())))
+        .transpose()?;
+    let command = body.parse(account, key, withdraw, &state.limits)?;
+    Ok(respond(state.engine.execute(command).await, Verb::Create))
+}
+
+/// Deposit money into an account (operator).
+#[utoipa::path(post, path = "/v1/accounts/{id}/deposits", tag = "accounts",
+    request_body = BalanceChangeRequest,
+    responses((status = 201, body = BalanceChangeJson), (status = 404, body = super::problem::ProblemDocument),
+              (status = 422, body = super::problem::ProblemDocument, description = "currency_mismatch")))]
+pub async fn deposit(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    request: HttpRequest,
+    payload: web::Payload,
+    id: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    change(state, caller, request, payload, id.into_inner(), false).await
+}
+
+/// Withdraw money from an account (operator).
+#[utoipa::path(post, path = "/v1/accounts/{id}/withdrawals", tag = "accounts",
+    request_body = BalanceChangeRequest,
+    responses((status = 201, body = BalanceChangeJson),
+              (status = 422, body = super::problem::ProblemDocument, description = "insufficient_funds")))]
+pub async fn withdraw(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    request: HttpRequest,
+    payload: web::Payload,
+    id: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    change(state, caller, request, payload, id.into_inner(), true).await
+}

@@ -1,0 +1,136 @@
+//! Bearer JWT authentication (HS256) and the caller's roles and account scope.
+
+use super::problem::Problem;
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::future::{ready, Ready};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Client,
+    Operator,
+}
+
+/// The token's claims (API.md: `sub`, `exp`, `role`, optional `accounts`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub exp: u64,
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounts: Option<Vec<String>>,
+}
+
+/// Keys for signing and checking tokens.
+#[derive(Clone)]
+pub struct AuthKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl AuthKeys {
+    pub fn from_secret(secret: &[u8]) -> Self {
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+        }
+    }
+
+    pub fn mint(&self, claims: &Claims) -> anyhow::Result<String> {
+        Ok(encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &self.encoding,
+        )?)
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, Problem> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        decode::<Claims>(token, &self.decoding, &validation)
+            .map(|data| data.claims)
+            .map_err(|error| Problem::unauthorized(format!("invalid token: {error}")))
+    }
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub sub: String,
+    pub role: Role,
+    pub accounts: Option<Vec<String>>,
+}
+
+impl Caller {
+    pub fn require_operator(&self) -> Result<(), Problem> {
+        match self.role {
+            Role::Operator => Ok(()),
+            Role::Client => Err(Problem::forbidden("this endpoint is for operators")),
+        }
+    }
+
+    /// Whether the caller may act on and read this account.
+    pub fn may_use_account(&self, account: &str) -> bool {
+        self.role == Role::Operator
+            || self
+                .accounts
+                .as_ref()
+                .is_none_or(|accounts| accounts.iter().any(|a| a == account))
+    }
+
+    pub fn require_account(&self, account: &str) -> Result<(), Problem> {
+        if self.may_use_account(account) {
+            Ok(())
+        } else {
+            Err(Problem::forbidden(format!(
+                "this token may not act on account {account}"
+            )))
+        }
+    }
+}
+
+/// The bearer token of a request: the `Authorization` header or, for WebSocket
+/// clients that cannot set headers, the `access_token` query parameter.
+fn bearer(request: &HttpRequest) -> Result<String, Problem> {
+    if let Some(value) = request
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+    {
+        let value = value
+            .to_str()
+            .map_err(|_| Problem::unauthorized("malformed Authorization header"))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| Problem::unauthorized("expected 'Authorization: Bearer <token>'"))?;
+        return Ok(token.trim().to_owned());
+    }
+    let query =
+        web::Query::<std::collections::HashMap<String, String>>::from_query(request.query_string())
+            .ok();
+    query
+        .and_then(|q| q.get("access_token").cloned())
+        .ok_or_else(|| Problem::unauthorized("missing bearer token"))
+}
+
+impl FromRequest for Caller {
+    type Error = Problem;
+    type Future = Ready<Result<Caller, Problem>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let result = (|| {
+            let keys = request
+                .app_data::<web::Data<AuthKeys>>()
+                .ok_or_else(|| Problem::unauthorized("authentication is not configured"))?;
+            let claims = keys.verify(&bearer(request)?)?;
+            Ok(Caller {
+                sub: claims.sub,
+                role: claims.role,
+                accounts: claims.accounts,
+            })
+        })();
+        ready(result)
+    }
+}

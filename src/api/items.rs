@@ -1,0 +1,168 @@
+//! `/v1/items`: create, read, restock, and reservations.
+
+use super::auth::Caller;
+use super::body::{self, Encoding};
+use super::dto::{CreateItemRequest, ItemJson, ReservationJson, ReserveRequest, RestockRequest};
+use super::idempotency::key_id;
+use super::problem::Problem;
+use super::respond::{respond, Verb};
+use super::ApiState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use surge_actors::domain::{OpId, Quantity, ReservationId, Sku};
+use surge_actors::{Command, Query, Rejection};
+
+fn sku_path(raw: &str) -> Result<Sku, Problem> {
+    Sku::parse(raw)
+        .map_err(|_| Problem::rejection(Rejection::ItemNotFound, format!("no item {raw:?}")))
+}
+
+fn reservation_path(raw: &str) -> Result<ReservationId, Problem> {
+    ReservationId::parse(raw).map_err(|_| {
+        Problem::rejection(
+            Rejection::ReservationNotFound,
+            format!("no reservation {raw:?}"),
+        )
+    })
+}
+
+fn op_id(request: &HttpRequest, caller: &Caller, scope: &str) -> Result<Option<OpId>, Problem> {
+    key_id(request, &caller.sub, scope)?
+        .map(|id| OpId::parse(&id).map_err(|e| Problem::invalid_request(e.to_string())))
+        .transpose()
+}
+
+/// Create an item (operator).
+#[utoipa::path(post, path = "/v1/items", tag = "items",
+    request_body = CreateItemRequest,
+    responses((status = 201, body = ItemJson), (status = 200, body = ItemJson, description = "already exists with the same fields"),
+              (status = 409, body = super::problem::ProblemDocument, description = "item_exists")))]
+pub async fn create(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, Problem> {
+    caller.require_operator()?;
+    let bytes = body::read(payload, state.body_limit_bytes).await?;
+    let body: CreateItemRequest = body::decode(&bytes, Encoding::of_request(&request)?)?;
+    let command = body.parse(&state.limits)?;
+    Ok(respond(state.engine.execute(command).await, Verb::Create))
+}
+
+/// Read an item's stock.
+#[utoipa::path(get, path = "/v1/items/{sku}", tag = "items",
+    responses((status = 200, body = ItemJson), (status = 404, body = super::problem::ProblemDocument)))]
+pub async fn get(
+    state: web::Data<ApiState>,
+    _caller: Caller,
+    sku: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let sku = sku_path(&sku)?;
+    Ok(respond(
+        state.engine.query(Query::Item(sku)).await,
+        Verb::Act,
+    ))
+}
+
+/// Add stock (operator).
+#[utoipa::path(post, path = "/v1/items/{sku}/restock", tag = "items",
+    request_body = RestockRequest,
+    responses((status = 200, body = ItemJson), (status = 404, body = super::problem::ProblemDocument)))]
+pub async fn restock(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    request: HttpRequest,
+    payload: web::Payload,
+    sku: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    caller.require_operator()?;
+    let sku = sku_path(&sku)?;
+    let bytes = body::read(payload, state.body_limit_bytes).await?;
+    let body: RestockRequest = body::decode(&bytes, Encoding::of_request(&request)?)?;
+    let quantity = Quantity::parse(body.quantity, state.limits.quantity_max)
+        .map_err(|e| Problem::invalid_request(format!("quantity: {e}")).with_param("quantity"))?;
+    let op = op_id(&request, &caller, "restock")?;
+    let command = Command::Restock { sku, quantity, op };
+    Ok(respond(state.engine.execute(command).await, Verb::Act))
+}
+
+/// Reserve stock for `ttl_ms`; the engine releases it when it expires.
+#[utoipa::path(post, path = "/v1/items/{sku}/reservations", tag = "items",
+    request_body = ReserveRequest,
+    responses((status = 201, body = ReservationJson),
+              (status = 409, body = super::problem::ProblemDocument, description = "out_of_stock"),
+              (status = 404, body = super::problem::ProblemDocument)))]
+pub async fn reserve(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    request: HttpRequest,
+    payload: web::Payload,
+    sku: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let sku = sku_path(&sku)?;
+    let bytes = body::read(payload, state.body_limit_bytes).await?;
+    let body: ReserveRequest = body::decode(&bytes, Encoding::of_request(&request)?)?;
+    let key = key_id(&request, &caller.sub, "reservation")?
+        .map(|id| ReservationId::parse(&id).map_err(|e| Problem::invalid_request(e.to_string())))
+        .transpose()?;
+    let command = body.parse(sku, key, &state.limits)?;
+    Ok(respond(state.engine.execute(command).await, Verb::Create))
+}
+
+/// Read a reservation.
+#[utoipa::path(get, path = "/v1/items/{sku}/reservations/{id}", tag = "items",
+    responses((status = 200, body = ReservationJson), (status = 404, body = super::problem::ProblemDocument)))]
+pub async fn get_reservation(
+    state: web::Data<ApiState>,
+    _caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Problem> {
+    let (sku, id) = path.into_inner();
+    let query = Query::Reservation(sku_path(&sku)?, reservation_path(&id)?);
+    Ok(respond(state.engine.query(query).await, Verb::Act))
+}
+
+async fn close(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    request: HttpRequest,
+    path: (String, String),
+    commit: bool,
+) -> Result<HttpResponse, Problem> {
+    let (sku, id) = path;
+    let (sku, id) = (sku_path(&sku)?, reservation_path(&id)?);
+    let command = if commit {
+        let op = op_id(&request, &caller, "commit")?;
+        Command::CommitReservation { sku, id, op }
+    } else {
+        let op = op_id(&request, &caller, "release")?;
+        Command::ReleaseReservation { sku, id, op }
+    };
+    Ok(respond(state.engine.execute(command).await, Verb::Act))
+}
+
+/// Commit a held reservation: the units are sold.
+#[utoipa::path(post, path = "/v1/items/{sku}/reservations/{id}/commit", tag = "items",
+    responses((status = 200, body = ReservationJson),
+              (status = 409, body = super::problem::ProblemDocument, description = "reservation_expired, reservation_released")))]
+pub async fn commit(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Problem> {
+    close(state, caller, request, path.into_inner(), true).await
+}
+
+/// Release a held reservation: the units are available again.
+#[utoipa::path(post, path = "/v1/items/{sku}/reservations/{id}/release", tag = "items",
+    responses((status = 200, body = ReservationJson),
+              (status = 409, body = super::problem::ProblemDocument, description = "reservation_committed")))]
+pub async fn release(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Problem> {
+    close(state, caller, request, path.into_inner(), false).await
+}

@@ -1,0 +1,35 @@
+//! Input limits the HTTP front enforces before anything reaches a shard.
+
+use rust_decimal::Decimal;
+
+/// Bounds on what a request may ask for; each is a configuration setting.
+#[derive(Debug, Clone)]
+pub struct ApiLimits {
+    /// Largest amount (payment, deposit, price, overdraft) accepted.
+    pub amount_max: Decimal,
+    /// Largest quantity in one reservation or restock.
+    pub quantity_max: u32,
+    /// Largest initial stock of an item.
+    pub stock_max: u64,
+    pub hold_timeout_ms_default: u64,
+    pub hold_timeout_ms_max: u64,
+    pub reservation_ttl_ms_default: u64,
+    pub reservation_ttl_ms_max: u64,
+    /// Most payments in one `POST /v1/payments/batch` (API.md: 8190).
+    pub payments_batch_max: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        Self {
+            amount_max: Decimal::from(1_000_000_000u64),
+            quantity_max: 1_000_000,
+            stock_max: 1_000_000_000,
+            hold_timeout_ms_default: 7 * 24 * 60 * 60 * 1000,
+            hold_timeout_ms_max: 30 * 24 * 60 * 60 * 1000,
+            reservation_ttl_ms_default: 15 * 60 * 1000,
+            reservation_ttl_ms_max: 24 * 60 * 60 * 1000,
+            payments_batch_max: 8190,
+        }
+    }
+}

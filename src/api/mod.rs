@@ -1,0 +1,111 @@
+//! The public HTTP API of API.md for accounts, payments, items and reservations:
+//! parsing at the edge, auth, idempotency keys, and the mapping of engine replies
+//! to statuses and problem documents.
+
+pub mod accounts;
+pub mod auth;
+pub mod body;
+pub mod dto;
+pub mod idempotency;
+pub mod items;
+pub mod limits;
+pub mod payments;
+pub mod problem;
+pub mod respond;
+
+use actix_web::web;
+use surge_actors::Engine;
+
+/// What every API handler needs.
+pub struct ApiState {
+    pub engine: Engine,
+    pub limits: limits::ApiLimits,
+    /// Largest body of a single-object request.
+    pub body_limit_bytes: usize,
+    /// Largest body of a batch request.
+    pub batch_body_limit_bytes: usize,
+}
+
+/// Registers the business routes. `web::Data<ApiState>` and
+/// `web::Data<auth::AuthKeys>` must be in the app data.
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .route("/v1/accounts", web::post().to(accounts::create))
+        .route("/v1/accounts/{id}", web::get().to(accounts::get))
+        .route(
+            "/v1/accounts/{id}/deposits",
+            web::post().to(accounts::deposit),
+        )
+        .route(
+            "/v1/accounts/{id}/withdrawals",
+            web::post().to(accounts::withdraw),
+        )
+        .route("/v1/payments", web::post().to(payments::create))
+        // Registered before `/v1/payments/{id}` so "batch" is not taken for an id.
+        .route("/v1/payments/batch", web::post().to(payments::batch))
+        .route("/v1/payments/{id}", web::get().to(payments::get))
+        .route(
+            "/v1/payments/{id}/capture",
+            web::post().to(payments::capture),
+        )
+        .route("/v1/payments/{id}/void", web::post().to(payments::void))
+        .route("/v1/items", web::post().to(items::create))
+        .route("/v1/items/{sku}", web::get().to(items::get))
+        .route("/v1/items/{sku}/restock", web::post().to(items::restock))
+        .route(
+            "/v1/items/{sku}/reservations",
+            web::post().to(items::reserve),
+        )
+        .route(
+            "/v1/items/{sku}/reservations/{id}",
+            web::get().to(items::get_reservation),
+        )
+        .route(
+            "/v1/items/{sku}/reservations/{id}/commit",
+            web::post().to(items::commit),
+        )
+        .route(
+            "/v1/items/{sku}/reservations/{id}/release",
+            web::post().to(items::release),
+        );
+}
+
+/// The OpenAPI paths and schemas of this module.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        accounts::create, accounts::get, accounts::deposit, accounts::withdraw,
+        payments::create, payments::batch, payments::get, payments::capture, payments::void,
+        items::create, items::get, items::restock, items::reserve, items::get_reservation,
+        items::commit, items::release,
+    ),
+    components(schemas(
+        problem::ProblemDocument,
+        dto::CreateAccountRequest, dto::AccountJson, dto::BalanceChangeRequest, dto::BalanceChangeJson,
+        dto::CreatePaymentRequest, dto::CaptureRequest, dto::PaymentsBatchRequest,
+        dto::PaymentsBatchResponse, dto::BatchResult, dto::PaymentJson,
+        dto::CreateItemRequest, dto::RestockRequest, dto::ReserveRequest, dto::ItemJson,
+        dto::ReservationJson,
+    )),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
