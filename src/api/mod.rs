@@ -3,6 +3,7 @@
 //! to statuses and problem documents.
 
 pub mod accounts;
+pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod dto;
@@ -24,6 +25,9 @@ pub struct ApiState {
     pub body_limit_bytes: usize,
     /// Largest body of a batch request.
     pub batch_body_limit_bytes: usize,
+    /// Whether `POST /admin/shards/{id}/fault` may crash shards.
+    pub fault_injection: bool,
+    pub audit: admin::AuditLog,
 }
 
 /// Registers the business routes. `web::Data<ApiState>` and
@@ -67,7 +71,15 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route(
             "/v1/items/{sku}/reservations/{id}/release",
             web::post().to(items::release),
-        );
+        )
+        .route("/admin/shards", web::get().to(admin::list))
+        .route("/admin/shards/{id}/restart", web::post().to(admin::restart))
+        .route(
+            "/admin/shards/{id}/snapshot",
+            web::post().to(admin::snapshot),
+        )
+        .route("/admin/shards/{id}/fault", web::post().to(admin::fault))
+        .route("/admin/audit", web::get().to(admin::audit));
 }
 
 /// The OpenAPI paths and schemas of this module.
@@ -78,6 +90,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
         payments::create, payments::batch, payments::get, payments::capture, payments::void,
         items::create, items::get, items::restock, items::reserve, items::get_reservation,
         items::commit, items::release,
+        admin::list, admin::restart, admin::snapshot, admin::fault, admin::audit,
     ),
     components(schemas(
         problem::ProblemDocument,
@@ -86,6 +99,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
         dto::PaymentsBatchResponse, dto::BatchResult, dto::PaymentJson,
         dto::CreateItemRequest, dto::RestockRequest, dto::ReserveRequest, dto::ItemJson,
         dto::ReservationJson,
+        admin::ShardJson, admin::RestartJson, admin::SnapshotJson, admin::FaultRequest,
+        admin::AuditEntry,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

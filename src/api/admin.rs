@@ -1,0 +1,249 @@
+//! Operator endpoints: list, snapshot, restart and crash shards; the audit log.
+
+use super::auth::Caller;
+use super::problem::Problem;
+use super::ApiState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use surge_actors::engine::{ControlReply, ControlRequest};
+use surge_actors::ShardId;
+use utoipa::ToSchema;
+
+/// Audit entries kept in memory, newest first; older ones are dropped (each is also
+/// written to the log).
+pub const AUDIT_ENTRIES_MAX: usize = 10_000;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AuditEntry {
+    pub at: String,
+    pub sub: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+}
+
+/// The operator audit log.
+#[derive(Default)]
+pub struct AuditLog {
+    entries: Mutex<VecDeque<AuditEntry>>,
+}
+
+impl AuditLog {
+    pub fn record(&self, sub: &str, action: &str, target: &str, outcome: &str) {
+        let entry = AuditEntry {
+            at: super::dto::format_time(surge_actors::engine::system_clock_ms()),
+            sub: sub.to_owned(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        tracing::info!(target: "audit", sub, action, target, outcome, "operator action");
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.push_front(entry);
+        entries.truncate(AUDIT_ENTRIES_MAX);
+    }
+
+    pub fn newest_first(&self, limit: usize) -> Vec<AuditEntry> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.iter().take(limit).cloned().collect()
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ShardJson {
+    pub id: u32,
+    pub status: String,
+    pub restarts: u64,
+    pub last_seq: u64,
+    pub snapshot_seq: u64,
+    pub mailbox_len: u64,
+    pub accounts: u64,
+    pub items: u64,
+    pub orders: u64,
+    pub payments: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RestartJson {
+    pub id: u32,
+    pub status: String,
+    pub recovered_seq: u64,
+    pub recovery_ms: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SnapshotJson {
+    pub id: u32,
+    pub snapshot_seq: u64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FaultRequest {
+    /// Only "panic" is supported.
+    pub kind: String,
+}
+
+fn shard_path(state: &ApiState, raw: &str) -> Result<ShardId, Problem> {
+    let count = state.engine.router().shards();
+    raw.parse::<u32>()
+        .ok()
+        .filter(|id| *id < count)
+        .map(ShardId)
+        .ok_or_else(|| {
+            Problem::new(
+                404,
+                "shard_not_found",
+                "Shard not found",
+                format!("no shard {raw:?} (0..{count})"),
+            )
+        })
+}
+
+/// Every shard's status (operator).
+#[utoipa::path(get, path = "/admin/shards", tag = "admin",
+    responses((status = 200, body = [ShardJson])))]
+pub async fn list(state: web::Data<ApiState>, caller: Caller) -> Result<HttpResponse, Problem> {
+    caller.require_operator()?;
+    let shards: Vec<ShardJson> = state
+        .engine
+        .shard_status()
+        .into_iter()
+        .map(|s| ShardJson {
+            id: s.id.0,
+            status: s.state.as_str().to_owned(),
+            restarts: s.restarts,
+            last_seq: s.last_seq,
+            snapshot_seq: s.snapshot_seq,
+            mailbox_len: s.mailbox_len,
+            accounts: s.accounts,
+            items: s.items,
+            orders: 0,
+            payments: s.payments,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(shards))
+}
+
+/// Restart a shard; answers once it runs again (operator).
+#[utoipa::path(post, path = "/admin/shards/{id}/restart", tag = "admin",
+    responses((status = 200, body = RestartJson), (status = 404, body = super::problem::ProblemDocument)))]
+pub async fn restart(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    caller.require_operator()?;
+    let shard = shard_path(&state, &id)?;
+    let result = state.engine.control(shard, ControlRequest::Restart).await;
+    let target = format!("shard:{}", shard.0);
+    match result {
+        Ok(ControlReply::Restarted {
+            recovered_seq,
+            recovery_ms,
+        }) => {
+            state
+                .audit
+                .record(&caller.sub, "shard.restart", &target, "ok");
+            Ok(HttpResponse::Ok().json(RestartJson {
+                id: shard.0,
+                status: "running".into(),
+                recovered_seq,
+                recovery_ms,
+            }))
+        }
+        Ok(_) | Err(_) => {
+            state
+                .audit
+                .record(&caller.sub, "shard.restart", &target, "failed");
+            Err(Problem::from(surge_actors::EngineError::Retry))
+        }
+    }
+}
+
+/// Write a snapshot of a shard now (operator).
+#[utoipa::path(post, path = "/admin/shards/{id}/snapshot", tag = "admin",
+    responses((status = 200, body = SnapshotJson), (status = 404, body = super::problem::ProblemDocument)))]
+pub async fn snapshot(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    caller.require_operator()?;
+    let shard = shard_path(&state, &id)?;
+    let target = format!("shard:{}", shard.0);
+    match state.engine.control(shard, ControlRequest::Snapshot).await {
+        Ok(ControlReply::Snapshot { snapshot_seq }) => {
+            state
+                .audit
+                .record(&caller.sub, "shard.snapshot", &target, "ok");
+            Ok(HttpResponse::Ok().json(SnapshotJson {
+                id: shard.0,
+                snapshot_seq,
+            }))
+        }
+        _ => {
+            state
+                .audit
+                .record(&caller.sub, "shard.snapshot", &target, "failed");
+            Err(Problem::from(surge_actors::EngineError::Retry))
+        }
+    }
+}
+
+/// Crash a shard (operator; only with `admin.fault_injection` on, else 404).
+#[utoipa::path(post, path = "/admin/shards/{id}/fault", tag = "admin",
+    request_body = FaultRequest,
+    responses((status = 200), (status = 404, body = super::problem::ProblemDocument)))]
+pub async fn fault(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    request: HttpRequest,
+    payload: web::Payload,
+    id: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    if !state.fault_injection {
+        return Err(Problem::new(
+            404,
+            "not_found",
+            "Not found",
+            "fault injection is disabled",
+        ));
+    }
+    caller.require_operator()?;
+    let shard = shard_path(&state, &id)?;
+    let bytes = super::body::read(payload, state.body_limit_bytes).await?;
+    let body: FaultRequest =
+        super::body::decode(&bytes, super::body::Encoding::of_request(&request)?)?;
+    if body.kind != "panic" {
+        return Err(Problem::invalid_request("kind must be \"panic\"").with_param("kind"));
+    }
+    let target = format!("shard:{}", shard.0);
+    let result = state.engine.control(shard, ControlRequest::Panic).await;
+    let outcome = if result.is_ok() { "ok" } else { "failed" };
+    state
+        .audit
+        .record(&caller.sub, "shard.fault.panic", &target, outcome);
+    result.map_err(Problem::from)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"id": shard.0, "kind": "panic"})))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    pub limit: Option<usize>,
+}
+
+/// Operator actions, newest first (operator).
+#[utoipa::path(get, path = "/admin/audit", tag = "admin",
+    responses((status = 200, body = [AuditEntry])))]
+pub async fn audit(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    query: web::Query<AuditQuery>,
+) -> Result<HttpResponse, Problem> {
+    caller.require_operator()?;
+    let limit = query.limit.unwrap_or(100).min(AUDIT_ENTRIES_MAX);
+    Ok(HttpResponse::Ok().json(state.audit.newest_first(limit)))
+}
