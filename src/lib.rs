@@ -1,4 +1,22 @@
-//! Surge server.
+//! Surge's server: the adapter around the engine in `surge-actors`. It reads
+//! settings, opens durable storage, starts the shards, and serves the HTTP API.
+//!
+//! # Layout
+//!
+//! * [`configuration`]: layered settings (defaults, environment file, env vars).
+//! * [`startup`]: builds the application and its HTTP server; graceful shutdown.
+//! * [`api`]: the routes of API.md, parsing at the edge, auth, problem documents.
+//! * [`storage`]: the PostgreSQL and SQLite journals with group commit.
+//! * [`metrics`]: Prometheus metrics for HTTP and the engine.
+//! * [`rate_limit`]: per-subject token buckets.
+//! * [`telemetry`]: structured logging.
+//! * [`cli`]: the command line of the `surge` binary.
 
 pub mod api;
+pub mod cli;
+pub mod configuration;
+pub mod metrics;
+pub mod rate_limit;
+pub mod startup;
 pub mod storage;
+pub mod telemetry;

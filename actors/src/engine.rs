@@ -397,8 +397,13 @@ impl Engine {
         .await;
         results
             .into_iter()
-            .filter(|(_, result)| result.is_err())
-            .map(|(id, _)| id)
+            .filter_map(|(id, result)| match result {
+                Ok(_) => None,
+                Err(error) => {
+                    tracing::warn!(shard = %id, %error, "final snapshot failed");
+                    Some(id)
+                }
+            })
             .collect()
     }
 

@@ -125,6 +125,18 @@ impl FromRequest for Caller {
                 .app_data::<web::Data<AuthKeys>>()
                 .ok_or_else(|| Problem::unauthorized("authentication is not configured"))?;
             let claims = keys.verify(&bearer(request)?)?;
+            if let Some(limiter) = request.app_data::<web::Data<crate::rate_limit::RateLimiter>>() {
+                if let Err(retry_after_s) = limiter.check(&claims.sub) {
+                    let mut problem = Problem::new(
+                        429,
+                        "rate_limited",
+                        "Too many requests",
+                        format!("the rate limit of {} is exhausted", claims.sub),
+                    );
+                    problem.retry_after_s = Some(retry_after_s);
+                    return Err(problem);
+                }
+            }
             Ok(Caller {
                 sub: claims.sub,
                 role: claims.role,

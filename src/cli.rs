@@ -1,0 +1,42 @@
+//! The command line: `surge serve`, `surge token`, `surge migrate`.
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "surge",
+    version,
+    about = "Real-time transaction engine for payments and inventory"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the engine and its HTTP API.
+    Serve,
+    /// Print a JWT signed with the configured secret.
+    Token {
+        /// The token's subject (rate limits and idempotency keys are per subject).
+        #[arg(long)]
+        sub: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Accounts a client may act on, comma-separated (absent: any).
+        #[arg(long, value_delimiter = ',')]
+        accounts: Option<Vec<String>>,
+        /// Lifetime in seconds (default: auth.token_ttl_s_default).
+        #[arg(long)]
+        ttl_s: Option<u64>,
+    },
+    /// Apply the storage migrations and exit.
+    Migrate,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Client,
+    Operator,
+}

@@ -1,0 +1,179 @@
+//! Layered settings: built-in defaults (`config/default.toml`, compiled in), then
+//! `config/<environment>.toml`, then `SURGE__SECTION__KEY` environment variables.
+
+use anyhow::Context as _;
+use config::{Config, Environment, File, FileFormat};
+use rust_decimal::Decimal;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// The defaults, compiled in so that the binary runs from any directory.
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// The JWT secret of `config/default.toml`: accepted only in development.
+pub const DEVELOPMENT_JWT_SECRET: &str = "surge-development-secret-do-not-use-in-production";
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// `development`, `test`, `production`, ... (from `SURGE_ENVIRONMENT`).
+    #[serde(skip)]
+    pub environment: String,
+    pub http: HttpSettings,
+    pub engine: EngineSettings,
+    pub limits: LimitSettings,
+    pub auth: AuthSettings,
+    pub rate_limit: RateLimitSettings,
+    pub storage: StorageSettings,
+    pub redis: RedisSettings,
+    pub admin: AdminSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpSettings {
+    pub addr: String,
+    pub workers: usize,
+    pub body_limit_bytes: usize,
+    pub batch_body_limit_bytes: usize,
+    pub connections_max: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EngineSettings {
+    pub shards: u32,
+    pub shard_threads: usize,
+    pub mailbox_capacity: usize,
+    pub tick_interval_ms: u64,
+    pub journal_timeout_ms: u64,
+    pub reply_timeout_ms: u64,
+    pub step_resend_ms: u64,
+    pub snapshot_every_events: u64,
+    pub snapshot_interval_s: u64,
+    pub idempotency_retention_ms: u64,
+    pub hash_seed: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LimitSettings {
+    pub amount_max: Decimal,
+    pub quantity_max: u32,
+    pub stock_max: u64,
+    pub hold_timeout_ms_default: u64,
+    pub hold_timeout_ms_max: u64,
+    pub reservation_ttl_ms_default: u64,
+    pub reservation_ttl_ms_max: u64,
+    pub payments_batch_max: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    pub jwt_secret: SecretString,
+    pub token_ttl_s_default: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RateLimitSettings {
+    pub requests_per_s: u32,
+    pub burst: u32,
+    pub subjects_max: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StorageSettings {
+    pub url: String,
+    pub pool_connections_max: u32,
+    pub timeout_ms: u64,
+    pub records_per_write_max: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RedisSettings {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AdminSettings {
+    pub fault_injection: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// The environment name: `SURGE_ENVIRONMENT`, else `APP_ENVIRONMENT`, else
+/// `development`.
+pub fn environment() -> String {
+    std::env::var("SURGE_ENVIRONMENT")
+        .or_else(|_| std::env::var("APP_ENVIRONMENT"))
+        .unwrap_or_else(|_| "development".to_owned())
+}
+
+/// Where per-environment files live: `SURGE_CONFIG_DIR`, else `./config`.
+fn config_dir() -> PathBuf {
+    std::env::var_os("SURGE_CONFIG_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("config"))
+}
+
+/// Loads and checks the settings.
+pub fn load() -> anyhow::Result<Settings> {
+    let environment = environment();
+    let overrides = config_dir().join(format!("{environment}.toml"));
+    let config = Config::builder()
+        .add_source(File::from_str(DEFAULTS, FileFormat::Toml))
+        .add_source(File::from(overrides).required(false))
+        .add_source(
+            Environment::with_prefix("SURGE")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        )
+        .build()
+        .context("cannot read the configuration")?;
+    let mut settings: Settings = config.try_deserialize().context("invalid configuration")?;
+    settings.environment = environment;
+    settings.validate()?;
+    Ok(settings)
+}
+
+impl Settings {
+    /// Refuses settings that cannot be right.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.environment != "development"
+            && self.auth.jwt_secret.expose_secret() == DEVELOPMENT_JWT_SECRET
+        {
+            anyhow::bail!(
+                "refusing to start in the {:?} environment with the built-in development JWT secret: \
+                 set SURGE__AUTH__JWT_SECRET",
+                self.environment
+            );
+        }
+        if self.auth.jwt_secret.expose_secret().len() < 16 {
+            anyhow::bail!("auth.jwt_secret must be at least 16 bytes");
+        }
+        anyhow::ensure!(
+            (1..=surge_actors::router::SHARDS_MAX).contains(&self.engine.shards),
+            "engine.shards must be between 1 and {}",
+            surge_actors::router::SHARDS_MAX
+        );
+        anyhow::ensure!(
+            self.engine.mailbox_capacity > 0,
+            "engine.mailbox_capacity must be positive"
+        );
+        anyhow::ensure!(
+            self.limits.payments_batch_max > 0,
+            "limits.payments_batch_max must be positive"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,222 @@
+//! Prometheus metrics: HTTP requests by route and status, and what the engine
+//! reports (batch sizes, journal flush latency, recoveries, snapshots, mailboxes).
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpResponse};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::time::{Duration, Instant};
+use surge_actors::engine::EngineObserver;
+use surge_actors::{Engine, ShardId};
+
+/// Every metric Surge exports.
+pub struct Metrics {
+    pub registry: Registry,
+    http_requests: IntCounterVec,
+    http_latency: HistogramVec,
+    batch_events: HistogramVec,
+    flush_latency: HistogramVec,
+    flush_failures: IntCounterVec,
+    recovery_seconds: HistogramVec,
+    snapshot_bytes: HistogramVec,
+    snapshot_seconds: HistogramVec,
+    shard_mailbox: IntGaugeVec,
+    shard_restarts: IntGaugeVec,
+    shard_last_seq: IntGaugeVec,
+}
+
+fn must<T>(result: prometheus::Result<T>) -> T {
+    // Metric definitions are static; a failure is a programming error at start.
+    result.expect("metric definition is valid")
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("surge".into()), None).expect("valid prefix");
+        let latency_buckets = vec![
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            2.5, 5.0, 10.0,
+        ];
+        let http_requests = must(IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route pattern, method and status",
+            ),
+            &["route", "method", "status"],
+        ));
+        let http_latency = must(HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency")
+                .buckets(latency_buckets.clone()),
+            &["route", "method", "status"],
+        ));
+        let batch_events = must(HistogramVec::new(
+            HistogramOpts::new("shard_batch_events", "Events per journal flush")
+                .buckets(prometheus::exponential_buckets(1.0, 2.0, 16).expect("valid buckets")),
+            &["shard"],
+        ));
+        let flush_latency = must(HistogramVec::new(
+            HistogramOpts::new("journal_flush_seconds", "Journal append latency per batch")
+                .buckets(latency_buckets.clone()),
+            &["shard"],
+        ));
+        let flush_failures = must(IntCounterVec::new(
+            Opts::new("journal_flush_failures_total", "Failed journal appends"),
+            &["shard"],
+        ));
+        let recovery_seconds = must(HistogramVec::new(
+            HistogramOpts::new("shard_recovery_seconds", "Time to rebuild a shard")
+                .buckets(latency_buckets.clone()),
+            &["shard"],
+        ));
+        let snapshot_bytes = must(HistogramVec::new(
+            HistogramOpts::new("snapshot_bytes", "Snapshot size")
+                .buckets(prometheus::exponential_buckets(1024.0, 4.0, 12).expect("valid buckets")),
+            &["shard"],
+        ));
+        let snapshot_seconds = must(HistogramVec::new(
+            HistogramOpts::new("snapshot_seconds", "Snapshot encode and write time")
+                .buckets(latency_buckets),
+            &["shard"],
+        ));
+        let shard_mailbox = must(IntGaugeVec::new(
+            Opts::new("shard_mailbox_len", "Messages waiting in a shard's mailbox"),
+            &["shard"],
+        ));
+        let shard_restarts = must(IntGaugeVec::new(
+            Opts::new("shard_restarts", "Restarts of a shard since start"),
+            &["shard"],
+        ));
+        let shard_last_seq = must(IntGaugeVec::new(
+            Opts::new("shard_last_seq", "Last durable sequence number of a shard"),
+            &["shard"],
+        ));
+        for collector in [
+            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(http_latency.clone()),
+            Box::new(batch_events.clone()),
+            Box::new(flush_latency.clone()),
+            Box::new(flush_failures.clone()),
+            Box::new(recovery_seconds.clone()),
+            Box::new(snapshot_bytes.clone()),
+            Box::new(snapshot_seconds.clone()),
+            Box::new(shard_mailbox.clone()),
+            Box::new(shard_restarts.clone()),
+            Box::new(shard_last_seq.clone()),
+        ] {
+            must(registry.register(collector));
+        }
+        Self {
+            registry,
+            http_requests,
+            http_latency,
+            batch_events,
+            flush_latency,
+            flush_failures,
+            recovery_seconds,
+            snapshot_bytes,
+            snapshot_seconds,
+            shard_mailbox,
+            shard_restarts,
+            shard_last_seq,
+        }
+    }
+
+    /// Refreshes the per-shard gauges from the engine, then renders everything.
+    pub fn render(&self, engine: &Engine) -> String {
+        for status in engine.shard_status() {
+            let shard = status.id.0.to_string();
+            self.shard_mailbox
+                .with_label_values(&[shard.as_str()])
+                .set(status.mailbox_len as i64);
+            self.shard_restarts
+                .with_label_values(&[shard.as_str()])
+                .set(status.restarts as i64);
+            self.shard_last_seq
+                .with_label_values(&[shard.as_str()])
+                .set(status.last_seq as i64);
+        }
+        let mut buffer = Vec::new();
+        let encoder = TextEncoder::new();
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = encoder.encode(&self.registry.gather(), &mut buffer);
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EngineObserver for Metrics {
+    fn batch_flushed(&self, shard: ShardId, events: usize, elapsed: Duration, ok: bool) {
+        let shard = shard.0.to_string();
+        self.batch_events
+            .with_label_values(&[shard.as_str()])
+            .observe(events as f64);
+        self.flush_latency
+            .with_label_values(&[shard.as_str()])
+            .observe(elapsed.as_secs_f64());
+        if !ok {
+            self.flush_failures
+                .with_label_values(&[shard.as_str()])
+                .inc();
+        }
+    }
+
+    fn recovered(&self, shard: ShardId, elapsed: Duration, _events_replayed: usize) {
+        self.recovery_seconds
+            .with_label_values(&[shard.0.to_string().as_str()])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    fn snapshot_written(&self, shard: ShardId, bytes: usize, elapsed: Duration) {
+        let shard = shard.0.to_string();
+        self.snapshot_bytes
+            .with_label_values(&[shard.as_str()])
+            .observe(bytes as f64);
+        self.snapshot_seconds
+            .with_label_values(&[shard.as_str()])
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// Middleware: counts and times every request by its route *pattern* (bounded
+/// cardinality, unlike raw paths).
+pub async fn track(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let metrics = request.app_data::<web::Data<Metrics>>().cloned();
+    let method = request.method().as_str().to_owned();
+    let response = next.call(request).await?;
+    if let Some(metrics) = metrics {
+        let route = response
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_owned());
+        let status = response.status().as_u16().to_string();
+        let labels = [route.as_str(), method.as_str(), status.as_str()];
+        metrics.http_requests.with_label_values(&labels).inc();
+        metrics
+            .http_latency
+            .with_label_values(&labels)
+            .observe(started.elapsed().as_secs_f64());
+    }
+    Ok(response)
+}
+
+/// `GET /metrics`
+pub async fn endpoint(
+    metrics: web::Data<Metrics>,
+    state: web::Data<crate::api::ApiState>,
+) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(metrics.render(&state.engine))
+}

@@ -1,0 +1,250 @@
+//! Builds the application: storage, engine, HTTP server on its own listener (so
+//! tests can bind port 0), and the graceful shutdown that follows the server.
+
+use crate::api::{self, auth::AuthKeys, limits::ApiLimits, problem::Problem, ApiState};
+use crate::configuration::Settings;
+use crate::metrics::{self, Metrics};
+use crate::rate_limit::RateLimiter;
+use crate::storage::{self, StorageOptions};
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use secrecy::ExposeSecret;
+use std::net::TcpListener;
+use std::sync::Arc;
+use surge_actors::shard::ShardLimits;
+use surge_actors::{Engine, EngineConfig};
+use utoipa::OpenApi;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    engine: Engine,
+}
+
+impl Application {
+    /// Opens storage (migrating it), starts the shards, and binds the listener.
+    /// Must run inside the actix System.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let journal = storage::open(&storage_options(&settings)).await?;
+        let metrics = web::Data::new(Metrics::new());
+        let engine = Engine::start(
+            engine_config(&settings, metrics.clone().into_inner()),
+            journal,
+        );
+        let listener = TcpListener::bind(&settings.http.addr)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.http.addr))?;
+        let port = listener.local_addr()?.port();
+        let server = run(listener, &settings, engine.clone(), metrics)?;
+        tracing::info!(port, shards = settings.engine.shards, storage = %redacted(&settings.storage.url), "surge listening");
+        Ok(Self {
+            port,
+            server,
+            engine,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Serves until SIGINT/SIGTERM (or the server handle stops it), then drains:
+    /// the HTTP server stops accepting and finishes in-flight requests, and every
+    /// shard flushes and writes a final snapshot so the next start replays little.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let mut server = std::pin::pin!(self.server);
+        tokio::select! {
+            result = &mut server => result?,
+            signal = shutdown_signal() => {
+                tracing::info!(signal, "shutting down: no new connections, finishing requests in flight");
+                // The server future must keep running to carry out its own stop.
+                let (_, result) = tokio::join!(handle.stop(true), &mut server);
+                result?;
+            }
+        }
+        tracing::info!("HTTP server stopped; writing final snapshots");
+        let failed = self.engine.shutdown().await;
+        if failed.is_empty() {
+            tracing::info!("shutdown complete");
+        } else {
+            tracing::warn!(
+                ?failed,
+                "some shards could not write a final snapshot; the journal has everything"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM with the signal's name.
+async fn shutdown_signal() -> &'static str {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("SIGTERM handler can be installed");
+        tokio::select! {
+            _ = interrupt => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+        "SIGINT"
+    }
+}
+
+fn redacted(url: &str) -> String {
+    match url.split_once('@') {
+        Some((_, host)) => format!("…@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+pub fn storage_options(settings: &Settings) -> StorageOptions {
+    StorageOptions {
+        url: settings.storage.url.clone(),
+        pool_connections_max: settings.storage.pool_connections_max,
+        timeout_ms: settings.storage.timeout_ms,
+        records_per_write_max: settings.storage.records_per_write_max,
+    }
+}
+
+fn engine_config(settings: &Settings, metrics: Arc<Metrics>) -> EngineConfig {
+    let engine = &settings.engine;
+    EngineConfig {
+        shards: engine.shards,
+        mailbox_capacity: engine.mailbox_capacity,
+        tick_interval_ms: engine.tick_interval_ms,
+        journal_timeout_ms: engine.journal_timeout_ms,
+        reply_timeout_ms: engine.reply_timeout_ms,
+        shard_threads: engine.shard_threads,
+        hash_seed: engine.hash_seed,
+        snapshot_every_events: engine.snapshot_every_events,
+        snapshot_interval_s: engine.snapshot_interval_s,
+        limits: ShardLimits {
+            retention_ms: engine.idempotency_retention_ms,
+            step_resend_ms: engine.step_resend_ms,
+            ..ShardLimits::default()
+        },
+        observer: metrics,
+        ..EngineConfig::default()
+    }
+}
+
+fn api_limits(settings: &Settings) -> ApiLimits {
+    let limits = &settings.limits;
+    ApiLimits {
+        amount_max: limits.amount_max,
+        quantity_max: limits.quantity_max,
+        stock_max: limits.stock_max,
+        hold_timeout_ms_default: limits.hold_timeout_ms_default,
+        hold_timeout_ms_max: limits.hold_timeout_ms_max,
+        reservation_ttl_ms_default: limits.reservation_ttl_ms_default,
+        reservation_ttl_ms_max: limits.reservation_ttl_ms_max,
+        payments_batch_max: limits.payments_batch_max,
+    }
+}
+
+fn run(
+    listener: TcpListener,
+    settings: &Settings,
+    engine: Engine,
+    metrics: web::Data<Metrics>,
+) -> anyhow::Result<Server> {
+    let state = web::Data::new(ApiState {
+        engine,
+        limits: api_limits(settings),
+        body_limit_bytes: settings.http.body_limit_bytes,
+        batch_body_limit_bytes: settings.http.batch_body_limit_bytes,
+        fault_injection: settings.admin.fault_injection,
+        audit: Default::default(),
+    });
+    let keys = web::Data::new(AuthKeys::from_secret(
+        settings.auth.jwt_secret.expose_secret().as_bytes(),
+    ));
+    let limiter = web::Data::new(RateLimiter::new(
+        settings.rate_limit.requests_per_s,
+        settings.rate_limit.burst,
+        settings.rate_limit.subjects_max,
+    ));
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap(from_fn(metrics::track))
+            .wrap(tracing_actix_web::TracingLogger::default())
+            .app_data(state.clone())
+            .app_data(keys.clone())
+            .app_data(limiter.clone())
+            .app_data(metrics.clone())
+            .app_data(query_config())
+            .app_data(path_config())
+            .route("/health", web::get().to(health))
+            .route("/ready", web::get().to(ready))
+            .route("/metrics", web::get().to(metrics::endpoint))
+            .route("/openapi.json", web::get().to(openapi))
+            .configure(api::configure)
+            .default_service(web::to(not_found))
+    })
+    .max_connections(settings.http.connections_max)
+    // Signals are handled by `run_until_stopped`, which must outlive the server to
+    // write the final snapshots.
+    .disable_signals()
+    .shutdown_timeout(30);
+    if settings.http.workers > 0 {
+        server = server.workers(settings.http.workers);
+    }
+    Ok(server.listen(listener)?.run())
+}
+
+fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|error, _| {
+        Problem::invalid_request(format!("bad query string: {error}")).into()
+    })
+}
+
+fn path_config() -> web::PathConfig {
+    web::PathConfig::default()
+        .error_handler(|error, _| Problem::invalid_request(format!("bad path: {error}")).into())
+}
+
+async fn not_found() -> HttpResponse {
+    Problem::new(404, "not_found", "Not found", "no such endpoint").response()
+}
+
+/// `GET /health`: the process is up.
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// `GET /ready`: every shard runs (which needs storage to answer).
+async fn ready(state: web::Data<ApiState>) -> HttpResponse {
+    let shards = state.engine.shard_status();
+    let not_running: Vec<_> = shards
+        .iter()
+        .filter(|s| s.state != surge_actors::engine::ShardState::Running)
+        .map(|s| serde_json::json!({"id": s.id.0, "status": s.state.as_str()}))
+        .collect();
+    if not_running.is_empty() {
+        HttpResponse::Ok().json(serde_json::json!({"status": "ready", "shards": shards.len()}))
+    } else {
+        HttpResponse::ServiceUnavailable().json(serde_json::json!({
+            "status": "not_ready",
+            "shards_not_running": not_running,
+        }))
+    }
+}
+
+/// `GET /openapi.json`
+async fn openapi() -> HttpResponse {
+    let mut doc = api::ApiDoc::openapi();
+    doc.info.title = "Surge".into();
+    doc.info.version = env!("CARGO_PKG_VERSION").into();
+    HttpResponse::Ok().json(doc)
+}
