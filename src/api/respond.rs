@@ -53,12 +53,14 @@ pub fn respond(result: Result<Reply, EngineError>, verb: Verb) -> HttpResponse {
             // request that made it is answered with the refusal.
             if verb == Verb::Create && payment.status == PaymentStatus::Rejected {
                 if let Some(code) = payment.code {
-                    return Problem::rejection(
-                        code,
-                        format!("payment {} was rejected", payment.id),
-                    )
-                    .replayed(replayed)
-                    .response();
+                    let mut problem =
+                        Problem::rejection(code, format!("payment {} was rejected", payment.id));
+                    // API.md: a payment naming an unknown account is a 422, not a
+                    // 404: the payment itself exists (as rejected).
+                    if code == surge_actors::Rejection::AccountNotFound {
+                        problem.status = 422;
+                    }
+                    return problem.replayed(replayed).response();
                 }
             }
             json(status(verb), &PaymentJson::from(&payment), replayed)

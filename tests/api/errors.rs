@@ -1,0 +1,181 @@
+use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
+use serde_json::json;
+
+#[actix_web::test]
+async fn requests_without_a_valid_token_are_401() {
+    let app = spawn_app().await;
+    let none = app
+        .http
+        .get(app.url("/v1/accounts/a"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(none, 401, "unauthorized").await;
+    let garbage = app.get_as("not-a-jwt", "/v1/accounts/a").await;
+    assert_problem(garbage, 401, "unauthorized").await;
+    let expired = app.get_as(&app.expired_token(), "/v1/accounts/a").await;
+    assert_problem(expired, 401, "unauthorized").await;
+    let other_keys = surge::api::auth::AuthKeys::from_secret(b"another-secret-entirely-123");
+    let forged = crate::helpers::mint(
+        &other_keys,
+        "ops",
+        surge::api::auth::Role::Operator,
+        None,
+        60,
+    );
+    assert_problem(
+        app.get_as(&forged, "/v1/accounts/a").await,
+        401,
+        "unauthorized",
+    )
+    .await;
+}
+
+#[actix_web::test]
+async fn bad_bodies_are_400_with_the_field_named() {
+    let app = spawn_app().await;
+    app.create_account("a", "USD").await;
+    let cases = [
+        (
+            json!({"from": "a", "to": "b", "amount": 12.5, "currency": "USD"}),
+            Some("amount"),
+        ),
+        (
+            json!({"from": "a", "to": "b", "amount": "1.001", "currency": "USD"}),
+            Some("amount"),
+        ),
+        (
+            json!({"from": "a", "to": "b", "amount": "-1", "currency": "USD"}),
+            Some("amount"),
+        ),
+        (
+            json!({"from": "a", "to": "b", "amount": "0", "currency": "USD"}),
+            Some("amount"),
+        ),
+        (
+            json!({"from": "a", "to": "b", "amount": "99999999999", "currency": "USD"}),
+            Some("amount"),
+        ),
+        (
+            json!({"from": "a", "to": "b", "amount": "1", "currency": "usd"}),
+            Some("currency"),
+        ),
+        (
+            json!({"from": "a", "to": "b", "amount": "1", "currency": "ABC"}),
+            Some("currency"),
+        ),
+        (
+            json!({"from": "a b", "to": "b", "amount": "1", "currency": "USD"}),
+            Some("from"),
+        ),
+        (
+            json!({"from": "a", "to": "b", "amount": "1", "currency": "USD", "surprise": true}),
+            Some("surprise"),
+        ),
+        (json!({"from": "a", "to": "b", "currency": "USD"}), None),
+        (json!([1, 2, 3]), None),
+    ];
+    for (body, param) in cases {
+        let response = app.post("/v1/payments", body.clone()).await;
+        let problem = assert_problem(response, 400, "invalid_request").await;
+        if let Some(param) = param {
+            assert_eq!(problem["param"], param, "{body}");
+        }
+    }
+    let raw = app
+        .http
+        .post(app.url("/v1/payments"))
+        .bearer_auth(&app.operator)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(raw, 400, "invalid_request").await;
+}
+
+#[actix_web::test]
+async fn a_body_over_the_limit_is_413() {
+    let app = spawn_app_with(|settings| settings.http.body_limit_bytes = 1024).await;
+    let big = "x".repeat(4096);
+    let response = app
+        .post("/v1/accounts", json!({"currency": "USD", "id": big}))
+        .await;
+    assert_problem(response, 413, "payload_too_large").await;
+}
+
+#[actix_web::test]
+async fn garbage_input_never_produces_a_server_error() {
+    let app = spawn_app().await;
+    let paths = [
+        "/v1/accounts",
+        "/v1/accounts/a/deposits",
+        "/v1/accounts/a/withdrawals",
+        "/v1/payments",
+        "/v1/payments/batch",
+        "/v1/payments/p/capture",
+        "/v1/payments/p/void",
+        "/v1/items",
+        "/v1/items/s/restock",
+        "/v1/items/s/reservations",
+        "/v1/items/s/reservations/r/commit",
+    ];
+    let bodies: [&[u8]; 6] = [
+        b"",
+        b"null",
+        b"\xff\xfe\x00",
+        b"{\"id\":{}}",
+        b"[[[[[[[[[[",
+        b"{\"amount\":\"1e9999\"}",
+    ];
+    for path in paths {
+        for body in bodies {
+            for content_type in ["application/json", "application/msgpack", "text/plain"] {
+                let response = app
+                    .http
+                    .post(app.url(path))
+                    .bearer_auth(&app.operator)
+                    .header("content-type", content_type)
+                    .body(body.to_vec())
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(
+                    response.status().as_u16() < 500,
+                    "{path} {content_type} {body:?}: {}",
+                    response.status()
+                );
+            }
+        }
+    }
+    let weird = app.get(&format!("/v1/accounts/{}", "x".repeat(100))).await;
+    assert!(weird.status().as_u16() < 500);
+}
+
+#[actix_web::test]
+async fn a_subject_over_its_rate_limit_gets_429_with_retry_after() {
+    let app = spawn_app_with(|settings| {
+        settings.rate_limit.requests_per_s = 1;
+        settings.rate_limit.burst = 3;
+    })
+    .await;
+    let token = app.client_token("greedy", None);
+    let mut limited = None;
+    for _ in 0..10 {
+        let response = app.get_as(&token, "/v1/items/x").await;
+        if response.status() == 429 {
+            limited = Some(response);
+            break;
+        }
+    }
+    let response = limited.expect("the limit is reached within 10 requests");
+    assert!(response.headers().get("retry-after").is_some());
+    assert_problem(response, 429, "rate_limited").await;
+    // Another subject is not affected.
+    assert_eq!(
+        app.get_as(&app.client_token("calm", None), "/v1/items/x")
+            .await
+            .status(),
+        404
+    );
+}
