@@ -87,7 +87,7 @@ fn token() -> String {
     .unwrap()
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Acknowledged {
     /// Payment id → status the client was told.
     payments: Vec<(String, String)>,
@@ -297,7 +297,8 @@ async fn crash_rounds(storage_url: String) {
         if round == 0 {
             setup(&http, &token, &server.base).await;
         } else {
-            check_invariants(&http, &token, &server.base, &acknowledged.lock().unwrap()).await;
+            let seen = acknowledged.lock().unwrap().clone();
+            check_invariants(&http, &token, &server.base, &seen).await;
         }
         let workers: Vec<_> = (0..16)
             .map(|worker| {
@@ -330,7 +331,8 @@ async fn crash_rounds(storage_url: String) {
     }
     let mut server = start(&storage_url, free_port());
     wait_ready(&http, &server.base).await;
-    check_invariants(&http, &token, &server.base, &acknowledged.lock().unwrap()).await;
+    let seen = acknowledged.lock().unwrap().clone();
+    check_invariants(&http, &token, &server.base, &seen).await;
     assert!(
         acknowledged.lock().unwrap().payments.len() > 10,
         "the load did something"
