@@ -223,19 +223,27 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-/// `GET /ready`: every shard runs (which needs storage to answer).
+/// How long `/ready` waits for storage to answer a ping.
+const READY_STORAGE_TIMEOUT_MS: u64 = 1_000;
+
+/// `GET /ready`: storage answers and every shard runs.
 async fn ready(state: web::Data<ApiState>) -> HttpResponse {
+    let storage_ok = state
+        .engine
+        .storage_reachable(std::time::Duration::from_millis(READY_STORAGE_TIMEOUT_MS))
+        .await;
     let shards = state.engine.shard_status();
     let not_running: Vec<_> = shards
         .iter()
         .filter(|s| s.state != surge_actors::engine::ShardState::Running)
         .map(|s| serde_json::json!({"id": s.id.0, "status": s.state.as_str()}))
         .collect();
-    if not_running.is_empty() {
+    if storage_ok && not_running.is_empty() {
         HttpResponse::Ok().json(serde_json::json!({"status": "ready", "shards": shards.len()}))
     } else {
         HttpResponse::ServiceUnavailable().json(serde_json::json!({
             "status": "not_ready",
+            "storage": if storage_ok { "reachable" } else { "unreachable" },
             "shards_not_running": not_running,
         }))
     }

@@ -182,6 +182,7 @@ struct Inner {
     shards: Vec<(Addr<ShardActor>, Arc<ShardStats>)>,
     reply_timeout: Duration,
     observer: Arc<dyn EngineObserver>,
+    journal: Arc<dyn Journal>,
     _arbiters: Vec<ArbiterHandle>,
 }
 
@@ -278,6 +279,7 @@ impl Engine {
                 shards,
                 reply_timeout: Duration::from_millis(config.reply_timeout_ms),
                 observer,
+                journal,
                 _arbiters: arbiters,
             }),
         }
@@ -405,6 +407,14 @@ impl Engine {
                 }
             })
             .collect()
+    }
+
+    /// Whether the journal's storage answers within `timeout`.
+    pub async fn storage_reachable(&self, timeout: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(timeout, self.inner.journal.ping()).await,
+            Ok(Ok(()))
+        )
     }
 
     /// True when every shard is running.

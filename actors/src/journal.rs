@@ -167,6 +167,11 @@ pub trait Journal: Send + Sync + 'static {
     fn load(&self, shard: ShardId) -> BoxFuture<'static, Result<Recovered, JournalError>>;
 
     fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'static, Result<(), JournalError>>;
+
+    /// Whether storage answers right now (for readiness checks).
+    fn ping(&self) -> BoxFuture<'static, Result<(), JournalError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Rebuilds a shard's state from what the journal holds, checking that sequence

@@ -137,6 +137,17 @@ impl Journal for PostgresJournal {
         self.writer.append(record)
     }
 
+    fn ping(&self) -> BoxFuture<'static, Result<(), JournalError>> {
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            sqlx::query("SELECT 1")
+                .execute(&pool)
+                .await
+                .map(|_| ())
+                .map_err(unavailable)
+        })
+    }
+
     fn load(&self, shard: ShardId) -> BoxFuture<'static, Result<Recovered, JournalError>> {
         let pool = self.pool.clone();
         Box::pin(async move {
