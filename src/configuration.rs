@@ -26,6 +26,8 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub storage: StorageSettings,
     pub redis: RedisSettings,
+    pub orders: OrderSettings,
+    pub feed: FeedSettings,
     pub admin: AdminSettings,
     pub log: LogSettings,
 }
@@ -90,6 +92,27 @@ pub struct StorageSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct RedisSettings {
     pub url: String,
+    pub stream_key: String,
+    pub stream_length_max: usize,
+    pub channel: String,
+    pub queue_events_max: usize,
+    pub node_id: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OrderSettings {
+    pub timeout_ms: u64,
+    pub wait_ms_default: u64,
+    pub wait_ms_max: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FeedSettings {
+    pub connections_max: usize,
+    pub subscriptions_per_connection_max: usize,
+    pub buffer_messages_max: usize,
+    pub heartbeat_interval_ms: u64,
+    pub idle_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -173,6 +196,18 @@ impl Settings {
         anyhow::ensure!(
             self.limits.payments_batch_max > 0,
             "limits.payments_batch_max must be positive"
+        );
+        anyhow::ensure!(
+            self.orders.wait_ms_max < self.engine.reply_timeout_ms,
+            "orders.wait_ms_max must be below engine.reply_timeout_ms"
+        );
+        anyhow::ensure!(
+            self.orders.wait_ms_default <= self.orders.wait_ms_max,
+            "orders.wait_ms_default must be at most orders.wait_ms_max"
+        );
+        anyhow::ensure!(
+            self.feed.buffer_messages_max > 0 && self.feed.connections_max > 0,
+            "feed.buffer_messages_max and feed.connections_max must be positive"
         );
         Ok(())
     }

@@ -6,6 +6,7 @@
 //! * [`configuration`]: layered settings (defaults, environment file, env vars).
 //! * [`startup`]: builds the application and its HTTP server; graceful shutdown.
 //! * [`api`]: the routes of API.md, parsing at the edge, auth, problem documents.
+//! * [`feed`]: live feeds: the event bus, the WebSocket endpoint, the Redis bridge.
 //! * [`storage`]: the PostgreSQL and SQLite journals with group commit.
 //! * [`metrics`]: Prometheus metrics for HTTP and the engine.
 //! * [`rate_limit`]: per-subject token buckets.
@@ -15,6 +16,7 @@
 pub mod api;
 pub mod cli;
 pub mod configuration;
+pub mod feed;
 pub mod metrics;
 pub mod rate_limit;
 pub mod startup;

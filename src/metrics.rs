@@ -28,7 +28,7 @@ pub struct Metrics {
     shard_last_seq: IntGaugeVec,
 }
 
-fn must<T>(result: prometheus::Result<T>) -> T {
+pub fn must<T>(result: prometheus::Result<T>) -> T {
     // Metric definitions are static; a failure is a programming error at start.
     result.expect("metric definition is valid")
 }

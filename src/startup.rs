@@ -3,6 +3,7 @@
 
 use crate::api::{self, auth::AuthKeys, limits::ApiLimits, problem::Problem, ApiState};
 use crate::configuration::Settings;
+use crate::feed::{self, hub::FeedHub, FeedMetrics, FeedState};
 use crate::metrics::{self, Metrics};
 use crate::rate_limit::RateLimiter;
 use crate::storage::{self, StorageOptions};
@@ -12,8 +13,11 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use secrecy::ExposeSecret;
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
+use surge_actors::engine::EngineObserver;
+use surge_actors::notice::Notice;
 use surge_actors::shard::ShardLimits;
-use surge_actors::{Engine, EngineConfig};
+use surge_actors::{Engine, EngineConfig, ShardId};
 use utoipa::OpenApi;
 
 pub struct Application {
@@ -28,14 +32,26 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let journal = storage::open(&storage_options(&settings)).await?;
         let metrics = web::Data::new(Metrics::new());
-        let engine = Engine::start(
-            engine_config(&settings, metrics.clone().into_inner()),
-            journal,
-        );
+        let hub = Arc::new(FeedHub::default());
+        let feed = web::Data::new(FeedState {
+            hub: hub.clone(),
+            settings: settings.feed.clone(),
+            metrics: FeedMetrics::new(&metrics.registry),
+            connections: Default::default(),
+        });
+        if !settings.redis.url.is_empty() {
+            let bridge = feed::redis::start(&settings.redis, hub.clone(), feed.metrics.clone())?;
+            hub.set_forward(bridge);
+        }
+        let observer = Arc::new(ServerObserver {
+            metrics: metrics.clone().into_inner(),
+            hub,
+        });
+        let engine = Engine::start(engine_config(&settings, observer), journal);
         let listener = TcpListener::bind(&settings.http.addr)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.http.addr))?;
         let port = listener.local_addr()?.port();
-        let server = run(listener, &settings, engine.clone(), metrics)?;
+        let server = run(listener, &settings, engine.clone(), metrics, feed)?;
         tracing::info!(port, shards = settings.engine.shards, storage = %redacted(&settings.storage.url), "surge listening");
         Ok(Self {
             port,
@@ -117,7 +133,28 @@ pub fn storage_options(settings: &Settings) -> StorageOptions {
     }
 }
 
-fn engine_config(settings: &Settings, metrics: Arc<Metrics>) -> EngineConfig {
+/// What the engine reports goes to the metrics, and durable notices to the feeds.
+struct ServerObserver {
+    metrics: Arc<Metrics>,
+    hub: Arc<FeedHub>,
+}
+
+impl EngineObserver for ServerObserver {
+    fn batch_flushed(&self, shard: ShardId, events: usize, elapsed: Duration, ok: bool) {
+        self.metrics.batch_flushed(shard, events, elapsed, ok);
+    }
+    fn recovered(&self, shard: ShardId, elapsed: Duration, events_replayed: usize) {
+        self.metrics.recovered(shard, elapsed, events_replayed);
+    }
+    fn snapshot_written(&self, shard: ShardId, bytes: usize, elapsed: Duration) {
+        self.metrics.snapshot_written(shard, bytes, elapsed);
+    }
+    fn notices(&self, _shard: ShardId, notices: &[Notice]) {
+        self.hub.publish_local(notices);
+    }
+}
+
+fn engine_config(settings: &Settings, observer: Arc<ServerObserver>) -> EngineConfig {
     let engine = &settings.engine;
     EngineConfig {
         shards: engine.shards,
@@ -132,9 +169,10 @@ fn engine_config(settings: &Settings, metrics: Arc<Metrics>) -> EngineConfig {
         limits: ShardLimits {
             retention_ms: engine.idempotency_retention_ms,
             step_resend_ms: engine.step_resend_ms,
+            order_timeout_ms: settings.orders.timeout_ms,
             ..ShardLimits::default()
         },
-        observer: metrics,
+        observer,
         ..EngineConfig::default()
     }
 }
@@ -150,6 +188,8 @@ fn api_limits(settings: &Settings) -> ApiLimits {
         reservation_ttl_ms_default: limits.reservation_ttl_ms_default,
         reservation_ttl_ms_max: limits.reservation_ttl_ms_max,
         payments_batch_max: limits.payments_batch_max,
+        order_wait_ms_default: settings.orders.wait_ms_default,
+        order_wait_ms_max: settings.orders.wait_ms_max,
     }
 }
 
@@ -158,6 +198,7 @@ fn run(
     settings: &Settings,
     engine: Engine,
     metrics: web::Data<Metrics>,
+    feed: web::Data<FeedState>,
 ) -> anyhow::Result<Server> {
     let state = web::Data::new(ApiState {
         engine,
@@ -183,12 +224,14 @@ fn run(
             .app_data(keys.clone())
             .app_data(limiter.clone())
             .app_data(metrics.clone())
+            .app_data(feed.clone())
             .app_data(query_config())
             .app_data(path_config())
             .route("/health", web::get().to(health))
             .route("/ready", web::get().to(ready))
             .route("/metrics", web::get().to(metrics::endpoint))
             .route("/openapi.json", web::get().to(openapi))
+            .route("/v1/feed", web::get().to(feed::ws::connect))
             .configure(api::configure)
             .default_service(web::to(not_found))
     })

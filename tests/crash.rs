@@ -1,5 +1,5 @@
-//! Kill -9 under load: start the real `surge` binary, drive concurrent payments
-//! and reservations, record every 2xx, kill it at a random moment, restart it,
+//! Kill -9 under load: start the real `surge` binary, drive concurrent payments,
+//! reservations and orders (sagas across shards), record every 2xx, kill it at a random moment, restart it,
 //! and check that every acknowledged write is there and the invariants hold.
 //! Runs several rounds on the SQLite file and on PostgreSQL.
 
@@ -13,6 +13,8 @@ const SECRET: &str = "surge-crash-test-secret-0123456789";
 const ACCOUNTS: usize = 16;
 const DEPOSIT: i64 = 1_000;
 const STOCK: u64 = 40;
+/// Stock of the item orders buy; enough to sell out during the run.
+const ORDER_STOCK: u64 = 60;
 const ROUNDS: usize = 3;
 
 /// A tiny deterministic generator; the seed is printed so a failure can be rerun.
@@ -93,6 +95,10 @@ struct Acknowledged {
     payments: Vec<(String, String)>,
     /// Reservation ids that were answered 201.
     reservations: Vec<String>,
+    /// Order id → final status the client was told (None: 202, still running).
+    orders: Vec<(String, Option<String>)>,
+    /// Every order id sent, answered or not: each must end up final or absent.
+    orders_sent: Vec<String>,
 }
 
 async fn post(
@@ -144,6 +150,15 @@ async fn setup(http: &reqwest::Client, token: &str, base: &str) {
     .await
     .unwrap();
     assert!(status == 201 || status == 200);
+    let (status, _) = post(
+        http,
+        token,
+        format!("{base}/v1/items"),
+        json!({"sku": "gadget", "price": "3.25", "currency": "USD", "stock": ORDER_STOCK}),
+    )
+    .await
+    .unwrap();
+    assert!(status == 201 || status == 200);
 }
 
 async fn load(
@@ -157,7 +172,26 @@ async fn load(
 ) {
     let mut rng = Rng(seed ^ (worker as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     for n in 0.. {
-        if rng.below(5) == 0 {
+        let dice = rng.below(5);
+        if dice == 1 {
+            let buyer = rng.below(ACCOUNTS as u64);
+            let merchant = (buyer + 1) % ACCOUNTS as u64;
+            let id = format!("o{round}-{worker}-{n}");
+            acknowledged.lock().unwrap().orders_sent.push(id.clone());
+            let body = json!({"id": id, "account": format!("acc{buyer}"), "merchant": format!("acc{merchant}"),
+                              "lines": [{"sku": "gadget", "quantity": 1 + rng.below(2)}]});
+            match post(&http, &token, format!("{base}/v1/orders"), body).await {
+                Some((201, body)) => {
+                    let status = body["status"].as_str().unwrap_or("").to_owned();
+                    acknowledged.lock().unwrap().orders.push((id, Some(status)));
+                }
+                Some((202, _)) => acknowledged.lock().unwrap().orders.push((id, None)),
+                Some(_) => {}
+                None => return,
+            }
+            continue;
+        }
+        if dice == 0 {
             let id = format!("r{round}-{worker}-{n}");
             let body = json!({"id": id, "quantity": 1, "ttl_ms": 3_600_000});
             match post(
@@ -228,6 +262,63 @@ async fn check_invariants(
             "acknowledged reservation {id} is lost"
         );
     }
+    // Every acknowledged order is there; every order that exists reaches a final
+    // state (recovery re-drives it), and one the client was told is final kept
+    // the status it was told.
+    let told: std::collections::HashMap<&str, &Option<String>> = acknowledged
+        .orders
+        .iter()
+        .map(|(id, status)| (id.as_str(), status))
+        .collect();
+    let mut sold = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for id in &acknowledged.orders_sent {
+        let order = loop {
+            let response = http
+                .get(format!("{base}/v1/orders/{id}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            if response.status() == 404 {
+                assert!(
+                    !told.contains_key(id.as_str()),
+                    "acknowledged order {id} is lost"
+                );
+                break None;
+            }
+            assert_eq!(response.status(), 200);
+            let body: Value = response.json().await.unwrap();
+            let status = body["status"].as_str().unwrap();
+            if ["confirmed", "rejected", "cancelled", "expired"].contains(&status) {
+                break Some(body);
+            }
+            assert!(Instant::now() < deadline, "order {id} never ends: {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let Some(order) = order else { continue };
+        if let Some(Some(status)) = told.get(id.as_str()) {
+            assert_eq!(order["status"].as_str().unwrap(), status, "order {id}");
+        }
+        if order["status"] == "confirmed" {
+            sold += order["lines"][0]["quantity"].as_u64().unwrap();
+        }
+    }
+    let gadget: Value = http
+        .get(format!("{base}/v1/items/gadget"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(gadget["reserved"], 0, "no order holds stock: {gadget}");
+    assert_eq!(
+        gadget["on_hand"].as_u64().unwrap() + sold,
+        ORDER_STOCK,
+        "every unit sold belongs to one confirmed order: {gadget}"
+    );
     // No oversell.
     let item: Value = http
         .get(format!("{base}/v1/items/hot"))
@@ -259,6 +350,7 @@ async fn check_invariants(
                 .unwrap();
             let balance: rust_decimal::Decimal =
                 account["balance"].as_str().unwrap().parse().unwrap();
+            assert_eq!(account["held"], "0.00", "no order holds money: {account}");
             assert!(
                 account["available"]
                     .as_str()
@@ -322,11 +414,11 @@ async fn crash_rounds(storage_url: String) {
         }
         let counts = {
             let a = acknowledged.lock().unwrap();
-            (a.payments.len(), a.reservations.len())
+            (a.payments.len(), a.reservations.len(), a.orders.len())
         };
         eprintln!(
-            "round {round}: killed; {} payments and {} reservations acknowledged so far",
-            counts.0, counts.1
+            "round {round}: killed; {} payments, {} reservations and {} orders acknowledged so far",
+            counts.0, counts.1, counts.2
         );
     }
     let mut server = start(&storage_url, free_port());

@@ -216,6 +216,9 @@ impl ShardActor {
 
     /// The batch is durable: answer clients, send saga messages.
     fn release(&mut self, batch: Batch) {
+        if !batch.notices.is_empty() {
+            self.settings.observer.notices(self.id, &batch.notices);
+        }
         for (token, reply) in batch.replies {
             self.answer(token, Ok(reply));
         }

@@ -4,9 +4,11 @@
 //! domain types. Views are plain data; the HTTP front formats them.
 
 use crate::domain::{
-    AccountId, Amount, Currency, OpId, PaymentId, Quantity, ReservationId, Sku, TimestampMs,
+    AccountId, Amount, Currency, OpId, OrderId, PaymentId, Quantity, ReservationId, Sku,
+    TimestampMs,
 };
 use crate::model::{Account, Item, Payment, PaymentStatus, Reservation, ReservationStatus};
+use crate::order::{Order, OrderLine, OrderStatus, OrderTerms};
 use crate::rejection::Rejection;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -86,6 +88,17 @@ pub enum Command {
         id: ReservationId,
         op: Option<OpId>,
     },
+    CreateOrder {
+        id: OrderId,
+        terms: OrderTerms,
+        /// How long the client waits for a final state before it is answered with
+        /// the order as it stands (not part of "the same body").
+        wait_ms: u64,
+    },
+    CancelOrder {
+        id: OrderId,
+        op: Option<OpId>,
+    },
 }
 
 impl Command {
@@ -104,6 +117,7 @@ impl Command {
             | Command::Reserve { sku, .. }
             | Command::CommitReservation { sku, .. }
             | Command::ReleaseReservation { sku, .. } => sku.as_str(),
+            Command::CreateOrder { id, .. } | Command::CancelOrder { id, .. } => id.as_str(),
         }
     }
 }
@@ -116,6 +130,7 @@ pub enum Query {
     Payment(PaymentId),
     Item(Sku),
     Reservation(Sku, ReservationId),
+    Order(OrderId),
 }
 
 impl Query {
@@ -124,6 +139,7 @@ impl Query {
             Query::Account(id) => id.as_str(),
             Query::Payment(id) => id.as_str(),
             Query::Item(sku) | Query::Reservation(sku, _) => sku.as_str(),
+            Query::Order(id) => id.as_str(),
         }
     }
 }
@@ -132,7 +148,10 @@ impl Query {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reply {
     /// `created` is false when the account already existed with the same fields.
-    Account { account: AccountView, created: bool },
+    Account {
+        account: AccountView,
+        created: bool,
+    },
     BalanceChange {
         change: BalanceChangeView,
         replayed: bool,
@@ -148,6 +167,10 @@ pub enum Reply {
     },
     Reservation {
         reservation: ReservationView,
+        replayed: bool,
+    },
+    Order {
+        order: OrderView,
         replayed: bool,
     },
     Rejected {
@@ -171,6 +194,7 @@ impl Reply {
             | Reply::Payment { replayed, .. }
             | Reply::Item { replayed, .. }
             | Reply::Reservation { replayed, .. }
+            | Reply::Order { replayed, .. }
             | Reply::Rejected { replayed, .. } => *replayed = true,
             Reply::Account { .. } => {}
         }
@@ -313,6 +337,64 @@ impl From<&Reservation> for ReservationView {
             quantity: reservation.quantity,
             status: reservation.status,
             expires_at: reservation.expires_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderLineView {
+    pub sku: Sku,
+    pub quantity: u32,
+    /// Known once the line's item has answered.
+    pub unit_price: Option<Decimal>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderView {
+    pub id: OrderId,
+    pub account: AccountId,
+    pub merchant: AccountId,
+    pub lines: Vec<OrderLineView>,
+    /// Known once every line is reserved and priced.
+    pub total: Option<Decimal>,
+    pub currency: Option<Currency>,
+    pub status: OrderStatus,
+    pub reason: Option<Rejection>,
+    pub history: Vec<(OrderStatus, TimestampMs)>,
+    pub created_at: TimestampMs,
+}
+
+impl OrderView {
+    pub fn is_final(&self) -> bool {
+        self.status.is_final()
+    }
+}
+
+impl From<&Order> for OrderView {
+    fn from(order: &Order) -> Self {
+        Self {
+            id: order.id.clone(),
+            account: order.terms.account.clone(),
+            merchant: order.terms.merchant.clone(),
+            lines: order
+                .terms
+                .lines
+                .iter()
+                .zip(&order.lines)
+                .map(|(OrderLine { sku, quantity }, progress)| OrderLineView {
+                    sku: sku.clone(),
+                    quantity: quantity.get(),
+                    unit_price: progress.unit_price,
+                })
+                .collect(),
+            total: order.total,
+            currency: order
+                .currency
+                .or(order.lines.iter().find_map(|l| l.currency)),
+            status: order.status,
+            reason: order.reason,
+            history: order.history.clone(),
+            created_at: order.created_at,
         }
     }
 }

@@ -2,13 +2,16 @@
 //! returns the events to apply or the reason to refuse. No I/O, no clock, no
 //! randomness; replays (idempotent answers) are found before it runs.
 
-use crate::command::{BalanceChangeView, Command, ItemView, PaymentView, Reply, ReservationView};
+use crate::command::{
+    BalanceChangeView, Command, ItemView, OrderView, PaymentView, Reply, ReservationView,
+};
 use crate::domain::{Amount, OpId, TimestampMs};
 use crate::event::Event;
 use crate::model::{
     Ending, OpKey, OpOutcome, OpRecord, PaymentStatus, PaymentTerms, ReservationKey,
-    ReservationStatus, Stage, StepEffect, StepKey, StepKind, StepOutcome, StepTag,
+    ReservationStatus, SagaId, Stage, StepEffect, StepKey, StepKind, StepOutcome, StepTag,
 };
+use crate::order::{OrderEnding, OrderStatus};
 use crate::rejection::Rejection;
 use crate::state::State;
 use rust_decimal::Decimal;
@@ -24,6 +27,10 @@ pub enum WaitFor {
     Outcome,
     Capture,
     Void,
+    /// The order's final state (or, past the client's `wait_ms`, its state then).
+    OrderFinal,
+    /// The end of an order that this client cancelled.
+    OrderCancel,
 }
 
 /// What happens to a command, before any event.
@@ -56,6 +63,7 @@ pub fn op_key(command: &Command) -> Option<OpKey> {
             id, op: Some(op), ..
         } => ("capture", id.as_str(), op),
         Command::VoidPayment { id, op: Some(op) } => ("void", id.as_str(), op),
+        Command::CancelOrder { id, op: Some(op) } => ("cancel", id.as_str(), op),
         Command::Restock {
             sku, op: Some(op), ..
         } => ("restock", sku.as_str(), op),
@@ -170,6 +178,29 @@ pub fn plan(state: &State, command: &Command) -> Plan {
                 }
             }
             None => Plan::Decide,
+        },
+        Command::CreateOrder { id, terms, .. } => match state.orders.get(id) {
+            Some(order) if order.terms != *terms => {
+                Plan::Answer(Reply::rejected(Rejection::IdempotencyConflict))
+            }
+            Some(order) if order.is_final() => Plan::Answer(
+                Reply::Order {
+                    order: OrderView::from(order),
+                    replayed: false,
+                }
+                .into_replayed(),
+            ),
+            Some(_) => Plan::Wait(WaitFor::OrderFinal, true),
+            None => Plan::Decide,
+        },
+        // A second cancel while the first is still releasing waits for the same end.
+        Command::CancelOrder { id, .. } => match state.orders.get(id) {
+            Some(order)
+                if !order.is_final() && order.ending_requested == Some(OrderEnding::Cancelled) =>
+            {
+                Plan::Wait(WaitFor::OrderCancel, false)
+            }
+            _ => Plan::Decide,
         },
         Command::CreateItem {
             sku,
@@ -287,6 +318,14 @@ fn replay_op(state: &State, command: &Command, record: &OpRecord) -> Plan {
                     },
                 }
             }
+            Command::CancelOrder { id, .. } => match state.orders.get(id) {
+                Some(order) if order.is_final() => Reply::Order {
+                    order: OrderView::from(order),
+                    replayed: false,
+                },
+                Some(_) => return Plan::Wait(WaitFor::OrderCancel, true),
+                None => Reply::rejected(Rejection::OrderNotFound),
+            },
             Command::CommitReservation { sku, id, .. }
             | Command::ReleaseReservation { sku, id, .. } => {
                 let key = ReservationKey {
@@ -308,7 +347,12 @@ fn replay_op(state: &State, command: &Command, record: &OpRecord) -> Plan {
 }
 
 /// The business rules: the events a command produces, or why it is refused.
-pub fn decide(state: &State, command: &Command, now: TimestampMs) -> Result<Vec<Event>, Rejection> {
+pub fn decide(
+    state: &State,
+    command: &Command,
+    now: TimestampMs,
+    order_timeout_ms: u64,
+) -> Result<Vec<Event>, Rejection> {
     let at = now;
     match command {
         Command::CreateAccount {
@@ -462,6 +506,23 @@ pub fn decide(state: &State, command: &Command, now: TimestampMs) -> Result<Vec<
                 at,
             }])
         }
+        Command::CreateOrder { id, terms, .. } => Ok(vec![Event::OrderCreated {
+            id: id.clone(),
+            terms: terms.clone(),
+            deadline: now.saturating_add(order_timeout_ms),
+            at,
+        }]),
+        Command::CancelOrder { id, .. } => {
+            let order = state.orders.get(id).ok_or(Rejection::OrderNotFound)?;
+            if !order.can_end() {
+                return Err(Rejection::OrderAlreadyFinal);
+            }
+            Ok(vec![Event::OrderEndRequested {
+                id: id.clone(),
+                ending: OrderEnding::Cancelled,
+                at,
+            }])
+        }
         Command::CommitReservation { sku, id, .. }
         | Command::ReleaseReservation { sku, id, .. } => {
             let key = ReservationKey {
@@ -533,6 +594,7 @@ pub fn op_outcome_after(state: &State, command: &Command) -> Option<OpOutcome> {
         }
         Command::CapturePayment { .. }
         | Command::VoidPayment { .. }
+        | Command::CancelOrder { .. }
         | Command::CommitReservation { .. }
         | Command::ReleaseReservation { .. } => Some(OpOutcome::Finalized),
         // A successful reservation is its own record.
@@ -578,6 +640,8 @@ pub fn answer(state: &State, command: &Command) -> Result<Reply, WaitFor> {
         Command::CreatePayment { .. } => Err(WaitFor::Outcome),
         Command::CapturePayment { .. } => Err(WaitFor::Capture),
         Command::VoidPayment { .. } => Err(WaitFor::Void),
+        Command::CreateOrder { .. } => Err(WaitFor::OrderFinal),
+        Command::CancelOrder { .. } => Err(WaitFor::OrderCancel),
         Command::CreateItem { sku, .. } | Command::Restock { sku, .. } => {
             match state.items.get(sku) {
                 Some(item) => Ok(Reply::Item {
@@ -611,7 +675,7 @@ pub fn answer(state: &State, command: &Command) -> Result<Reply, WaitFor> {
 /// it answered then, so steps can be resent and duplicated safely.
 pub fn decide_step(
     state: &State,
-    payment: &crate::domain::PaymentId,
+    saga: &SagaId,
     account_id: &crate::domain::AccountId,
     currency: crate::domain::Currency,
     kind: StepKind,
@@ -619,7 +683,7 @@ pub fn decide_step(
     retention_ms: u64,
 ) -> (Vec<Event>, StepOutcome) {
     let key = StepKey {
-        payment: payment.clone(),
+        saga: saga.clone(),
         tag: kind.tag(),
     };
     if let Some(record) = state.steps.get(&key) {
@@ -654,12 +718,12 @@ pub fn decide_step(
     };
     let active_hold = || {
         let hold = state.steps.get(&StepKey {
-            payment: payment.clone(),
+            saga: saga.clone(),
             tag: StepTag::Hold,
         })?;
         let closed = [StepTag::Release, StepTag::Capture].iter().any(|tag| {
             state.steps.contains_key(&StepKey {
-                payment: payment.clone(),
+                saga: saga.clone(),
                 tag: *tag,
             })
         });
@@ -731,7 +795,23 @@ fn record(
 }
 
 /// Whether a waiting client can be answered, and with what.
-pub fn wake(state: &State, id: &crate::domain::PaymentId, wait: WaitFor) -> Option<Reply> {
+pub fn wake(state: &State, saga: &SagaId, wait: WaitFor) -> Option<Reply> {
+    let id = match saga {
+        SagaId::Payment(id) => id,
+        SagaId::Order(id) => {
+            let order = state.orders.get(id)?;
+            if !order.is_final() {
+                return None;
+            }
+            if wait == WaitFor::OrderCancel && order.status != OrderStatus::Cancelled {
+                return Some(Reply::rejected(Rejection::OrderAlreadyFinal));
+            }
+            return Some(Reply::Order {
+                order: OrderView::from(order),
+                replayed: false,
+            });
+        }
+    };
     let payment = state.payments.get(id)?;
     match wait {
         WaitFor::Outcome => payment.first.map(|_| Reply::Payment {
@@ -754,5 +834,6 @@ pub fn wake(state: &State, id: &crate::domain::PaymentId, wait: WaitFor) -> Opti
             }),
             _ => Some(Reply::rejected(Rejection::PaymentNotAuthorized)),
         },
+        WaitFor::OrderFinal | WaitFor::OrderCancel => None,
     }
 }

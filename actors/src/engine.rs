@@ -38,6 +38,9 @@ pub trait EngineObserver: Send + Sync + 'static {
     fn mailbox_sent(&self, _shard: ShardId) {}
     fn mailbox_received(&self, _shard: ShardId) {}
     fn snapshot_written(&self, _shard: ShardId, _bytes: usize, _elapsed: Duration) {}
+    /// Changes that are durable, in the order they happened on `shard`, for feeds.
+    /// Called on the shard's thread: must not block.
+    fn notices(&self, _shard: ShardId, _notices: &[crate::notice::Notice]) {}
 }
 
 /// Observer that ignores everything.
@@ -142,6 +145,7 @@ pub struct ShardStats {
     pub accounts: AtomicU64,
     pub items: AtomicU64,
     pub payments: AtomicU64,
+    pub orders: AtomicU64,
 }
 
 impl ShardStats {
@@ -160,6 +164,8 @@ impl ShardStats {
             .store(state.items.len() as u64, Ordering::Relaxed);
         self.payments
             .store(state.payments.len() as u64, Ordering::Relaxed);
+        self.orders
+            .store(state.orders.len() as u64, Ordering::Relaxed);
     }
 }
 
@@ -175,6 +181,7 @@ pub struct ShardStatus {
     pub accounts: u64,
     pub items: u64,
     pub payments: u64,
+    pub orders: u64,
 }
 
 struct Inner {
@@ -214,6 +221,9 @@ impl EngineObserver for MailboxCounter {
     }
     fn snapshot_written(&self, shard: ShardId, bytes: usize, elapsed: Duration) {
         self.inner.snapshot_written(shard, bytes, elapsed);
+    }
+    fn notices(&self, shard: ShardId, notices: &[crate::notice::Notice]) {
+        self.inner.notices(shard, notices);
     }
     fn mailbox_received(&self, shard: ShardId) {
         let counter = &self.stats[shard.0 as usize].mailbox_len;
@@ -367,6 +377,7 @@ impl Engine {
                 accounts: stats.accounts.load(Ordering::Relaxed),
                 items: stats.items.load(Ordering::Relaxed),
                 payments: stats.payments.load(Ordering::Relaxed),
+                orders: stats.orders.load(Ordering::Relaxed),
             })
             .collect()
     }

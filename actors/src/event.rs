@@ -4,11 +4,12 @@
 //! rebuilds exactly the state that clients were told about, with no lookups, clocks
 //! or configuration involved.
 
-use crate::domain::{AccountId, Currency, PaymentId, ReservationId, Sku, TimestampMs};
+use crate::domain::{AccountId, Currency, OrderId, PaymentId, ReservationId, Sku, TimestampMs};
 use crate::model::{
     Ending, OpKey, OpRecord, PaymentTerms, ReservationStatus, StepEffect, StepKey, StepOutcome,
     StepTag,
 };
+use crate::order::{OrderEnding, OrderTerms};
 use crate::rejection::Rejection;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -95,6 +96,37 @@ pub enum Event {
         sku: Sku,
         id: ReservationId,
         status: ReservationStatus,
+        at: TimestampMs,
+    },
+    /// An order was accepted; its saga starts (status `pending`).
+    OrderCreated {
+        id: OrderId,
+        terms: OrderTerms,
+        /// When the order expires if it is not authorized by then.
+        deadline: TimestampMs,
+        at: TimestampMs,
+    },
+    /// One of the order's steps answered; the saga moves on.
+    OrderStepCompleted {
+        id: OrderId,
+        tag: StepTag,
+        outcome: StepOutcome,
+        /// For a line's reservation: the item's price and currency.
+        price: Option<(Decimal, Currency)>,
+        at: TimestampMs,
+    },
+    /// A cancel, or the deadline: the order ends once its steps in flight answer.
+    OrderEndRequested {
+        id: OrderId,
+        ending: OrderEnding,
+        at: TimestampMs,
+    },
+    /// An item shard handled an order line's step (its effect on the stock, if
+    /// any, is a `Reserved` or `ReservationClosed` in the same batch).
+    LineStepApplied {
+        key: StepKey,
+        outcome: StepOutcome,
+        expires_at: TimestampMs,
         at: TimestampMs,
     },
     /// Idempotency and step records past their retention are forgotten.

@@ -8,6 +8,8 @@
 //! * [`command`]: what clients ask (commands, queries) and what they get back.
 //! * [`event`]: the events that change state and fill the journal.
 //! * [`model`]: the entities a shard owns and the saga records.
+//! * [`order`]: the order saga's progress and the item side of its steps.
+//! * [`notice`]: what feeds hear of durable changes.
 //! * [`state`]: a shard's state and `apply`.
 //! * [`decide`]: the pure business rules, `decide(state, command, now)`.
 //! * [`shard`]: the shard core: batches, sagas, waiting clients, no I/O.
@@ -25,6 +27,8 @@ pub mod engine;
 pub mod event;
 pub mod journal;
 pub mod model;
+pub mod notice;
+pub mod order;
 pub mod rejection;
 pub mod router;
 pub mod shard;

@@ -1,6 +1,8 @@
 //! The entities a shard owns, their statuses, and the saga bookkeeping records.
 
-use crate::domain::{AccountId, Currency, OpId, PaymentId, ReservationId, Sku, TimestampMs};
+use crate::domain::{
+    AccountId, Currency, OpId, OrderId, PaymentId, ReservationId, Sku, TimestampMs,
+};
 use crate::rejection::Rejection;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -106,7 +108,8 @@ pub enum StepKind {
     Capture { amount: Decimal },
 }
 
-/// A step's identity within its payment: the deduplication key on the account shard.
+/// A step's identity within its saga: the deduplication key on the shard that
+/// handles it. Order lines have their own tags, one per line index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum StepTag {
     Debit,
@@ -116,6 +119,29 @@ pub enum StepTag {
     Validate,
     Release,
     Capture,
+    /// Reserve order line `n` on its item's shard.
+    ReserveLine(u16),
+    /// Commit order line `n`'s reservation.
+    CommitLine(u16),
+    /// Release order line `n`'s reservation.
+    ReleaseLine(u16),
+}
+
+/// The operation a saga step belongs to: the coordinator that sent it, and the
+/// first half of the step's deduplication key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SagaId {
+    Payment(PaymentId),
+    Order(OrderId),
+}
+
+impl std::fmt::Display for SagaId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SagaId::Payment(id) => write!(f, "payment {id}"),
+            SagaId::Order(id) => write!(f, "order {id}"),
+        }
+    }
 }
 
 impl StepKind {
@@ -148,10 +174,9 @@ pub struct StepEffect {
     pub held_delta: Decimal,
 }
 
-/// A step already handled by this account shard.
+/// A step already handled by this shard.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
-    pub account: AccountId,
     pub outcome: StepOutcome,
     /// For a hold: the amount held (what a release or capture gives back).
     pub amount: Decimal,
@@ -160,7 +185,7 @@ pub struct StepRecord {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct StepKey {
-    pub payment: PaymentId,
+    pub saga: SagaId,
     pub tag: StepTag,
 }
 
@@ -331,4 +356,6 @@ pub enum TimerKey {
     Reservation(ReservationKey),
     Op(OpKey),
     Step(StepKey),
+    /// An order that is not final by then expires.
+    OrderDeadline(OrderId),
 }

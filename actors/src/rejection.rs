@@ -21,6 +21,9 @@ pub enum Rejection {
     ReservationExpired,
     ReservationReleased,
     ReservationCommitted,
+    OrderNotFound,
+    /// The order is final (or its outcome is already decided) and cannot be cancelled.
+    OrderAlreadyFinal,
     /// The same operation id (or idempotency key) was used with a different body.
     IdempotencyConflict,
     /// The amount has more decimals than the account's or item's currency allows
@@ -49,6 +52,8 @@ impl Rejection {
             Rejection::ReservationExpired => "reservation_expired",
             Rejection::ReservationReleased => "reservation_released",
             Rejection::ReservationCommitted => "reservation_committed",
+            Rejection::OrderNotFound => "order_not_found",
+            Rejection::OrderAlreadyFinal => "order_already_final",
             Rejection::IdempotencyConflict => "idempotency_conflict",
             Rejection::InvalidAmount => "invalid_amount",
             Rejection::LimitExceeded => "limit_exceeded",
@@ -61,7 +66,8 @@ impl Rejection {
             Rejection::AccountNotFound
             | Rejection::PaymentNotFound
             | Rejection::ItemNotFound
-            | Rejection::ReservationNotFound => 404,
+            | Rejection::ReservationNotFound
+            | Rejection::OrderNotFound => 404,
             Rejection::AccountExists
             | Rejection::ItemExists
             | Rejection::OutOfStock
@@ -69,6 +75,7 @@ impl Rejection {
             | Rejection::ReservationExpired
             | Rejection::ReservationReleased
             | Rejection::ReservationCommitted
+            | Rejection::OrderAlreadyFinal
             | Rejection::IdempotencyConflict => 409,
             Rejection::CurrencyMismatch
             | Rejection::InsufficientFunds
@@ -97,6 +104,8 @@ impl Rejection {
             Rejection::ReservationExpired => "Reservation has expired",
             Rejection::ReservationReleased => "Reservation was released",
             Rejection::ReservationCommitted => "Reservation was already committed",
+            Rejection::OrderNotFound => "Order not found",
+            Rejection::OrderAlreadyFinal => "Order is already final",
             Rejection::IdempotencyConflict => {
                 "This id or idempotency key was already used with a different body"
             }

@@ -7,13 +7,16 @@
 //! messages that may only leave once those events are durable. The owner then
 //! either `commit`s (journal write succeeded) or `rollback`s (it failed).
 
-use crate::command::{Command, PaymentView, Query, Reply, ReservationView};
+use crate::command::{Command, OrderView, PaymentView, Query, Reply, ReservationView};
 use crate::decide::{self, Plan, WaitFor};
-use crate::domain::{AccountId, Currency, PaymentId, TimestampMs};
+use crate::domain::{AccountId, Currency, OrderId, PaymentId, Sku, TimestampMs};
 use crate::event::Event;
 use crate::model::{
-    OpRecord, ReservationKey, ReservationStatus, Stage, StepKind, StepOutcome, StepTag, TimerKey,
+    OpRecord, ReservationKey, ReservationStatus, SagaId, Stage, StepKind, StepOutcome, StepTag,
+    TimerKey,
 };
+use crate::notice::Notice;
+use crate::order::{self, LineStepKind, OrderEnding, OrderStep};
 use crate::rejection::Rejection;
 use crate::router::{Router, ShardId};
 use crate::state::State;
@@ -33,6 +36,8 @@ pub struct ShardLimits {
     /// Most timers (expiries, prunes) handled by one tick, so a tick never turns
     /// into a long stall.
     pub expirations_per_tick_max: usize,
+    /// How long an order may take to be authorized before it expires.
+    pub order_timeout_ms: u64,
 }
 
 impl Default for ShardLimits {
@@ -41,14 +46,15 @@ impl Default for ShardLimits {
             retention_ms: decide::RETENTION_MS_DEFAULT,
             step_resend_ms: 1_000,
             expirations_per_tick_max: 10_000,
+            order_timeout_ms: order::ORDER_TIMEOUT_MS_DEFAULT,
         }
     }
 }
 
-/// A saga step sent to the shard owning `account`.
+/// A money step sent to the shard owning `account`, by a payment or an order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRequest {
-    pub payment: PaymentId,
+    pub saga: SagaId,
     pub account: AccountId,
     pub currency: Currency,
     pub kind: StepKind,
@@ -58,9 +64,29 @@ pub struct StepRequest {
 /// An account shard's answer to a step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepReply {
-    pub payment: PaymentId,
+    pub saga: SagaId,
     pub tag: StepTag,
     pub outcome: StepOutcome,
+}
+
+/// A stock step for one of an order's lines, sent to the shard owning `sku`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LineStepRequest {
+    pub order: OrderId,
+    pub line: u16,
+    pub sku: Sku,
+    pub kind: LineStepKind,
+    pub reply_to: ShardId,
+}
+
+/// An item shard's answer to a line step, with the item's price and currency
+/// when the item exists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LineStepReply {
+    pub order: OrderId,
+    pub tag: StepTag,
+    pub outcome: StepOutcome,
+    pub price: Option<(rust_decimal::Decimal, Currency)>,
 }
 
 /// A message between shards.
@@ -68,6 +94,8 @@ pub struct StepReply {
 pub enum ShardMessage {
     Step(StepRequest),
     StepReply(StepReply),
+    LineStep(LineStepRequest),
+    LineStepReply(LineStepReply),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -83,6 +111,8 @@ pub struct Batch {
     pub events: Vec<Event>,
     pub replies: Vec<(Token, Reply)>,
     pub messages: Vec<Envelope>,
+    /// What feeds hear of this batch, in event order.
+    pub notices: Vec<Notice>,
     /// Clients that started waiting on a saga in this batch; if the batch is rolled
     /// back they must be told to retry.
     pub new_waiters: Vec<Token>,
@@ -99,6 +129,8 @@ struct Waiter {
     token: Token,
     wait: WaitFor,
     replayed: bool,
+    /// When the client is answered with the state as it is, final or not.
+    answer_by: Option<TimestampMs>,
 }
 
 pub struct ShardCore {
@@ -113,11 +145,11 @@ pub struct ShardCore {
     local: VecDeque<ShardMessage>,
     /// Clients waiting for a payment's saga (volatile: lost in a crash, and those
     /// clients get a retryable error).
-    waiters: HashMap<PaymentId, Vec<Waiter>>,
-    /// When each in-progress payment's outstanding step was last sent (volatile).
-    step_sent_at: BTreeMap<PaymentId, TimestampMs>,
-    /// Payments whose waiters should be checked at the end of this input.
-    touched: Vec<PaymentId>,
+    waiters: HashMap<SagaId, Vec<Waiter>>,
+    /// When each unfinished saga's outstanding steps were last sent (volatile).
+    step_sent_at: BTreeMap<SagaId, TimestampMs>,
+    /// Sagas whose waiters should be checked at the end of this input.
+    touched: Vec<SagaId>,
     batch_open: bool,
 }
 
@@ -166,17 +198,22 @@ impl ShardCore {
     /// from its record.
     pub fn redrive(&mut self) {
         self.open_batch();
-        let pending: Vec<PaymentId> = self
+        let payments = self
             .state
             .payments
             .iter()
             .filter(|(_, payment)| payment.outstanding_step().is_some())
-            .map(|(id, _)| id.clone())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        for id in pending {
-            self.send_outstanding_step(&id);
+            .map(|(id, _)| SagaId::Payment(id.clone()));
+        let orders = self
+            .state
+            .orders
+            .iter()
+            .filter(|(_, order)| !order.is_final())
+            .map(|(id, _)| SagaId::Order(id.clone()));
+        // Sorted, so that replay and simulation send in a reproducible order.
+        let pending: std::collections::BTreeSet<SagaId> = payments.chain(orders).collect();
+        for saga in pending {
+            self.send_outstanding_step(&saga);
         }
         self.drain_local();
     }
@@ -200,12 +237,18 @@ impl ShardCore {
         match decide::plan(&self.state, &command) {
             Plan::Answer(reply) => self.batch.replies.push((token, reply)),
             Plan::Wait(wait, replayed) => {
-                if let Some(id) = payment_of(&command) {
-                    self.add_waiter(id.clone(), token, wait, replayed);
-                    self.touched.push(id.clone());
+                if let Some(saga) = saga_of(&command) {
+                    let answer_by = self.answer_by(&command);
+                    self.add_waiter(saga.clone(), token, wait, replayed, answer_by);
+                    self.touched.push(saga);
                 }
             }
-            Plan::Decide => match decide::decide(&self.state, &command, self.now) {
+            Plan::Decide => match decide::decide(
+                &self.state,
+                &command,
+                self.now,
+                self.limits.order_timeout_ms,
+            ) {
                 Ok(events) => {
                     for event in events {
                         self.emit(event);
@@ -216,10 +259,11 @@ impl ShardCore {
                     match decide::answer(&self.state, &command) {
                         Ok(reply) => self.batch.replies.push((token, reply)),
                         Err(wait) => {
-                            // Every saga command names its payment.
-                            let id = payment_of(&command).expect("saga command has a payment");
-                            self.add_waiter(id.clone(), token, wait, false);
-                            self.touched.push(id.clone());
+                            // Every saga command names its payment or order.
+                            let saga = saga_of(&command).expect("saga command names its saga");
+                            let answer_by = self.answer_by(&command);
+                            self.add_waiter(saga.clone(), token, wait, false, answer_by);
+                            self.touched.push(saga);
                         }
                     }
                 }
@@ -274,6 +318,21 @@ impl ShardCore {
                     None => Reply::rejected(Rejection::ReservationNotFound),
                 }
             }
+            Query::Order(id) => match state.orders.get(id) {
+                Some(order) => Reply::Order {
+                    order: OrderView::from(order),
+                    replayed: false,
+                },
+                None => Reply::rejected(Rejection::OrderNotFound),
+            },
+        }
+    }
+
+    /// When a client creating an order stops waiting for its final state.
+    fn answer_by(&self, command: &Command) -> Option<TimestampMs> {
+        match command {
+            Command::CreateOrder { wait_ms, .. } => Some(self.now.saturating_add(*wait_ms)),
+            _ => None,
         }
     }
 
@@ -328,21 +387,31 @@ impl ShardCore {
                 }
                 TimerKey::Op(key) => ops.push((deadline, key)),
                 TimerKey::Step(key) => steps.push((deadline, key)),
+                TimerKey::OrderDeadline(id) => {
+                    if self.state.orders.get(&id).is_some_and(|o| o.can_end()) {
+                        self.emit(Event::OrderEndRequested {
+                            id,
+                            ending: OrderEnding::Expired,
+                            at: now,
+                        });
+                    }
+                }
             }
         }
         if !ops.is_empty() || !steps.is_empty() {
             self.emit(Event::RecordsPruned { ops, steps });
         }
-        let overdue: Vec<PaymentId> = self
+        let overdue: Vec<SagaId> = self
             .step_sent_at
             .iter()
             .filter(|(_, sent_at)| now.saturating_sub(**sent_at) >= self.limits.step_resend_ms)
-            .map(|(id, _)| id.clone())
+            .map(|(saga, _)| saga.clone())
             .collect();
-        for id in overdue {
-            self.send_outstanding_step(&id);
+        for saga in overdue {
+            self.send_outstanding_step(&saga);
         }
         self.drain_local();
+        self.answer_overdue_waiters();
     }
 
     /// Takes what the current batch produced, for the owner to journal.
@@ -369,8 +438,11 @@ impl ShardCore {
         self.waiters.retain(|_, waiters| !waiters.is_empty());
         // Outstanding steps of payments that no longer exist are dropped; others are
         // resent on the next tick.
-        let payments = &self.state.payments;
-        self.step_sent_at.retain(|id, _| payments.contains_key(id));
+        let state = &self.state;
+        self.step_sent_at.retain(|saga, _| match saga {
+            SagaId::Payment(id) => state.payments.contains_key(id),
+            SagaId::Order(id) => state.orders.contains_key(id),
+        });
     }
 
     /// Drops every waiting client (the shard is going down); returns their tokens.
@@ -386,19 +458,88 @@ impl ShardCore {
     }
 
     fn emit(&mut self, event: Event) {
+        let order_version_before = match &event {
+            Event::OrderStepCompleted { id, .. } | Event::OrderEndRequested { id, .. } => {
+                self.state.orders.get(id).map_or(0, |o| o.history.len())
+            }
+            _ => 0,
+        };
         self.state.apply(&event);
-        match &event {
+        let saga = match &event {
             Event::PaymentCreated { id, .. }
             | Event::PaymentStepCompleted { id, .. }
             | Event::PaymentCaptureRequested { id, .. }
-            | Event::PaymentReleaseRequested { id, .. } => {
-                let id = id.clone();
-                self.send_outstanding_step(&id);
-                self.touched.push(id);
+            | Event::PaymentReleaseRequested { id, .. } => Some(SagaId::Payment(id.clone())),
+            Event::OrderCreated { id, .. }
+            | Event::OrderStepCompleted { id, .. }
+            | Event::OrderEndRequested { id, .. } => Some(SagaId::Order(id.clone())),
+            _ => None,
+        };
+        if let Some(saga) = saga {
+            self.send_outstanding_step(&saga);
+            self.touched.push(saga);
+        }
+        self.notice(&event, order_version_before);
+        self.batch.events.push(event);
+    }
+
+    /// Adds what feeds hear of an event just applied.
+    fn notice(&mut self, event: &Event, order_version_before: usize) {
+        let state = &self.state;
+        let notices = &mut self.batch.notices;
+        let account = |id: &AccountId, at| {
+            state.accounts.get(id).map(|account| Notice::Account {
+                account: account.into(),
+                at,
+            })
+        };
+        let item = |sku: &Sku, at| {
+            state.items.get(sku).map(|item| Notice::Item {
+                item: item.into(),
+                at,
+            })
+        };
+        match event {
+            Event::BalanceChanged {
+                account: id, at, ..
+            } => notices.extend(account(id, *at)),
+            // The same rule as `State::apply`: a step that changed the account.
+            Event::StepApplied {
+                key,
+                account: id,
+                outcome: StepOutcome::Done,
+                at,
+                ..
+            } if key.tag != StepTag::Validate => notices.extend(account(id, *at)),
+            Event::Restocked { sku, at, .. }
+            | Event::Reserved { sku, at, .. }
+            | Event::ReservationClosed { sku, at, .. } => notices.extend(item(sku, *at)),
+            Event::OrderCreated { id, .. }
+            | Event::OrderStepCompleted { id, .. }
+            | Event::OrderEndRequested { id, .. } => {
+                let Some(order) = state.orders.get(id) else {
+                    return;
+                };
+                for index in order_version_before..order.history.len() {
+                    let (status, at) = order.history[index];
+                    let previous = index.checked_sub(1).map(|i| order.history[i].0);
+                    notices.push(Notice::Order {
+                        id: id.clone(),
+                        account: order.terms.account.clone(),
+                        status,
+                        previous,
+                        reason: if status.is_final() {
+                            order.reason
+                        } else {
+                            None
+                        },
+                        version: index as u64 + 1,
+                        at,
+                    });
+                }
             }
             _ => {}
         }
-        self.batch.events.push(event);
     }
 
     fn record_op(&mut self, command: &Command, outcome: crate::model::OpOutcome) {
@@ -415,34 +556,123 @@ impl ShardCore {
         }
     }
 
-    fn add_waiter(&mut self, id: PaymentId, token: Token, wait: WaitFor, replayed: bool) {
+    fn add_waiter(
+        &mut self,
+        saga: SagaId,
+        token: Token,
+        wait: WaitFor,
+        replayed: bool,
+        answer_by: Option<TimestampMs>,
+    ) {
         self.batch.new_waiters.push(token);
-        self.waiters.entry(id).or_default().push(Waiter {
+        self.waiters.entry(saga).or_default().push(Waiter {
             token,
             wait,
             replayed,
+            answer_by,
         });
     }
 
-    fn send_outstanding_step(&mut self, id: &PaymentId) {
+    /// Clients who asked to wait only so long for an order are answered with the
+    /// order as it stands (the front turns that into a 202).
+    fn answer_overdue_waiters(&mut self) {
+        let now = self.now;
+        let overdue = |w: &Waiter| w.answer_by.is_some_and(|by| by <= now);
+        for (saga, waiters) in self.waiters.iter_mut() {
+            let SagaId::Order(id) = saga else {
+                continue;
+            };
+            if !waiters.iter().any(overdue) {
+                continue;
+            }
+            let Some(order) = self.state.orders.get(id) else {
+                continue;
+            };
+            let view = OrderView::from(order);
+            waiters.retain(|waiter| {
+                if !overdue(waiter) {
+                    return true;
+                }
+                let reply = Reply::Order {
+                    order: view.clone(),
+                    replayed: waiter.replayed,
+                };
+                self.batch.replies.push((waiter.token, reply));
+                false
+            });
+        }
+        self.waiters.retain(|_, waiters| !waiters.is_empty());
+    }
+
+    fn send_outstanding_step(&mut self, saga: &SagaId) {
+        match saga {
+            SagaId::Payment(id) => self.send_payment_step(id),
+            SagaId::Order(id) => self.send_order_steps(id),
+        }
+    }
+
+    fn send_order_steps(&mut self, id: &OrderId) {
+        let Some(order) = self.state.orders.get(id) else {
+            return;
+        };
+        let steps = order.outstanding_steps();
+        let saga = SagaId::Order(id.clone());
+        if steps.is_empty() {
+            self.step_sent_at.remove(&saga);
+            return;
+        }
+        self.step_sent_at.insert(saga.clone(), self.now);
+        for step in steps {
+            let (to, message) = match step {
+                OrderStep::Account {
+                    account,
+                    currency,
+                    kind,
+                } => (
+                    self.router.shard_for(account.as_str()),
+                    ShardMessage::Step(StepRequest {
+                        saga: saga.clone(),
+                        account,
+                        currency,
+                        kind,
+                        reply_to: self.id,
+                    }),
+                ),
+                OrderStep::Line { line, sku, kind } => (
+                    self.router.shard_for(sku.as_str()),
+                    ShardMessage::LineStep(LineStepRequest {
+                        order: id.clone(),
+                        line,
+                        sku,
+                        kind,
+                        reply_to: self.id,
+                    }),
+                ),
+            };
+            self.send(to, message);
+        }
+    }
+
+    fn send_payment_step(&mut self, id: &PaymentId) {
+        let saga = SagaId::Payment(id.clone());
         let Some(payment) = self.state.payments.get(id) else {
             return;
         };
         match payment.outstanding_step() {
             Some((account, kind)) => {
                 let request = StepRequest {
-                    payment: id.clone(),
+                    saga: saga.clone(),
                     account: account.clone(),
                     currency: payment.terms.currency,
                     kind,
                     reply_to: self.id,
                 };
                 let to = self.router.shard_for(account.as_str());
-                self.step_sent_at.insert(id.clone(), self.now);
+                self.step_sent_at.insert(saga, self.now);
                 self.send(to, ShardMessage::Step(request));
             }
             None => {
-                self.step_sent_at.remove(id);
+                self.step_sent_at.remove(&saga);
             }
         }
     }
@@ -462,18 +692,20 @@ impl ShardCore {
             match message {
                 ShardMessage::Step(request) => self.handle_step(request),
                 ShardMessage::StepReply(reply) => self.handle_step_reply(reply),
+                ShardMessage::LineStep(request) => self.handle_line_step(request),
+                ShardMessage::LineStepReply(reply) => self.handle_line_step_reply(reply),
             }
         }
         let touched = std::mem::take(&mut self.touched);
-        for id in touched {
-            self.wake(&id);
+        for saga in touched {
+            self.wake(&saga);
         }
     }
 
     fn handle_step(&mut self, request: StepRequest) {
         let (events, outcome) = decide::decide_step(
             &self.state,
-            &request.payment,
+            &request.saga,
             &request.account,
             request.currency,
             request.kind,
@@ -484,15 +716,72 @@ impl ShardCore {
             self.emit(event);
         }
         let reply = StepReply {
-            payment: request.payment,
+            saga: request.saga,
             tag: request.kind.tag(),
             outcome,
         };
         self.send(request.reply_to, ShardMessage::StepReply(reply));
     }
 
+    fn handle_line_step(&mut self, request: LineStepRequest) {
+        let (events, outcome) = order::decide_line_step(
+            &self.state,
+            &request.order,
+            request.line,
+            &request.sku,
+            request.kind,
+            self.now,
+            self.limits.retention_ms,
+        );
+        for event in events {
+            self.emit(event);
+        }
+        let reply = LineStepReply {
+            order: request.order,
+            tag: request.kind.tag(request.line),
+            outcome,
+            price: order::item_price(&self.state, &request.sku),
+        };
+        self.send(request.reply_to, ShardMessage::LineStepReply(reply));
+    }
+
+    fn handle_line_step_reply(&mut self, reply: LineStepReply) {
+        self.order_step_completed(reply.order, reply.tag, reply.outcome, reply.price);
+    }
+
+    fn order_step_completed(
+        &mut self,
+        id: OrderId,
+        tag: StepTag,
+        outcome: StepOutcome,
+        price: Option<(rust_decimal::Decimal, Currency)>,
+    ) {
+        let Some(order) = self.state.orders.get(&id) else {
+            return;
+        };
+        if !order.expects(tag, outcome) {
+            if order.awaits(tag) {
+                tracing::error!(order = %id, ?tag, ?outcome, "an authorized order's step was refused; it will be resent");
+            }
+            return;
+        }
+        self.emit(Event::OrderStepCompleted {
+            id,
+            tag,
+            outcome,
+            price,
+            at: self.now,
+        });
+    }
+
     fn handle_step_reply(&mut self, reply: StepReply) {
-        let Some(payment) = self.state.payments.get(&reply.payment) else {
+        let id = match reply.saga {
+            SagaId::Payment(id) => id,
+            SagaId::Order(id) => {
+                return self.order_step_completed(id, reply.tag, reply.outcome, None)
+            }
+        };
+        let Some(payment) = self.state.payments.get(&id) else {
             return;
         };
         // A reply that does not match the outstanding step is a duplicate or a
@@ -502,20 +791,20 @@ impl ShardCore {
             return;
         }
         self.emit(Event::PaymentStepCompleted {
-            id: reply.payment,
+            id,
             tag: reply.tag,
             outcome: reply.outcome,
             at: self.now,
         });
     }
 
-    fn wake(&mut self, id: &PaymentId) {
-        let Some(waiters) = self.waiters.remove(id) else {
+    fn wake(&mut self, saga: &SagaId) {
+        let Some(waiters) = self.waiters.remove(saga) else {
             return;
         };
         let mut still_waiting = Vec::new();
         for waiter in waiters {
-            match decide::wake(&self.state, id, waiter.wait) {
+            match decide::wake(&self.state, saga, waiter.wait) {
                 Some(reply) => {
                     let reply = if waiter.replayed {
                         reply.into_replayed()
@@ -528,16 +817,19 @@ impl ShardCore {
             }
         }
         if !still_waiting.is_empty() {
-            self.waiters.insert(id.clone(), still_waiting);
+            self.waiters.insert(saga.clone(), still_waiting);
         }
     }
 }
 
-fn payment_of(command: &Command) -> Option<&PaymentId> {
+fn saga_of(command: &Command) -> Option<SagaId> {
     match command {
         Command::CreatePayment { id, .. }
         | Command::CapturePayment { id, .. }
-        | Command::VoidPayment { id, .. } => Some(id),
+        | Command::VoidPayment { id, .. } => Some(SagaId::Payment(id.clone())),
+        Command::CreateOrder { id, .. } | Command::CancelOrder { id, .. } => {
+            Some(SagaId::Order(id.clone()))
+        }
         _ => None,
     }
 }
@@ -555,7 +847,11 @@ fn event_time(event: &Event) -> Option<TimestampMs> {
         | Event::ItemCreated { at, .. }
         | Event::Restocked { at, .. }
         | Event::Reserved { at, .. }
-        | Event::ReservationClosed { at, .. } => Some(*at),
+        | Event::ReservationClosed { at, .. }
+        | Event::OrderCreated { at, .. }
+        | Event::OrderStepCompleted { at, .. }
+        | Event::OrderEndRequested { at, .. }
+        | Event::LineStepApplied { at, .. } => Some(*at),
         Event::OpRecorded { record, .. } => Some(record.at),
         Event::RecordsPruned { .. } => None,
     }

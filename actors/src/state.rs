@@ -1,11 +1,12 @@
 //! A shard's state and `apply`, the only function that changes it.
 
-use crate::domain::{AccountId, PaymentId, Sku, TimestampMs};
+use crate::domain::{AccountId, OrderId, PaymentId, Sku, TimestampMs};
 use crate::event::Event;
 use crate::model::{
     Account, Ending, FirstOutcome, Item, OpKey, OpRecord, Payment, PaymentStatus, Reservation,
     ReservationKey, ReservationStatus, Stage, StepKey, StepOutcome, StepRecord, StepTag, TimerKey,
 };
+use crate::order::{Order, OrderStage};
 use crate::table::{StateHasher, UndoMap, UndoSet};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,8 @@ pub struct State {
     pub payments: UndoMap<PaymentId, Payment>,
     pub items: UndoMap<Sku, Item>,
     pub reservations: UndoMap<ReservationKey, Reservation>,
+    /// Orders this shard coordinates.
+    pub orders: UndoMap<OrderId, Order>,
     /// Idempotency records of non-creating operations.
     pub ops: UndoMap<OpKey, OpRecord>,
     /// Saga steps this shard has handled as an account owner.
@@ -35,6 +38,7 @@ impl State {
             payments: UndoMap::with_hasher(hasher),
             items: UndoMap::with_hasher(hasher),
             reservations: UndoMap::with_hasher(hasher),
+            orders: UndoMap::with_hasher(hasher),
             ops: UndoMap::with_hasher(hasher),
             steps: UndoMap::with_hasher(hasher),
             timers: UndoSet::default(),
@@ -48,6 +52,7 @@ impl State {
         self.payments.set_recording(recording);
         self.items.set_recording(recording);
         self.reservations.set_recording(recording);
+        self.orders.set_recording(recording);
         self.ops.set_recording(recording);
         self.steps.set_recording(recording);
         self.timers.set_recording(recording);
@@ -59,6 +64,7 @@ impl State {
         self.payments.commit();
         self.items.commit();
         self.reservations.commit();
+        self.orders.commit();
         self.ops.commit();
         self.steps.commit();
         self.timers.commit();
@@ -70,6 +76,7 @@ impl State {
         self.payments.rollback();
         self.items.rollback();
         self.reservations.rollback();
+        self.orders.rollback();
         self.ops.rollback();
         self.steps.rollback();
         self.timers.rollback();
@@ -179,7 +186,6 @@ impl State {
                 self.steps.insert(
                     key.clone(),
                     StepRecord {
-                        account: account.clone(),
                         outcome: *outcome,
                         amount: *amount,
                         at: *at,
@@ -267,6 +273,56 @@ impl State {
                 item.version += 1;
                 self.timers
                     .remove(&(expires_at, TimerKey::Reservation(key)));
+            }
+            Event::OrderCreated {
+                id,
+                terms,
+                deadline,
+                at,
+            } => {
+                let order = Order::new(id.clone(), terms.clone(), *deadline, *at);
+                self.orders.insert(id.clone(), order);
+                self.timers
+                    .insert((*deadline, TimerKey::OrderDeadline(id.clone())));
+            }
+            Event::OrderStepCompleted {
+                id,
+                tag,
+                outcome,
+                price,
+                at,
+            } => {
+                let order = self.order_mut(id);
+                order.on_reply(*tag, *outcome, *price, *at);
+                if order.stage == OrderStage::Done {
+                    let deadline = order.deadline;
+                    self.timers
+                        .remove(&(deadline, TimerKey::OrderDeadline(id.clone())));
+                }
+            }
+            Event::OrderEndRequested { id, ending, at } => {
+                let order = self.order_mut(id);
+                order.request_end(*ending, *at);
+                let deadline = order.deadline;
+                self.timers
+                    .remove(&(deadline, TimerKey::OrderDeadline(id.clone())));
+            }
+            Event::LineStepApplied {
+                key,
+                outcome,
+                expires_at,
+                at,
+            } => {
+                self.steps.insert(
+                    key.clone(),
+                    StepRecord {
+                        outcome: *outcome,
+                        amount: Decimal::ZERO,
+                        at: *at,
+                    },
+                );
+                self.timers
+                    .insert((*expires_at, TimerKey::Step(key.clone())));
             }
             Event::RecordsPruned { ops, steps } => {
                 for (deadline, key) in ops {
@@ -371,6 +427,12 @@ impl State {
             .unwrap_or_else(|| panic!("journal names unknown payment {id}"))
     }
 
+    fn order_mut(&mut self, id: &OrderId) -> &mut Order {
+        self.orders
+            .get_mut(id)
+            .unwrap_or_else(|| panic!("journal names unknown order {id}"))
+    }
+
     fn item_mut(&mut self, sku: &Sku) -> &mut Item {
         self.items
             .get_mut(sku)
@@ -382,7 +444,8 @@ impl State {
     pub fn money_total(&self) -> Decimal {
         let balances: Decimal = self.accounts.values().map(|a| a.balance).sum();
         let in_flight: Decimal = self.payments.values().map(Payment::in_flight).sum();
-        balances + in_flight
+        let orders_in_flight: Decimal = self.orders.values().map(Order::in_flight).sum();
+        balances + in_flight + orders_in_flight
     }
 }
 

@@ -120,7 +120,7 @@ pub async fn list(state: web::Data<ApiState>, caller: Caller) -> Result<HttpResp
             mailbox_len: s.mailbox_len,
             accounts: s.accounts,
             items: s.items,
-            orders: 0,
+            orders: s.orders,
             payments: s.payments,
         })
         .collect();

@@ -6,12 +6,13 @@ use super::limits::ApiLimits;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use surge_actors::command::{
-    AccountView, BalanceChangeView, ItemView, PaymentView, ReservationView,
+    AccountView, BalanceChangeView, ItemView, OrderView, PaymentView, ReservationView,
 };
 use surge_actors::domain::{
-    format_money, parse_non_negative, AccountId, Amount, Currency, OpId, PaymentId, Quantity,
-    ReservationId, Sku,
+    format_money, parse_non_negative, AccountId, Amount, Currency, OpId, OrderId, PaymentId,
+    Quantity, ReservationId, Sku,
 };
+use surge_actors::order::{OrderLine, OrderTerms, ORDER_LINES_MAX};
 use surge_actors::Command;
 use utoipa::ToSchema;
 
@@ -413,6 +414,153 @@ impl From<&ReservationView> for ReservationJson {
             quantity: view.quantity,
             status: view.status.as_str().to_owned(),
             expires_at: format_time(view.expires_at),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- orders
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderLineRequest {
+    pub sku: String,
+    pub quantity: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrderRequest {
+    pub id: Option<String>,
+    /// The payer.
+    pub account: String,
+    /// Who receives the total once the order is confirmed.
+    pub merchant: String,
+    /// 1 to 50 lines.
+    pub lines: Vec<OrderLineRequest>,
+    /// How long to wait for a final state before answering 202 with the order as
+    /// it stands (default and maximum from configuration).
+    pub wait_ms: Option<u64>,
+}
+
+impl CreateOrderRequest {
+    pub fn parse(&self, key_id: Option<OrderId>, limits: &ApiLimits) -> Parsed<Command> {
+        let account = field("account", AccountId::parse(&self.account))?;
+        let merchant = field("merchant", AccountId::parse(&self.merchant))?;
+        if account == merchant {
+            return Err(FieldError::new(
+                "merchant",
+                "must be a different account than the payer",
+            ));
+        }
+        if self.lines.is_empty() || self.lines.len() > ORDER_LINES_MAX {
+            return Err(FieldError::new(
+                "lines",
+                format!("an order has 1 to {ORDER_LINES_MAX} lines"),
+            ));
+        }
+        let lines = self
+            .lines
+            .iter()
+            .enumerate()
+            .map(|(index, line)| {
+                Ok(OrderLine {
+                    sku: field(&format!("lines[{index}].sku"), Sku::parse(&line.sku))?,
+                    quantity: field(
+                        &format!("lines[{index}].quantity"),
+                        Quantity::parse(line.quantity, limits.quantity_max),
+                    )?,
+                })
+            })
+            .collect::<Parsed<Vec<_>>>()?;
+        let wait_ms = self.wait_ms.unwrap_or(limits.order_wait_ms_default);
+        if wait_ms > limits.order_wait_ms_max {
+            return Err(FieldError::new(
+                "wait_ms",
+                format!("must be at most {}", limits.order_wait_ms_max),
+            ));
+        }
+        let id = match key_id {
+            Some(id) if self.id.is_none() => id,
+            _ => id_or_new("id", &self.id, OrderId::parse)?,
+        };
+        Ok(Command::CreateOrder {
+            id,
+            terms: OrderTerms {
+                account,
+                merchant,
+                lines,
+            },
+            wait_ms,
+        })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OrderLineJson {
+    pub sku: String,
+    pub quantity: u32,
+    /// The item's price; null until the item's shard has answered.
+    pub unit_price: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OrderHistoryJson {
+    pub status: String,
+    pub at: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OrderJson {
+    pub id: String,
+    pub account: String,
+    pub merchant: String,
+    pub lines: Vec<OrderLineJson>,
+    /// Sum of the lines; null until every line is reserved and priced.
+    pub total: Option<String>,
+    /// The items' currency; null until an item has answered.
+    pub currency: Option<String>,
+    /// pending | reserved | authorized | confirmed | rejected | cancelled | expired
+    pub status: String,
+    /// Why a rejected order was rejected: out_of_stock, insufficient_funds,
+    /// account_not_found, item_not_found, currency_mismatch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub history: Vec<OrderHistoryJson>,
+    pub created_at: String,
+}
+
+impl From<&OrderView> for OrderJson {
+    fn from(view: &OrderView) -> Self {
+        let money = |value| match view.currency {
+            Some(currency) => format_money(value, currency),
+            None => value.to_string(),
+        };
+        Self {
+            id: view.id.to_string(),
+            account: view.account.to_string(),
+            merchant: view.merchant.to_string(),
+            lines: view
+                .lines
+                .iter()
+                .map(|line| OrderLineJson {
+                    sku: line.sku.to_string(),
+                    quantity: line.quantity,
+                    unit_price: line.unit_price.map(money),
+                })
+                .collect(),
+            total: view.total.map(money),
+            currency: view.currency.map(|c| c.code().to_owned()),
+            status: view.status.as_str().to_owned(),
+            reason: view.reason.map(|r| r.code().to_owned()),
+            history: view
+                .history
+                .iter()
+                .map(|(status, at)| OrderHistoryJson {
+                    status: status.as_str().to_owned(),
+                    at: format_time(*at),
+                })
+                .collect(),
+            created_at: format_time(view.created_at),
         }
     }
 }

@@ -17,6 +17,10 @@ pub struct ApiLimits {
     pub reservation_ttl_ms_max: u64,
     /// Most payments in one `POST /v1/payments/batch` (API.md: 8190).
     pub payments_batch_max: usize,
+    /// How long `POST /v1/orders` waits for a final state when the client says not.
+    pub order_wait_ms_default: u64,
+    /// Longest `wait_ms` a client may ask for (below the engine's reply timeout).
+    pub order_wait_ms_max: u64,
 }
 
 impl Default for ApiLimits {
@@ -30,6 +34,8 @@ impl Default for ApiLimits {
             reservation_ttl_ms_default: 15 * 60 * 1000,
             reservation_ttl_ms_max: 24 * 60 * 60 * 1000,
             payments_batch_max: 8190,
+            order_wait_ms_default: 2_000,
+            order_wait_ms_max: 5_000,
         }
     }
 }

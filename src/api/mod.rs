@@ -1,4 +1,4 @@
-//! The public HTTP API of API.md for accounts, payments, items and reservations:
+//! The public HTTP API of API.md for accounts, payments, items, reservations and orders:
 //! parsing at the edge, auth, idempotency keys, and the mapping of engine replies
 //! to statuses and problem documents.
 
@@ -10,6 +10,7 @@ pub mod dto;
 pub mod idempotency;
 pub mod items;
 pub mod limits;
+pub mod orders;
 pub mod payments;
 pub mod problem;
 pub mod respond;
@@ -72,6 +73,9 @@ pub fn configure(config: &mut web::ServiceConfig) {
             "/v1/items/{sku}/reservations/{id}/release",
             web::post().to(items::release),
         )
+        .route("/v1/orders", web::post().to(orders::create))
+        .route("/v1/orders/{id}", web::get().to(orders::get))
+        .route("/v1/orders/{id}/cancel", web::post().to(orders::cancel))
         .route("/admin/shards", web::get().to(admin::list))
         .route("/admin/shards/{id}/restart", web::post().to(admin::restart))
         .route(
@@ -90,6 +94,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
         payments::create, payments::batch, payments::get, payments::capture, payments::void,
         items::create, items::get, items::restock, items::reserve, items::get_reservation,
         items::commit, items::release,
+        orders::create, orders::get, orders::cancel, crate::feed::ws::connect,
         admin::list, admin::restart, admin::snapshot, admin::fault, admin::audit,
     ),
     components(schemas(
@@ -99,6 +104,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
         dto::PaymentsBatchResponse, dto::BatchResult, dto::PaymentJson,
         dto::CreateItemRequest, dto::RestockRequest, dto::ReserveRequest, dto::ItemJson,
         dto::ReservationJson,
+        dto::CreateOrderRequest, dto::OrderLineRequest, dto::OrderJson, dto::OrderLineJson,
+        dto::OrderHistoryJson,
         admin::ShardJson, admin::RestartJson, admin::SnapshotJson, admin::FaultRequest,
         admin::AuditEntry,
     )),

@@ -85,6 +85,14 @@ impl Problem {
         Self::new(403, "forbidden", "Not allowed", detail)
     }
 
+    /// 503 `overloaded` with `Retry-After`, for limits outside the shards (feed
+    /// connections).
+    pub fn overloaded(detail: impl Into<String>) -> Self {
+        let mut problem = Problem::new(503, "overloaded", "The server is overloaded", detail);
+        problem.retry_after_s = Some(RETRY_AFTER_S);
+        problem
+    }
+
     pub fn rejection(rejection: Rejection, detail: impl Into<String>) -> Self {
         Self::new(
             rejection.http_status(),

@@ -1,6 +1,8 @@
 //! Turns engine replies into HTTP responses with the statuses of API.md.
 
-use super::dto::{AccountJson, BalanceChangeJson, ItemJson, PaymentJson, ReservationJson};
+use super::dto::{
+    AccountJson, BalanceChangeJson, ItemJson, OrderJson, PaymentJson, ReservationJson,
+};
 use super::problem::Problem;
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
@@ -80,6 +82,16 @@ pub fn respond(result: Result<Reply, EngineError>, verb: Verb) -> HttpResponse {
             reservation,
             replayed,
         } => json(status(verb), &ReservationJson::from(&reservation), replayed),
+        Reply::Order { order, replayed } => {
+            // A new order is 201 once final (a rejected order included) and 202 while
+            // its saga still runs.
+            let code = match verb {
+                Verb::Create if order.is_final() => StatusCode::CREATED,
+                Verb::Create => StatusCode::ACCEPTED,
+                Verb::Act => StatusCode::OK,
+            };
+            json(code, &OrderJson::from(&order), replayed)
+        }
         Reply::Rejected {
             rejection,
             replayed,

@@ -2,7 +2,9 @@
 
 mod accounts;
 mod errors;
+mod feed;
 mod helpers;
 mod items;
 mod operations;
+mod orders;
 mod payments;

@@ -88,6 +88,15 @@ id_type!(
     /// A reservation's id, unique within its item.
     ReservationId
 );
+impl ReservationId {
+    /// The reservation an order holds for one of its lines. The `~` cannot occur in
+    /// a client's id, so it never collides with a client's own reservation, and a
+    /// client cannot name (and so cannot commit or release) an order's stock.
+    pub fn for_order_line(order: &OrderId, line: u16) -> Self {
+        Self(format!("{order}~{line}"))
+    }
+}
+
 id_type!(
     /// An order's id; routes the order (and its saga) to its shard.
     OrderId

@@ -1,0 +1,47 @@
+//! Notices: what feed subscribers hear of a change, made by the shard right after
+//! the event that caused it and released only once that event is durable.
+//!
+//! Every notice carries the entity's version after the change. Versions grow by
+//! exactly one per change (an account's or item's `version`, the length of an
+//! order's history), so a feed can use them as gap-free sequence numbers, and a
+//! subscriber can line a snapshot up with the notices that follow it.
+
+use crate::command::{AccountView, ItemView};
+use crate::domain::{AccountId, OrderId, TimestampMs};
+use crate::order::OrderStatus;
+use crate::rejection::Rejection;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Notice {
+    /// An order's status changed.
+    Order {
+        id: OrderId,
+        /// The payer: clients scoped to accounts may watch only their own orders.
+        account: AccountId,
+        status: OrderStatus,
+        previous: Option<OrderStatus>,
+        reason: Option<Rejection>,
+        /// The order's version (length of its history) after the change.
+        version: u64,
+        at: TimestampMs,
+    },
+    /// An account's balance or hold changed (`account.version` is the sequence).
+    Account {
+        account: AccountView,
+        at: TimestampMs,
+    },
+    /// An item's stock changed (`item.version` is the sequence).
+    Item { item: ItemView, at: TimestampMs },
+}
+
+impl Notice {
+    /// The version of the entity after this change.
+    pub fn version(&self) -> u64 {
+        match self {
+            Notice::Order { version, .. } => *version,
+            Notice::Account { account, .. } => account.version,
+            Notice::Item { item, .. } => item.version,
+        }
+    }
+}

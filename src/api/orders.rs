@@ -1,0 +1,92 @@
+//! `/v1/orders`: create (waiting up to `wait_ms` for a final state), read, cancel.
+
+use super::auth::Caller;
+use super::body::{self, Encoding};
+use super::dto::{CreateOrderRequest, OrderJson};
+use super::idempotency::key_id;
+use super::problem::Problem;
+use super::respond::{respond, Verb};
+use super::ApiState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use surge_actors::domain::{OpId, OrderId};
+use surge_actors::{Command, EngineError, Query, Rejection, Reply};
+
+fn order_path(raw: &str) -> Result<OrderId, Problem> {
+    OrderId::parse(raw)
+        .map_err(|_| Problem::rejection(Rejection::OrderNotFound, format!("no order {raw:?}")))
+}
+
+/// Place an order: reserve every line, hold the total on `account`, then commit the
+/// stock and pay `merchant`. Answers 201 with the order once it is final (a
+/// rejected order is a 201 with status `rejected`), or 202 with the order as it
+/// stands when `wait_ms` passes first.
+#[utoipa::path(post, path = "/v1/orders", tag = "orders",
+    request_body = CreateOrderRequest,
+    responses((status = 201, body = OrderJson, description = "The order reached a final state"),
+              (status = 202, body = OrderJson, description = "The order is still in progress"),
+              (status = 400, body = super::problem::ProblemDocument),
+              (status = 403, body = super::problem::ProblemDocument),
+              (status = 409, body = super::problem::ProblemDocument, description = "idempotency_conflict")))]
+pub async fn create(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, Problem> {
+    let bytes = body::read(payload, state.body_limit_bytes).await?;
+    let body: CreateOrderRequest = body::decode(&bytes, Encoding::of_request(&request)?)?;
+    caller.require_account(&body.account)?;
+    let key = key_id(&request, &caller.sub, "order")?
+        .map(|id| OrderId::parse(&id).map_err(|e| Problem::invalid_request(e.to_string())))
+        .transpose()?;
+    let command = body.parse(key, &state.limits)?;
+    Ok(respond(state.engine.execute(command).await, Verb::Create))
+}
+
+/// Read an order.
+#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders",
+    responses((status = 200, body = OrderJson), (status = 404, body = super::problem::ProblemDocument)))]
+pub async fn get(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let id = order_path(&id)?;
+    let result = state.engine.query(Query::Order(id)).await;
+    check_scope(&caller, &result)?;
+    Ok(respond(result, Verb::Act))
+}
+
+/// A client limited to some accounts may only see and cancel orders it pays for.
+fn check_scope(caller: &Caller, result: &Result<Reply, EngineError>) -> Result<(), Problem> {
+    if let Ok(Reply::Order { order, .. }) = result {
+        caller.require_account(order.account.as_str())?;
+    }
+    Ok(())
+}
+
+/// Cancel an order that is not final yet: everything it holds is given back.
+#[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders",
+    responses((status = 200, body = OrderJson),
+              (status = 404, body = super::problem::ProblemDocument, description = "order_not_found"),
+              (status = 409, body = super::problem::ProblemDocument, description = "order_already_final")))]
+pub async fn cancel(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    request: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let id = order_path(&id)?;
+    if caller.accounts.is_some() && caller.require_operator().is_err() {
+        let result = state.engine.query(Query::Order(id.clone())).await;
+        match &result {
+            Ok(Reply::Order { .. }) => check_scope(&caller, &result)?,
+            _ => return Ok(respond(result, Verb::Act)),
+        }
+    }
+    let op = key_id(&request, &caller.sub, "cancel")?
+        .map(|id| OpId::parse(&id).map_err(|e| Problem::invalid_request(e.to_string())))
+        .transpose()?;
+    let command = Command::CancelOrder { id, op };
+    Ok(respond(state.engine.execute(command).await, Verb::Act))
+}
