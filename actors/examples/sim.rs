@@ -1,5 +1,5 @@
 //! Long simulator soaks: `cargo run -p surge-actors --release --example sim --
-//! --seeds N --steps N [--seed S] [--trace]`. Runs seeds `S..S+N` (S defaults to 0),
+//! --seeds N --steps N [--seed S] [--trace] [--keep-going]`. Runs seeds `S..S+N` (S defaults to 0),
 //! prints progress and the steps per second, and on the first failure prints the
 //! seed, the step and the command that replays it, and exits with status 1.
 
@@ -12,6 +12,8 @@ struct Args {
     steps: u64,
     first_seed: u64,
     trace: bool,
+    /// Reports every failing seed instead of stopping at the first.
+    keep_going: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -20,6 +22,7 @@ fn parse_args() -> Result<Args, String> {
         steps: 10_000,
         first_seed: 0,
         trace: false,
+        keep_going: false,
     };
     let mut seed_given = false;
     let mut seeds_given = false;
@@ -41,9 +44,10 @@ fn parse_args() -> Result<Args, String> {
                 seed_given = true;
             }
             "--trace" => args.trace = true,
+            "--keep-going" => args.keep_going = true,
             other => {
                 return Err(format!(
-                    "unknown argument {other}; usage: sim --seeds N --steps N [--seed S] [--trace]"
+                    "unknown argument {other}; usage: sim --seeds N --steps N [--seed S] [--trace] [--keep-going]"
                 ))
             }
         }
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
     let mut steps_total = 0u64;
     let mut requests_total = 0u64;
     let mut crashes_total = 0u64;
+    let mut failures = 0u64;
     for seed in args.first_seed..args.first_seed + args.seeds {
         let config = SimConfig {
             seed,
@@ -98,11 +103,18 @@ fn main() -> ExitCode {
             }
             Err(failure) => {
                 eprintln!("{failure}");
-                return ExitCode::FAILURE;
+                failures += 1;
+                if !args.keep_going {
+                    return ExitCode::FAILURE;
+                }
             }
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    if failures > 0 {
+        eprintln!("{failures} of {} seeds failed", args.seeds);
+        return ExitCode::FAILURE;
+    }
     println!(
         "{} seeds passed: {steps_total} steps, {requests_total} client requests, {crashes_total} \
          crashes in {elapsed:.1} s: {:.0} steps/s, {:.0} requests/s",

@@ -2,7 +2,6 @@
 //! Each test names the behaviour that broke, in one shard with instant delivery.
 
 use rust_decimal::Decimal;
-use std::collections::VecDeque;
 use surge_actors::command::{Command, Reply};
 use surge_actors::domain::{AccountId, Amount, Currency, OpId, PaymentId};
 use surge_actors::model::{PaymentStatus, Stage};

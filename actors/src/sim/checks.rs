@@ -155,7 +155,11 @@ impl World {
         for payment in &touched {
             self.check_payment_money(payment)?;
         }
-        if self.report.steps % super::world::FULL_CHECK_EVERY_STEPS == 0 {
+        if self
+            .report
+            .steps
+            .is_multiple_of(super::world::FULL_CHECK_EVERY_STEPS)
+        {
             self.check_full()?;
         }
         Ok(())
@@ -182,9 +186,21 @@ impl World {
             .outstanding_step()
             .map_or(Decimal::ZERO, |(_, step)| in_flight_delta(step));
         if outside != in_flight && outside != in_flight + next {
+            let waited_ms = self.now_ms.saturating_sub(payment.updated_at);
+            let retention_ms = self.scenario.limits.retention_ms;
+            let hint = if waited_ms >= retention_ms {
+                format!(
+                    " [its step has been outstanding for {waited_ms} ms, longer than the \
+                     retention of {retention_ms} ms: the account shard's step record may be \
+                     gone, so a resend applied the step again]"
+                )
+            } else {
+                String::new()
+            };
             return Err(format!(
                 "money of payment {id} is not conserved: {outside} left the accounts, the \
-                 coordinator counts {in_flight} in flight (next step moves {next}): {payment:?}"
+                 coordinator counts {in_flight} in flight (next step moves {next}): \
+                 {payment:?}{hint}"
             ));
         }
         Ok(())
@@ -484,10 +500,7 @@ fn check_durable(
             }
         }
         (_, Reply::Rejected { rejection, .. }) => {
-            if !recorded
-                .iter()
-                .any(|outcome| *outcome == OpOutcome::Rejected(*rejection))
-            {
+            if !recorded.contains(&OpOutcome::Rejected(*rejection)) {
                 return lost();
             }
         }

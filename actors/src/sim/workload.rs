@@ -521,12 +521,15 @@ pub fn group_of(command: &Command) -> Option<String> {
 
 /// The refusal a different body under the same id gets.
 fn is_conflict(command: &Command, reply: &Reply) -> bool {
-    match (command, reply.rejection()) {
-        (_, Some(Rejection::IdempotencyConflict)) => true,
-        (Command::CreateAccount { .. }, Some(Rejection::AccountExists)) => true,
-        (Command::CreateItem { .. }, Some(Rejection::ItemExists)) => true,
-        _ => false,
-    }
+    matches!(
+        (command, reply.rejection()),
+        (_, Some(Rejection::IdempotencyConflict))
+            | (
+                Command::CreateAccount { .. },
+                Some(Rejection::AccountExists)
+            )
+            | (Command::CreateItem { .. }, Some(Rejection::ItemExists))
+    )
 }
 
 /// The parts of an answer that a replay must repeat: creation answers show the

@@ -23,6 +23,8 @@ const START_MS: TimestampMs = 1_750_000_000_000;
 pub const TICK_INTERVAL_MS: u64 = 20;
 /// Most world steps spent bringing the world to quiescence before declaring it stuck.
 const QUIESCENCE_STEPS_MAX: usize = 20_000;
+/// Clock jumps are at most the retention divided by this.
+const JUMP_RETENTION_DIVISOR: u64 = 10;
 /// Full (slower) invariant checks run every this many steps.
 pub(super) const FULL_CHECK_EVERY_STEPS: u64 = 64;
 
@@ -274,10 +276,13 @@ impl World {
                 self.advance(ms)?;
             }
             Action::Jump => {
-                // Far enough for holds, reservations and records to expire, never so
-                // far that a step in flight outlives its record (see DESIGN notes in
-                // the simulator's module documentation).
-                let ms = self.rng.between(1, self.scenario.limits.retention_ms / 4);
+                // Far enough for holds, reservations and records to expire over a
+                // few jumps, short enough that a saga step rarely stays in flight as
+                // long as the retention (see the module documentation of `sim`).
+                let ms = self.rng.between(
+                    1,
+                    self.scenario.limits.retention_ms / JUMP_RETENTION_DIVISOR,
+                );
                 self.advance(ms)?;
             }
         }
