@@ -23,6 +23,8 @@ const START_MS: TimestampMs = 1_750_000_000_000;
 pub const TICK_INTERVAL_MS: u64 = 20;
 /// Most world steps spent bringing the world to quiescence before declaring it stuck.
 const QUIESCENCE_STEPS_MAX: usize = 20_000;
+/// Inputs a shard's mailbox holds (the actor's `mailbox_capacity`, scaled down).
+const MAILBOX_CAPACITY: usize = 256;
 /// Clock jumps are at most the retention divided by this.
 const JUMP_RETENTION_DIVISOR: u64 = 10;
 /// Full (slower) invariant checks run every this many steps.
@@ -268,7 +270,13 @@ impl World {
             Action::Activate => {
                 let shard = self.pick_busy_shard();
                 let fault = self.draw_fault();
-                let inputs_max = self.rng.between(1, 12) as usize;
+                // Half the time the whole mailbox, as the actor drains it into one
+                // batch; otherwise a part, as when a flush starts mid-burst.
+                let inputs_max = if self.rng.chance(500) {
+                    usize::MAX
+                } else {
+                    self.rng.between(1, 12) as usize
+                };
                 self.activate(shard, inputs_max, fault)?;
             }
             Action::Advance => {
@@ -366,8 +374,9 @@ impl World {
             eprintln!("  request {request} -> shard {shard}: {command:?}");
         }
         self.report.requests += 1;
-        if !self.nodes[shard].is_up() {
-            // Nobody listens: the client's connection is refused.
+        if !self.nodes[shard].is_up() || self.nodes[shard].inbox.len() >= MAILBOX_CAPACITY {
+            // Nobody listens (the connection is refused), or the mailbox is full
+            // (503 overloaded): either way the client may retry.
             return self.on_answer(request, Answer::Retry);
         }
         self.nodes[shard]
@@ -492,8 +501,9 @@ impl World {
         self.now_ms += ms;
         for message in self.network.due(self.now_ms) {
             let node = &mut self.nodes[message.to.0 as usize];
-            // A shard that is down loses what arrives (its process is gone).
-            if node.is_up() {
+            // A shard that is down loses what arrives (its process is gone); a full
+            // mailbox refuses it (the coordinator resends).
+            if node.is_up() && node.inbox.len() < MAILBOX_CAPACITY {
                 node.inbox.push_back(Input::Message(message.message));
             }
         }
