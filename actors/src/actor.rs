@@ -490,15 +490,14 @@ impl ShardActor {
     }
 
     fn build_core(&self, state: crate::state::State, events: &[crate::event::Event]) -> ShardCore {
-        let mut core = ShardCore::new(
+        crate::recovery::build_core(
             self.id,
             self.settings.router,
             self.settings.limits.clone(),
             state,
-        );
-        core.replay(events);
-        core.advance_clock(self.now());
-        core
+            events,
+            self.now(),
+        )
     }
 }
 

@@ -20,6 +20,10 @@ use xxhash_rust::xxh3::Xxh3Default;
 /// How long idempotency records are kept (API.md: at least 24 hours).
 pub const RETENTION_MS_DEFAULT: u64 = 24 * 60 * 60 * 1000;
 
+/// The retention deadline of an active hold's step record: never, until the hold
+/// is released or captured (see `decide_step`).
+pub const HOLD_OPEN_DEADLINE: TimestampMs = TimestampMs::MAX;
+
 /// What the client waits for when the answer comes from a saga.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitFor {
@@ -759,8 +763,22 @@ pub fn decide_step(
         _ => Decimal::ZERO,
     };
     let (mut events, outcome) = record(key, account_id, result, now, retention_ms);
-    if let Some(Event::StepApplied { amount: held, .. }) = events.first_mut() {
+    if let Some(Event::StepApplied {
+        amount: held,
+        expires_at,
+        outcome: StepOutcome::Done,
+        ..
+    }) = events.first_mut()
+    {
         *held = amount;
+        // An active hold's record is what its release or capture gives back, and a
+        // hold lives as long as the payment's hold timeout (days), longer than the
+        // retention: pruned early, the release finds nothing and the money stays
+        // held for good. So the record is kept until the hold closes; `apply`
+        // then files it to age out with the closing step's record.
+        if kind.tag() == StepTag::Hold {
+            *expires_at = HOLD_OPEN_DEADLINE;
+        }
     }
     (events, outcome)
 }

@@ -16,6 +16,9 @@
 //! * [`table`]: maps with undo logs, so a failed batch leaves no trace.
 //! * [`router`]: the stable id → shard mapping.
 //! * [`journal`]: the journal trait, its record format and the in-memory journal.
+//! * [`recovery`]: rebuilding a shard core from the journal (actor and simulator).
+//! * [`sim`]: the deterministic simulator: all shards, a simulated network, clock,
+//!   journal, crashes and clients, checked against the invariants of DESIGN.md.
 //! * [`actor`]: the actix shard actor: mailbox, group commit, supervision.
 //! * [`engine`]: the handle the server uses to start shards and send them work.
 
@@ -29,9 +32,11 @@ pub mod journal;
 pub mod model;
 pub mod notice;
 pub mod order;
+pub mod recovery;
 pub mod rejection;
 pub mod router;
 pub mod shard;
+pub mod sim;
 pub mod state;
 pub mod table;
 

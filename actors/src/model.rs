@@ -177,6 +177,8 @@ pub struct StepEffect {
 /// A step already handled by this shard.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
+    /// The account a money step changed (none for an order line's stock step).
+    pub account: Option<AccountId>,
     pub outcome: StepOutcome,
     /// For a hold: the amount held (what a release or capture gives back).
     pub amount: Decimal,

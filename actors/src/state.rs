@@ -186,6 +186,7 @@ impl State {
                 self.steps.insert(
                     key.clone(),
                     StepRecord {
+                        account: Some(account.clone()),
                         outcome: *outcome,
                         amount: *amount,
                         at: *at,
@@ -193,6 +194,9 @@ impl State {
                 );
                 self.timers
                     .insert((*expires_at, TimerKey::Step(key.clone())));
+                if matches!(key.tag, StepTag::Release | StepTag::Capture) {
+                    self.close_hold_record(key, *expires_at);
+                }
             }
             Event::ItemCreated {
                 sku,
@@ -316,6 +320,7 @@ impl State {
                 self.steps.insert(
                     key.clone(),
                     StepRecord {
+                        account: None,
                         outcome: *outcome,
                         amount: Decimal::ZERO,
                         at: *at,
@@ -405,6 +410,20 @@ impl State {
         if let Some(expires_at) = hold_timer {
             self.timers
                 .insert((expires_at, TimerKey::PaymentHold(id.clone())));
+        }
+    }
+
+    /// The hold of `closing`'s payment is gone: its step record, kept while the hold
+    /// was active, now ages out together with the record of the step that closed it.
+    fn close_hold_record(&mut self, closing: &StepKey, expires_at: TimestampMs) {
+        let hold = TimerKey::Step(StepKey {
+            saga: closing.saga.clone(),
+            tag: StepTag::Hold,
+        });
+        let open = (crate::decide::HOLD_OPEN_DEADLINE, hold);
+        if self.timers.contains(&open) {
+            self.timers.remove(&open);
+            self.timers.insert((expires_at, open.1));
         }
     }
 

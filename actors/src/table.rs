@@ -167,6 +167,10 @@ impl<K: Ord + Clone> UndoSet<K> {
         self.set.iter()
     }
 
+    pub fn contains(&self, key: &K) -> bool {
+        self.set.contains(key)
+    }
+
     pub fn len(&self) -> usize {
         self.set.len()
     }

@@ -1,0 +1,157 @@
+//! Regression tests for engine bugs found by the property tests and the simulator.
+//! Each test names the behaviour that broke, in one shard with instant delivery.
+
+use rust_decimal::Decimal;
+use surge_actors::command::{Command, Reply};
+use surge_actors::domain::{AccountId, Amount, Currency, OpId, PaymentId};
+use surge_actors::model::{PaymentStatus, Stage};
+use surge_actors::router::{Router, ShardId};
+use surge_actors::shard::{ShardCore, ShardLimits, Token};
+use surge_actors::state::State;
+
+const RETENTION_MS: u64 = 10_000;
+
+/// One shard, every batch committed at once; replies are collected by token.
+struct OneShard {
+    core: ShardCore,
+    now_ms: u64,
+    next_token: Token,
+    replies: Vec<(Token, Reply)>,
+}
+
+impl OneShard {
+    fn new() -> Self {
+        let limits = ShardLimits {
+            retention_ms: RETENTION_MS,
+            ..ShardLimits::default()
+        };
+        let mut core = ShardCore::new(ShardId(0), Router::new(1), limits, State::new(0));
+        core.advance_clock(1_000);
+        Self {
+            core,
+            now_ms: 1_000,
+            next_token: 0,
+            replies: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, command: Command) -> Token {
+        self.next_token += 1;
+        self.core.command(self.next_token, command);
+        self.flush();
+        self.next_token
+    }
+
+    fn flush(&mut self) {
+        let batch = self.core.take_batch();
+        assert!(batch.messages.is_empty(), "one shard sends no messages");
+        self.replies.extend(batch.replies);
+        self.core.commit();
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now_ms += ms;
+        self.core.advance_clock(self.now_ms);
+        self.core.tick();
+        self.flush();
+    }
+
+    fn reply(&self, token: Token) -> &Reply {
+        let mut found = self.replies.iter().filter(|(t, _)| *t == token);
+        let (_, reply) = found.next().expect("the request was answered");
+        reply
+    }
+
+    fn held(&self, account: &str) -> Decimal {
+        let id = AccountId::parse(account).expect("valid id");
+        self.core.state.accounts.get(&id).expect("account").held
+    }
+}
+
+fn setup_authorized_payment(shard: &mut OneShard, hold_timeout_ms: u64) -> PaymentId {
+    let usd = Currency::parse("USD").expect("known currency");
+    let max = Decimal::from(1_000_000);
+    for id in ["payer", "payee"] {
+        shard.send(Command::CreateAccount {
+            id: AccountId::parse(id).expect("valid id"),
+            currency: usd,
+            overdraft_limit: Decimal::ZERO,
+        });
+    }
+    shard.send(Command::Deposit {
+        account: AccountId::parse("payer").expect("valid id"),
+        id: OpId::parse("dep").expect("valid id"),
+        amount: Amount::from_decimal(Decimal::from(100), max).expect("amount"),
+        currency: None,
+        replayable: true,
+    });
+    let payment = PaymentId::parse("pay").expect("valid id");
+    let token = shard.send(Command::CreatePayment {
+        id: payment.clone(),
+        from: AccountId::parse("payer").expect("valid id"),
+        to: AccountId::parse("payee").expect("valid id"),
+        amount: Amount::from_decimal(Decimal::from(30), max).expect("amount"),
+        currency: usd,
+        capture: false,
+        hold_timeout_ms,
+    });
+    match shard.reply(token) {
+        Reply::Payment { payment, .. } => assert_eq!(payment.status, PaymentStatus::Authorized),
+        other => panic!("expected an authorization, got {other:?}"),
+    }
+    assert_eq!(shard.held("payer"), Decimal::from(30));
+    payment
+}
+
+#[test]
+fn a_void_after_the_retention_period_still_releases_the_hold() {
+    // Holds live for the hold timeout (7 days by default), idempotency and step
+    // records for the retention (24 hours): the hold's step record used to be
+    // pruned first, and the release then found nothing to release.
+    let mut shard = OneShard::new();
+    let payment = setup_authorized_payment(&mut shard, 10 * RETENTION_MS);
+    shard.advance(2 * RETENTION_MS);
+    let token = shard.send(Command::VoidPayment {
+        id: payment.clone(),
+        op: None,
+    });
+    match shard.reply(token) {
+        Reply::Payment { payment, .. } => assert_eq!(payment.status, PaymentStatus::Voided),
+        other => panic!("expected a void, got {other:?}"),
+    }
+    assert_eq!(shard.held("payer"), Decimal::ZERO);
+    // The hold's record ages out once the hold is closed.
+    shard.advance(2 * RETENTION_MS);
+    assert!(shard.core.state.steps.is_empty());
+}
+
+#[test]
+fn a_capture_after_the_retention_period_captures_the_hold() {
+    let mut shard = OneShard::new();
+    let payment = setup_authorized_payment(&mut shard, 10 * RETENTION_MS);
+    shard.advance(2 * RETENTION_MS);
+    let token = shard.send(Command::CapturePayment {
+        id: payment,
+        amount: None,
+        op: None,
+    });
+    match shard.reply(token) {
+        Reply::Payment { payment, .. } => assert_eq!(payment.status, PaymentStatus::Captured),
+        other => panic!("expected a capture, got {other:?}"),
+    }
+    assert_eq!(shard.held("payer"), Decimal::ZERO);
+}
+
+#[test]
+fn a_hold_expiring_in_the_same_tick_as_its_record_is_still_released() {
+    // The tick that expires a hold used to prune the hold's step record in the same
+    // batch, before the release step ran.
+    let mut shard = OneShard::new();
+    let payment = setup_authorized_payment(&mut shard, 1);
+    shard.advance(2 * RETENTION_MS);
+    let state = &shard.core.state;
+    let payment = state.payments.get(&payment).expect("payment");
+    assert_eq!(payment.stage, Stage::Done);
+    assert_eq!(payment.status, PaymentStatus::Expired);
+    assert_eq!(shard.held("payer"), Decimal::ZERO);
+}

@@ -1,0 +1,56 @@
+//! The deterministic simulator over many seeds (see `surge_actors::sim`).
+//!
+//! `SEED=<n>` runs only that seed (what a failure prints), `STEPS=<n>` sets the
+//! steps per seed, `SEEDS=<n>` the number of seeds, `TRACE=1` prints every step.
+
+use std::time::Instant;
+use surge_actors::sim::{self, SimConfig};
+
+/// Seeds and steps per seed: a few hundred thousand steps in all, sized to stay well
+/// under two minutes in the debug profile on the 2-core CI machine.
+const SEEDS_DEFAULT: u64 = 150;
+const STEPS_PER_SEED_DEFAULT: u64 = 2_000;
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().map(|raw| {
+        raw.parse()
+            .unwrap_or_else(|_| panic!("{name} must be a number, got {raw:?}"))
+    })
+}
+
+#[test]
+fn every_seed_keeps_every_invariant_through_crashes_and_faults() {
+    let steps = env_u64("STEPS").unwrap_or(STEPS_PER_SEED_DEFAULT);
+    let trace = std::env::var("TRACE").is_ok_and(|v| v == "1");
+    let seeds: Vec<u64> = match env_u64("SEED") {
+        Some(seed) => vec![seed],
+        None => (0..env_u64("SEEDS").unwrap_or(SEEDS_DEFAULT)).collect(),
+    };
+    let started = Instant::now();
+    let mut total_steps = 0;
+    for seed in seeds {
+        let config = SimConfig { seed, steps, trace };
+        match sim::run(&config) {
+            Ok(report) => total_steps += report.steps,
+            Err(failure) => panic!("{failure}"),
+        }
+    }
+    let elapsed = started.elapsed();
+    eprintln!(
+        "simulated {total_steps} steps in {:.1} s ({:.0} steps/s)",
+        elapsed.as_secs_f64(),
+        total_steps as f64 / elapsed.as_secs_f64()
+    );
+}
+
+#[test]
+fn the_same_seed_gives_the_same_run() {
+    let config = SimConfig {
+        seed: 7,
+        steps: 1_500,
+        trace: false,
+    };
+    let first = sim::run(&config).expect("seed 7 passes");
+    let second = sim::run(&config).expect("seed 7 passes");
+    assert_eq!(format!("{first:?}"), format!("{second:?}"));
+}
