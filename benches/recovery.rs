@@ -62,9 +62,20 @@ async fn fill(
     }
 }
 
+/// `cargo bench` passes `--bench`; `cargo test --all-targets` runs this file too,
+/// without it, as a quick smoke of the same code on a small shard.
+fn smoke() -> bool {
+    !std::env::args().any(|arg| arg == "--bench")
+}
+
 async fn run(label: &str, url: String) {
-    let accounts = env_usize("RECOVERY_BENCH_ACCOUNTS", 1_000_000);
-    let tail_accounts = env_usize("RECOVERY_BENCH_TAIL_EVENTS", 100_000) / 2;
+    let (accounts_default, tail_default) = if smoke() {
+        (10_000, 1_000)
+    } else {
+        (1_000_000, 100_000)
+    };
+    let accounts = env_usize("RECOVERY_BENCH_ACCOUNTS", accounts_default);
+    let tail_accounts = env_usize("RECOVERY_BENCH_TAIL_EVENTS", tail_default) / 2;
     let options = StorageOptions {
         url,
         pool_connections_max: 4,
@@ -164,7 +175,6 @@ async fn run(label: &str, url: String) {
 }
 
 fn main() {
-    // `cargo bench` passes --bench; nothing else to parse.
     let system = actix_web::rt::System::new();
     system.block_on(async {
         let dir = tempfile::tempdir().unwrap();
@@ -173,7 +183,16 @@ fn main() {
             format!("sqlite://{}/recovery.db", dir.path().display()),
         )
         .await;
-        if let Ok(admin_url) = std::env::var("RECOVERY_BENCH_POSTGRES_URL") {
+        // The smoke run under `cargo test` covers PostgreSQL when the test script
+        // provides one.
+        let postgres = std::env::var("RECOVERY_BENCH_POSTGRES_URL").or_else(|error| {
+            if smoke() {
+                std::env::var("SURGE_TEST_POSTGRES_URL")
+            } else {
+                Err(error)
+            }
+        });
+        if let Ok(admin_url) = postgres {
             let name = format!("surge_recovery_{}", uuid::Uuid::new_v4().simple());
             let pool = sqlx::PgPool::connect(&admin_url).await.unwrap();
             sqlx::query(&format!("CREATE DATABASE {name}"))

@@ -110,8 +110,12 @@ impl Connection {
     ) {
         let settings = &self.feed.settings;
         let idle_timeout = Duration::from_millis(settings.idle_timeout_ms);
-        let mut heartbeat =
-            tokio::time::interval(Duration::from_millis(settings.heartbeat_interval_ms));
+        let heartbeat_period = Duration::from_millis(settings.heartbeat_interval_ms);
+        // The first ping goes one period after the connection opens, not at once.
+        let mut heartbeat = tokio::time::interval_at(
+            tokio::time::Instant::now() + heartbeat_period,
+            heartbeat_period,
+        );
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
         let end = loop {
