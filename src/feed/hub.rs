@@ -10,7 +10,7 @@ use crate::api::dto::{format_time, AccountJson, ItemJson};
 use dashmap::DashMap;
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use surge_actors::domain::format_money;
 use surge_actors::notice::Notice;
 use tokio::sync::{mpsc, Notify};
@@ -165,7 +165,8 @@ pub struct FeedHub {
     /// Connections subscribed to `orders` (every order).
     all_orders: DashMap<u64, Arc<ConnectionHandle>>,
     next_connection_id: AtomicU64,
-    forward: Mutex<Option<Arc<dyn Forward>>>,
+    /// Set once at start, before any shard publishes.
+    forward: OnceLock<Arc<dyn Forward>>,
     pub lagged_total: AtomicU64,
     pub published_total: AtomicU64,
 }
@@ -176,7 +177,7 @@ impl Default for FeedHub {
             topics: DashMap::new(),
             all_orders: DashMap::new(),
             next_connection_id: AtomicU64::new(1),
-            forward: Mutex::new(None),
+            forward: OnceLock::new(),
             lagged_total: AtomicU64::new(0),
             published_total: AtomicU64::new(0),
         }
@@ -200,11 +201,9 @@ impl FeedHub {
         (handle, receiver)
     }
 
+    /// Where notices go besides local subscribers; only the first call counts.
     pub fn set_forward(&self, forward: Arc<dyn Forward>) {
-        *self
-            .forward
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(forward);
+        let _ = self.forward.set(forward);
     }
 
     pub fn subscribe(&self, topic: &Topic, connection: &Arc<ConnectionHandle>) {
@@ -245,11 +244,7 @@ impl FeedHub {
 
     /// Durable notices of this node's shards: to local subscribers and onwards.
     pub fn publish_local(&self, notices: &[Notice]) {
-        let forward = self
-            .forward
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
+        let forward = self.forward.get();
         let wanted = forward.is_some() || !self.topics.is_empty() || !self.all_orders.is_empty();
         if !wanted {
             return;

@@ -288,3 +288,68 @@ async fn a_reader_that_falls_behind_is_told_it_lagged_and_closed_with_1008() {
     assert_eq!(app.balance("busy").await.0, "500.00");
     assert_eq!(app.balance("sink").await.0, "500.00");
 }
+
+#[actix_web::test]
+async fn a_connection_that_stops_answering_pings_is_closed_after_the_idle_timeout() {
+    let app = spawn_app_with(|settings| {
+        settings.feed.heartbeat_interval_ms = 50;
+        settings.feed.idle_timeout_ms = 300;
+    })
+    .await;
+    let mut socket = connect(&app, &app.operator).await;
+    // Not reading means not answering the server's pings.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut closed = None;
+    while let Some(Ok(frame)) = socket.next().await {
+        if let Message::Close(frame) = frame {
+            closed = frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+            break;
+        }
+    }
+    assert_eq!(closed, Some((1000, "idle timeout".to_owned())));
+
+    // A client that keeps reading answers the pings and stays connected.
+    let mut alive = connect(&app, &app.operator).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(800);
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(frame) = tokio::time::timeout(Duration::from_millis(20), alive.next()).await {
+            assert!(
+                !matches!(frame, Some(Ok(Message::Close(_))) | None),
+                "{frame:?}"
+            );
+        }
+    }
+    send(&mut alive, json!({"op": "ping"})).await;
+    assert_eq!(next(&mut alive).await["type"], "pong");
+}
+
+#[actix_web::test]
+async fn connections_beyond_the_limit_are_refused_with_503_overloaded() {
+    let app = spawn_app_with(|settings| settings.feed.connections_max = 2).await;
+    let mut first = connect(&app, &app.operator).await;
+    let _second = connect(&app, &app.operator).await;
+    let url = format!(
+        "{}?access_token={}",
+        app.url("/v1/feed").replace("http://", "ws://"),
+        app.operator
+    );
+    match tokio_tungstenite::connect_async(url.clone()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        other => panic!("expected a 503, got {other:?}"),
+    }
+    // Closing one makes room again.
+    first.close(None).await.unwrap();
+    while let Some(Ok(_)) = first.next().await {}
+    let mut admitted = false;
+    for _ in 0..50 {
+        if tokio_tungstenite::connect_async(url.clone()).await.is_ok() {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(admitted, "a freed slot is usable");
+}
