@@ -18,3 +18,30 @@ pub fn init(settings: &LogSettings) {
     // Already installed (several apps in one test process): keep the first.
     let _ = result;
 }
+
+/// The span every HTTP request runs in. Unlike tracing-actix-web's default it
+/// records the path without the query string: WebSocket clients may send their
+/// bearer token as `?access_token=`, and a token must never reach the logs.
+pub struct RequestSpan;
+
+impl tracing_actix_web::RootSpanBuilder for RequestSpan {
+    fn on_request_start(request: &actix_web::dev::ServiceRequest) -> tracing::Span {
+        tracing::info_span!(
+            "http",
+            method = %request.method(),
+            path = %request.path(),
+            status = tracing::field::Empty,
+        )
+    }
+
+    fn on_request_end<B: actix_web::body::MessageBody>(
+        span: tracing::Span,
+        outcome: &Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>,
+    ) {
+        let status = match outcome {
+            Ok(response) => response.response().status(),
+            Err(error) => error.as_response_error().status_code(),
+        };
+        span.record("status", status.as_u16());
+    }
+}
