@@ -118,7 +118,10 @@ impl Baseline {
         let options = admin
             .clone()
             .database(&database)
-            .options([("synchronous_commit", "on")]);
+            .options([("synchronous_commit", "on")])
+            // Lock waits on the hot rows are the point of the baseline, not news:
+            // sqlx's slow-statement warnings would only drown the progress bar.
+            .disable_statement_logging();
         let mut connection = options.connect().await?;
         sqlx::raw_sql(SCHEMA).execute(&mut connection).await?;
         connection.close().await?;

@@ -286,6 +286,9 @@ pub fn print_summary(comparison: &Comparison) {
         println!("  {name:<20}{}", cells.join(""));
     }
     if let Some(ratio) = &comparison.ratio {
+        if runs.iter().any(|r| r.errors > 0) {
+            println!("  warning: a run had errors, so the ratio below compares unlike work");
+        }
         println!(
             "  {:<20}{:>28}",
             "surge / baseline",
@@ -462,7 +465,8 @@ fn html(comparison: &Comparison) -> anyhow::Result<String> {
             format!("{:.2} / {:.2} / {:.2} / {:.2}", l.p50, l.p99, l.p999, l.max)
         }),
         ("orders confirmed / units sold", |r| {
-            format!("{:?} / {:?}", r.orders_confirmed, r.units_sold)
+            let show = |n: Option<u64>| n.map_or("-".to_owned(), |n| n.to_string());
+            format!("{} / {}", show(r.orders_confirmed), show(r.units_sold))
         }),
         ("oversold units", |r| {
             r.invariants.oversold_units.to_string()
