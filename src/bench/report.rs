@@ -235,7 +235,7 @@ pub fn print_summary(comparison: &Comparison) {
     row("target", &|r| r.target.clone());
     row("duration s", &|r| format!("{:.1}", r.duration_s));
     row("concurrency", &|r| match r.rate_per_s {
-        Some(rate) => format!("open loop {rate}/s, {} in flight", r.concurrency),
+        Some(rate) => format!("open {rate}/s, <={}", r.concurrency),
         None => format!("closed loop {}", r.concurrency),
     });
     row("requests", &|r| r.requests.to_string());
@@ -337,6 +337,11 @@ const SERIES_COLORS: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
+/// Picks one percentile out of a second's latencies.
+type LatencyPick = fn(&LatencyMs) -> f64;
+/// Renders one cell of the HTML table for a run.
+type CellText = fn(&RunReport) -> String;
+
 /// A named series of (x, y) points.
 type Series = (String, Vec<(f64, f64)>);
 
@@ -410,7 +415,7 @@ fn html(comparison: &Comparison) -> anyhow::Result<String> {
         .collect();
     let mut percentiles: Vec<Series> = Vec::new();
     for run in &runs {
-        let pick: [(&str, fn(&LatencyMs) -> f64); 3] = [
+        let pick: [(&str, LatencyPick); 3] = [
             ("p50", |l| l.p50),
             ("p99", |l| l.p99),
             ("p99.9", |l| l.p999),
@@ -449,7 +454,7 @@ fn html(comparison: &Comparison) -> anyhow::Result<String> {
         table += &format!("<th>{}</th>", escape(&run.target));
     }
     table += "</tr>";
-    let rows: [(&str, fn(&RunReport) -> String); 12] = [
+    let rows: [(&str, CellText); 12] = [
         ("requests", |r| r.requests.to_string()),
         ("operations", |r| r.operations.to_string()),
         ("ok", |r| r.ok.to_string()),

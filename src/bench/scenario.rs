@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 /// What each account (or buyer) is funded with, in cents.
-const DEPOSIT_CENTS: i64 = 100_000_00;
+const DEPOSIT_CENTS: i64 = 10_000_000;
 /// Largest single payment, in cents (smallest is 1 cent).
 const PAYMENT_CENTS_MAX: u64 = 10_00;
 /// Units of each long-tail SKU.
@@ -314,7 +314,7 @@ impl Ctx {
     async fn mixed(self: &Arc<Self>, k: u64) -> Outcome {
         let roll = fastrand::u32(0..100);
         if roll < MIXED_ORDERS_PER_100 {
-            self.order(k, MIXED_HOT_PERCENT, k % MIXED_WATCH_ONE_IN == 0)
+            self.order(k, MIXED_HOT_PERCENT, k.is_multiple_of(MIXED_WATCH_ONE_IN))
                 .await
         } else if roll < MIXED_ORDERS_PER_100 + MIXED_PAYMENTS_PER_100 {
             self.api.payment(&self.payment(k)).await

@@ -49,7 +49,7 @@ enum Stop {
         // Dropped (deleted) once the engine is stopped.
         _data: Option<tempfile::TempDir>,
     },
-    Postgres(baseline::Baseline),
+    Postgres(Box<baseline::Baseline>),
 }
 
 impl Running {
@@ -115,7 +115,7 @@ pub async fn start(
                 url: baseline.url(),
                 tokens,
                 description: format!("postgres baseline, database {}", baseline.database()),
-                stop: Stop::Postgres(baseline),
+                stop: Stop::Postgres(Box::new(baseline)),
             })
         }
     }
