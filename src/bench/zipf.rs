@@ -49,6 +49,6 @@ mod tests {
             counts[zipf.sample(rng.f64())] += 1;
         }
         assert!(counts[0] > 10 * counts[50], "{counts:?}");
-        assert!(counts.iter().all(|&c| c > 0) || counts[99] < counts[0]);
+        assert!(counts[99] > 0, "the last rank is still drawn: {counts:?}");
     }
 }
