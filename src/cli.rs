@@ -1,4 +1,4 @@
-//! The command line: `surge serve`, `surge token`, `surge migrate`.
+//! The command line: `surge serve`, `surge token`, `surge migrate`, `surge bench`.
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -33,6 +33,9 @@ pub enum Command {
     },
     /// Apply the storage migrations and exit.
     Migrate,
+    /// Load-test a scenario end to end, check the invariants, and report
+    /// (exits non-zero when an invariant is violated).
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -12,8 +12,10 @@
 //! * [`rate_limit`]: per-subject token buckets.
 //! * [`telemetry`]: structured logging.
 //! * [`cli`]: the command line of the `surge` binary.
+//! * [`bench`]: `surge bench`, end-to-end load scenarios, baseline and reports.
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod configuration;
 pub mod feed;

@@ -4,7 +4,7 @@ use clap::Parser;
 use secrecy::ExposeSecret;
 use surge::api::auth::{AuthKeys, Claims, Role};
 use surge::cli::{Cli, Command, RoleArg};
-use surge::{configuration, startup, storage, telemetry};
+use surge::{bench, configuration, startup, storage, telemetry};
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
@@ -21,6 +21,14 @@ async fn main() -> anyhow::Result<()> {
             storage::migrate(&startup::storage_options(&settings)).await?;
             println!("migrations applied to {}", settings.storage.url);
             Ok(())
+        }
+        Command::Bench(args) => {
+            telemetry::init(&bench::quiet_log(&settings.log));
+            if bench::run(settings, args).await? {
+                Ok(())
+            } else {
+                anyhow::bail!("an invariant was violated (see the summary above)")
+            }
         }
         Command::Token {
             sub,

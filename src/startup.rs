@@ -219,7 +219,9 @@ fn run(
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(from_fn(metrics::track))
-            .wrap(tracing_actix_web::TracingLogger::<crate::telemetry::RequestSpan>::new())
+            .wrap(tracing_actix_web::TracingLogger::<
+                crate::telemetry::RequestSpan,
+            >::new())
             .app_data(state.clone())
             .app_data(keys.clone())
             .app_data(limiter.clone())

@@ -1,0 +1,378 @@
+//! The load generator's client: typed calls of API.md over one pooled HTTP
+//! client, each answering with an [`Outcome`] that the recorder counts.
+
+use crate::api::dto::{CreatePaymentRequest, PaymentsBatchRequest, PaymentsBatchResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// How long one request may take before it counts as an error. Generous: a
+/// request slower than this is a failure, not a latency sample.
+const REQUEST_TIMEOUT_S: u64 = 60;
+
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub operator: String,
+    pub client: String,
+}
+
+/// How one request (of one or many operations) ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The operation did what was asked.
+    Ok,
+    /// A business refusal (`insufficient_funds`, `out_of_stock`, ...): a correct
+    /// answer, counted by code.
+    Rejected(String),
+    /// A failure: transport error, 5xx, or an answer the contract does not allow.
+    Error(String),
+}
+
+/// An order as read back (API.md "Orders"); only what the bench checks.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OrderJson {
+    pub id: String,
+    pub status: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub lines: Vec<OrderLineJson>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OrderLineJson {
+    pub sku: String,
+    pub quantity: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OrderLine {
+    pub sku: String,
+    pub quantity: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CreateOrder {
+    pub id: String,
+    pub account: String,
+    pub merchant: String,
+    pub lines: Vec<OrderLine>,
+    pub wait_ms: u64,
+}
+
+/// An item's stock as read back.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ItemJson {
+    pub on_hand: u64,
+    pub reserved: u64,
+    pub available: u64,
+}
+
+pub fn is_terminal(status: &str) -> bool {
+    matches!(status, "confirmed" | "rejected" | "cancelled" | "expired")
+}
+
+#[derive(Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    tokens: Tokens,
+}
+
+impl Api {
+    pub fn new(base: &str, tokens: Tokens, connections_max: usize) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(connections_max)
+            .tcp_nodelay(true)
+            .timeout(Duration::from_secs(REQUEST_TIMEOUT_S))
+            .build()?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            tokens,
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn client_token(&self) -> &str {
+        &self.tokens.client
+    }
+
+    /// Waits until `/health` answers, for at most `timeout`.
+    pub async fn wait_healthy(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let ok = self
+                .http
+                .get(format!("{}/health", self.base))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "{} did not become healthy within {timeout:?}",
+                self.base
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn post_json(&self, path: &str, token: &str, body: &impl Serialize) -> (u16, Value) {
+        let sent = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await;
+        read(sent).await
+    }
+
+    async fn get_json(&self, path: &str) -> (u16, Value) {
+        let sent = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.tokens.operator)
+            .send()
+            .await;
+        read(sent).await
+    }
+
+    /// Creates (or finds, with the same fields) an account.
+    pub async fn create_account(&self, id: &str) -> anyhow::Result<()> {
+        let body = json!({"id": id, "currency": "USD"});
+        let (status, value) = self
+            .post_json("/v1/accounts", &self.tokens.operator, &body)
+            .await;
+        anyhow::ensure!(
+            status == 200 || status == 201,
+            "creating account {id}: {status} {value}"
+        );
+        Ok(())
+    }
+
+    pub async fn deposit(
+        &self,
+        account: &str,
+        deposit_id: &str,
+        amount: &str,
+    ) -> anyhow::Result<()> {
+        let body = json!({"id": deposit_id, "amount": amount});
+        let (status, value) = self
+            .post_json(
+                &format!("/v1/accounts/{account}/deposits"),
+                &self.tokens.operator,
+                &body,
+            )
+            .await;
+        anyhow::ensure!(status == 201, "deposit into {account}: {status} {value}");
+        Ok(())
+    }
+
+    pub async fn create_item(&self, sku: &str, price: &str, stock: u64) -> anyhow::Result<()> {
+        let body = json!({"sku": sku, "price": price, "currency": "USD", "stock": stock});
+        let (status, value) = self
+            .post_json("/v1/items", &self.tokens.operator, &body)
+            .await;
+        anyhow::ensure!(
+            status == 200 || status == 201,
+            "creating item {sku}: {status} {value}"
+        );
+        Ok(())
+    }
+
+    /// The account's balance, as the decimal string the API returns.
+    pub async fn balance(&self, account: &str) -> anyhow::Result<String> {
+        let (status, value) = self.get_json(&format!("/v1/accounts/{account}")).await;
+        anyhow::ensure!(status == 200, "reading account {account}: {status} {value}");
+        value["balance"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("account {account} has no balance: {value}"))
+    }
+
+    pub async fn item(&self, sku: &str) -> anyhow::Result<ItemJson> {
+        let (status, value) = self.get_json(&format!("/v1/items/{sku}")).await;
+        anyhow::ensure!(status == 200, "reading item {sku}: {status} {value}");
+        Ok(serde_json::from_value(value)?)
+    }
+
+    /// An order as stored, or `None` when the engine never heard of it.
+    pub async fn order(&self, id: &str) -> anyhow::Result<Option<OrderJson>> {
+        let (status, value) = self.get_json(&format!("/v1/orders/{id}")).await;
+        match status {
+            200 => Ok(Some(serde_json::from_value(value)?)),
+            404 => Ok(None),
+            _ => anyhow::bail!("reading order {id}: {status} {value}"),
+        }
+    }
+
+    /// A read of the kind a storefront makes, counted like any request.
+    pub async fn read(&self, path: &str) -> Outcome {
+        let (status, value) = self.get_json(path).await;
+        match status {
+            200 => Outcome::Ok,
+            404 => Outcome::Rejected(code_of(&value, "not_found")),
+            _ => Outcome::Error(format!("GET {path}: {status}")),
+        }
+    }
+
+    /// `POST /v1/payments`: 201 settled, 422 with a business code.
+    pub async fn payment(&self, payment: &CreatePaymentRequest) -> Outcome {
+        let (status, value) = self
+            .post_json("/v1/payments", &self.tokens.client, payment)
+            .await;
+        match status {
+            201 => match value["status"].as_str() {
+                Some("settled") => Outcome::Ok,
+                Some("rejected") => Outcome::Rejected(code_of(&value, "rejected")),
+                other => Outcome::Error(format!("payment answered status {other:?}")),
+            },
+            422 | 409 => Outcome::Rejected(code_of(&value, "rejected")),
+            _ => Outcome::Error(error_label(status, &value)),
+        }
+    }
+
+    /// `POST /v1/payments/batch`: one outcome per payment, in request order; a
+    /// failed request fails every payment in it.
+    pub async fn payments_batch(
+        &self,
+        payments: Vec<CreatePaymentRequest>,
+        msgpack: bool,
+    ) -> Vec<Outcome> {
+        let count = payments.len();
+        let body = PaymentsBatchRequest { payments };
+        let request = self
+            .http
+            .post(format!("{}/v1/payments/batch", self.base))
+            .bearer_auth(&self.tokens.client);
+        let request = if msgpack {
+            // Named fields: the server's decoder expects a map, like JSON's object.
+            match rmp_serde::to_vec_named(&body) {
+                Ok(bytes) => request
+                    .header("content-type", "application/msgpack")
+                    .header("accept", "application/msgpack")
+                    .body(bytes),
+                Err(error) => return vec![Outcome::Error(error.to_string()); count],
+            }
+        } else {
+            request.json(&body)
+        };
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => return vec![Outcome::Error(transport_label(&error)); count],
+        };
+        let status = response.status().as_u16();
+        let bytes = match response.bytes().await {
+            Ok(bytes) => bytes,
+            Err(error) => return vec![Outcome::Error(transport_label(&error)); count],
+        };
+        if status != 200 {
+            let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            return vec![Outcome::Error(error_label(status, &value)); count];
+        }
+        let decoded: Result<PaymentsBatchResponse, String> = if msgpack {
+            rmp_serde::from_slice(&bytes).map_err(|e| e.to_string())
+        } else {
+            serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+        };
+        match decoded {
+            Ok(response) if response.results.len() == count => response
+                .results
+                .into_iter()
+                .map(|result| match (result.status.as_str(), result.code) {
+                    ("settled", _) => Outcome::Ok,
+                    ("rejected", code) => {
+                        Outcome::Rejected(code.unwrap_or_else(|| "rejected".into()))
+                    }
+                    (_, code) => Outcome::Error(code.unwrap_or(result.status)),
+                })
+                .collect(),
+            Ok(response) => vec![
+                Outcome::Error(format!(
+                    "batch of {count} answered with {} results",
+                    response.results.len()
+                ));
+                count
+            ],
+            Err(error) => vec![Outcome::Error(format!("undecodable batch answer: {error}")); count],
+        }
+    }
+
+    /// `POST /v1/orders`: 201 terminal or 202 in progress. Returns the outcome and
+    /// the order as answered (when it was).
+    pub async fn create_order(&self, order: &CreateOrder) -> (Outcome, Option<OrderJson>) {
+        let (status, value) = self
+            .post_json("/v1/orders", &self.tokens.client, order)
+            .await;
+        match status {
+            201 | 202 => match serde_json::from_value::<OrderJson>(value) {
+                Ok(answer) => {
+                    let outcome = match answer.status.as_str() {
+                        "rejected" => Outcome::Rejected(
+                            answer.reason.clone().unwrap_or_else(|| "rejected".into()),
+                        ),
+                        "cancelled" | "expired" => Outcome::Rejected(answer.status.clone()),
+                        _ => Outcome::Ok,
+                    };
+                    (outcome, Some(answer))
+                }
+                Err(error) => (Outcome::Error(format!("undecodable order: {error}")), None),
+            },
+            _ => (Outcome::Error(error_label(status, &value)), None),
+        }
+    }
+
+    /// The feed's WebSocket URL, with the token in the query (API.md allows it).
+    pub fn feed_url(&self) -> String {
+        let ws = self
+            .base
+            .replacen("http://", "ws://", 1)
+            .replacen("https://", "wss://", 1);
+        format!("{ws}/v1/feed?access_token={}", self.tokens.operator)
+    }
+}
+
+async fn read(sent: Result<reqwest::Response, reqwest::Error>) -> (u16, Value) {
+    match sent {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let value = response.json::<Value>().await.unwrap_or(Value::Null);
+            (status, value)
+        }
+        // Status 0 is "no HTTP answer at all".
+        Err(error) => (0, Value::String(transport_label(&error))),
+    }
+}
+
+fn code_of(value: &Value, fallback: &str) -> String {
+    value["code"]
+        .as_str()
+        .or_else(|| value["reason"].as_str())
+        .unwrap_or(fallback)
+        .to_owned()
+}
+
+fn error_label(status: u16, value: &Value) -> String {
+    match (status, value["code"].as_str()) {
+        (0, _) => value.as_str().unwrap_or("transport").to_owned(),
+        (_, Some(code)) => format!("{status} {code}"),
+        (_, None) => format!("{status}"),
+    }
+}
+
+fn transport_label(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        "timeout".into()
+    } else if error.is_connect() {
+        "connect".into()
+    } else {
+        "transport".into()
+    }
+}
