@@ -32,7 +32,7 @@ pub mod rng;
 pub mod workload;
 pub mod world;
 
-pub use world::{SimConfig, SimFailure, SimReport, World};
+pub use world::{OrderTally, SimConfig, SimFailure, SimReport, World};
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
