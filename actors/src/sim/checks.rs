@@ -9,7 +9,9 @@
 //! payment `outside` is either the coordinator's in-flight amount or that amount
 //! moved by the outstanding step; and every shard's balances equal its journaled
 //! deposits, withdrawals and step effects. Together: the sum of balances plus the
-//! money in flight equals deposits minus withdrawals, at every step.
+//! money in flight equals deposits minus withdrawals, at every step. Orders are
+//! sagas like payments here (`SagaId::Order`, `Order::in_flight`); their stock and
+//! their endings are checked at quiescence ([`World::check_final`]).
 
 use super::workload::order_answers_agree;
 use super::world::World;
@@ -267,6 +269,8 @@ impl World {
                 }
             }
             // Active holds: a hold step done, with no release or capture after it.
+            // Payments and orders alike: both hold with `StepTag::Hold` under their
+            // own saga id and close the hold with a capture or a release.
             let mut held: BTreeMap<&crate::domain::AccountId, Decimal> = BTreeMap::new();
             for (key, record) in state.steps.iter() {
                 if key.tag != StepTag::Hold || record.outcome != StepOutcome::Done {

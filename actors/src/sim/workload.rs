@@ -99,7 +99,7 @@ pub struct Mix {
 impl Default for Mix {
     fn default() -> Self {
         Self {
-            weights: [3, 10, 4, 16, 5, 3, 1, 4, 10, 4, 3, 8, 2, 10, 4],
+            weights: [3, 10, 4, 16, 5, 3, 1, 6, 10, 4, 3, 8, 2, 10, 4],
         }
     }
 }
@@ -326,7 +326,7 @@ impl Workload {
             },
             Kind::Restock => Command::Restock {
                 sku,
-                quantity: quantity(rng.between(1, 10)),
+                quantity: quantity(rng.between(1, 20)),
                 op: self.maybe_op(rng, 700),
             },
             Kind::Reserve => {

@@ -124,7 +124,12 @@ impl Scenario {
                 retention_ms,
                 step_resend_ms: rng.between(100, 1_000),
                 expirations_per_tick_max: rng.between(20, 1_000) as usize,
-                order_timeout_ms: rng.between(1_000, 60_000),
+                // Sometimes so short that deadlines race every step of the saga.
+                order_timeout_ms: if rng.chance(300) {
+                    rng.between(20, 300)
+                } else {
+                    rng.between(1_000, 60_000)
+                },
             },
             network: NetworkFaults {
                 delay_ms_max: rng.between(0, 50),
