@@ -117,6 +117,14 @@ impl Ledger {
     }
 }
 
+/// A saga its coordinator does not know has moved no money.
+fn no_saga(saga: &SagaId, outside: Decimal) -> Result<(), String> {
+    if outside != Decimal::ZERO {
+        return Err(format!("{outside} moved for {saga}, which does not exist"));
+    }
+    Ok(())
+}
+
 /// How much the coordinator's in-flight amount moves when `step` completes.
 fn in_flight_delta(step: StepKind) -> Decimal {
     match step {
@@ -189,19 +197,22 @@ impl World {
             return Ok(());
         };
         let outside = self.ledger.outside.get(saga).copied().unwrap_or_default();
-        let (in_flight, next, updated_at, payment) = match saga {
-            SagaId::Payment(id) => match core.state.payments.get(id) {
+        let state = &core.state;
+        // The saga's own view; its description is only written for a failure.
+        let (in_flight, next, updated_at, describe): (_, _, _, Box<dyn Fn() -> String>) = match saga
+        {
+            SagaId::Payment(id) => match state.payments.get(id) {
                 Some(payment) => (
                     payment.in_flight(),
                     payment
                         .outstanding_step()
                         .map_or(Decimal::ZERO, |(_, step)| in_flight_delta(step)),
                     payment.updated_at,
-                    format!("{payment:?}"),
+                    Box::new(move || format!("{payment:?}")),
                 ),
-                None => (Decimal::ZERO, Decimal::ZERO, 0, String::new()),
+                None => return no_saga(saga, outside),
             },
-            SagaId::Order(id) => match core.state.orders.get(id) {
+            SagaId::Order(id) => match state.orders.get(id) {
                 Some(order) => (
                     order.in_flight(),
                     order
@@ -213,17 +224,11 @@ impl World {
                         })
                         .sum(),
                     order.updated_at,
-                    format!("{order:?}"),
+                    Box::new(move || format!("{order:?}")),
                 ),
-                None => (Decimal::ZERO, Decimal::ZERO, 0, String::new()),
+                None => return no_saga(saga, outside),
             },
         };
-        if payment.is_empty() {
-            if outside != Decimal::ZERO {
-                return Err(format!("{outside} moved for {saga}, which does not exist"));
-            }
-            return Ok(());
-        }
         if outside != in_flight && outside != in_flight + next {
             let waited_ms = self.now_ms.saturating_sub(updated_at);
             let retention_ms = self.scenario.limits.retention_ms;
@@ -239,7 +244,8 @@ impl World {
             return Err(format!(
                 "money of {saga} is not conserved: {outside} left the accounts, the \
                  coordinator counts {in_flight} in flight (next step moves {next}): \
-                 {payment}{hint}"
+                 {}{hint}",
+                describe()
             ));
         }
         Ok(())

@@ -224,9 +224,8 @@ impl Workload {
                 bodies: Vec::new(),
                 retained: op_key(&command).is_some(),
             });
-            let body = body_of(&command);
-            if !entry.bodies.contains(&body) {
-                entry.bodies.push(body);
+            if !entry.bodies.iter().any(|body| same_body(body, &command)) {
+                entry.bodies.push(command.clone());
             }
         }
         self.requests.push(Request {
@@ -529,12 +528,11 @@ impl Workload {
             return Ok(());
         };
         // Any answer settles the unknown outcomes of the same body.
-        let body = body_of(&command);
         let same: Vec<RequestId> = self
             .unknown
             .iter()
             .copied()
-            .filter(|id| body_of(&self.requests[*id as usize].command) == body)
+            .filter(|id| same_body(&self.requests[*id as usize].command, &command))
             .collect();
         for id in same {
             self.unknown.remove(&id);
@@ -561,7 +559,7 @@ impl Workload {
                 self.learn(&command, &reply);
             }
             Some((first_command, first_reply)) if within_retention => {
-                if body_of(first_command) != body {
+                if !same_body(first_command, &command) {
                     return Err(format!(
                         "{key}: a different body was accepted: first {first_command:?} -> {first_reply:?}, now {command:?} -> {reply:?}"
                     ));
@@ -701,14 +699,20 @@ pub fn group_of(command: &Command) -> Option<String> {
     }
 }
 
-/// What makes two requests under one id "the same body": all of the command but
-/// how long a client waits for an order.
-fn body_of(command: &Command) -> Command {
-    let mut body = command.clone();
-    if let Command::CreateOrder { wait_ms, .. } = &mut body {
-        *wait_ms = 0;
+/// Whether two requests carry "the same body": all of the command but how long a
+/// client waits for an order.
+fn same_body(first: &Command, second: &Command) -> bool {
+    match (first, second) {
+        (
+            Command::CreateOrder {
+                id: first_id,
+                terms: first_terms,
+                ..
+            },
+            Command::CreateOrder { id, terms, .. },
+        ) => first_id == id && first_terms == terms,
+        _ => first == second,
     }
-    body
 }
 
 /// Whether two answers can show the same order at two moments: the earlier
