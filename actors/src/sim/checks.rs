@@ -364,7 +364,7 @@ impl World {
         let traces = self.order_traces()?;
         let mut orders = BTreeMap::new();
         for core in self.nodes.iter().filter_map(|node| node.core.as_ref()) {
-            orders.extend(core.state.orders.iter().map(|(id, order)| (id, order)));
+            orders.extend(core.state.orders.iter());
         }
         let state_of = |key: &str| {
             let shard = self.router.shard_for(key).0 as usize;
@@ -458,6 +458,22 @@ impl World {
                     return Err(format!(
                         "confirmed order {id} totals {total}, its lines {priced:?}"
                     ));
+                }
+                // One currency throughout: every line's item, the payer, the merchant.
+                let currency_of = |account: &AccountId| {
+                    state_of(account.as_str())
+                        .ok()
+                        .and_then(|state| state.accounts.get(account).map(|a| a.currency))
+                };
+                let one_currency = order.currency.is_some()
+                    && order
+                        .lines
+                        .iter()
+                        .all(|line| line.currency == order.currency)
+                    && currency_of(&order.terms.account) == order.currency
+                    && currency_of(&order.terms.merchant) == order.currency;
+                if !one_currency {
+                    return Err(format!("confirmed order {id} mixes currencies: {order:?}"));
                 }
                 *expected_balance
                     .entry(order.terms.account.clone())
