@@ -13,6 +13,7 @@
 //! sagas like payments here (`SagaId::Order`, `Order::in_flight`); their stock and
 //! their endings are checked at quiescence ([`World::check_final`]).
 
+use super::node::Answer;
 use super::workload::order_answers_agree;
 use super::world::World;
 use crate::command::{Command, OrderView, Reply};
@@ -503,6 +504,7 @@ impl World {
             }
         }
         self.check_order_stock(&orders, &bought, &traces)?;
+        self.check_refused_cancels(&orders)?;
         self.check_told_orders(&orders)
     }
 
@@ -570,6 +572,58 @@ impl World {
         }
         if let Some(id) = traces.keys().find(|id| !orders.contains_key(id)) {
             return Err(format!("steps ran for order {id}, which does not exist"));
+        }
+        Ok(())
+    }
+
+    /// A cancel is refused only when it could not have worked: the order did not
+    /// exist yet, or it was already past the point of no return (authorized,
+    /// expiring, ending another way, or cancelled by someone else).
+    fn check_refused_cancels(&self, orders: &BTreeMap<&OrderId, &Order>) -> Result<(), String> {
+        for (number, request) in self.workload.requests.iter().enumerate() {
+            let (Command::CancelOrder { id, .. }, Some(decided_at)) =
+                (&request.command, request.decided_at_ms)
+            else {
+                continue;
+            };
+            // A replay answers what the key's first cancel was told, back then.
+            let Some(Answer::Reply(Reply::Rejected {
+                rejection,
+                replayed: false,
+            })) = &request.answer
+            else {
+                continue;
+            };
+            let order = orders.get(id);
+            let status_at = |status| {
+                order.and_then(|o| o.history.iter().find(|(s, _)| *s == status).map(|h| h.1))
+            };
+            let explained = match (rejection, order) {
+                // Created in the same millisecond, just after the cancel, at most.
+                (Rejection::OrderNotFound, None) => true,
+                (Rejection::OrderNotFound, Some(order)) => order.created_at >= decided_at,
+                (Rejection::OrderAlreadyFinal, Some(order)) => match order.status {
+                    OrderStatus::Confirmed => {
+                        status_at(OrderStatus::Authorized).is_some_and(|at| at <= decided_at)
+                    }
+                    OrderStatus::Expired => order.deadline <= decided_at,
+                    OrderStatus::Cancelled => self.workload.requests.iter().any(|other| {
+                        matches!(&other.command, Command::CancelOrder { id: same, .. } if same == id)
+                            && other.decided_at_ms.is_some_and(|at| at <= decided_at)
+                            && matches!(other.answer, Some(Answer::Reply(Reply::Order { .. })) | Some(Answer::Retry) | None)
+                    }),
+                    // Refused while it was giving back what it took, or after.
+                    OrderStatus::Rejected => true,
+                    _ => false,
+                },
+                _ => true,
+            };
+            if !explained {
+                return Err(format!(
+                    "request {number}: a cancel of order {id} at {decided_at} was refused \
+                     {rejection:?}, but the order was {order:?}"
+                ));
+            }
         }
         Ok(())
     }
