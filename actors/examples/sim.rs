@@ -71,6 +71,7 @@ fn main() -> ExitCode {
     let mut steps_total = 0u64;
     let mut requests_total = 0u64;
     let mut crashes_total = 0u64;
+    let mut orders_total = surge_actors::sim::OrderTally::default();
     let mut failures = 0u64;
     for seed in args.first_seed..args.first_seed + args.seeds {
         let config = SimConfig {
@@ -83,11 +84,16 @@ fn main() -> ExitCode {
                 steps_total += report.steps;
                 requests_total += report.requests;
                 crashes_total += report.crashes;
+                orders_total.confirmed += report.orders.confirmed;
+                orders_total.rejected += report.orders.rejected;
+                orders_total.cancelled += report.orders.cancelled;
+                orders_total.expired += report.orders.expired;
                 if args.seeds <= 10 || (seed - args.first_seed + 1) % 10 == 0 {
                     let elapsed = started.elapsed().as_secs_f64();
                     println!(
                         "seed {seed} ok: {} shards, {} steps, {} requests, {} events, {} crashes, \
-                         {} failed writes, {} messages ({} duplicated, {} lost) | total {:.0} steps/s",
+                         {} failed writes, {} messages ({} duplicated, {} lost), orders {}/{}/{}/{} \
+                         (confirmed/rejected/cancelled/expired) | total {:.0} steps/s",
                         report.shards,
                         report.steps,
                         report.requests,
@@ -97,6 +103,10 @@ fn main() -> ExitCode {
                         report.messages_delivered,
                         report.messages_duplicated,
                         report.messages_lost,
+                        report.orders.confirmed,
+                        report.orders.rejected,
+                        report.orders.cancelled,
+                        report.orders.expired,
                         steps_total as f64 / elapsed
                     );
                 }
@@ -117,8 +127,14 @@ fn main() -> ExitCode {
     }
     println!(
         "{} seeds passed: {steps_total} steps, {requests_total} client requests, {crashes_total} \
-         crashes in {elapsed:.1} s: {:.0} steps/s, {:.0} requests/s",
+         crashes, {} orders ({} confirmed, {} rejected, {} cancelled, {} expired) in {elapsed:.1} s: \
+         {:.0} steps/s, {:.0} requests/s",
         args.seeds,
+        orders_total.total(),
+        orders_total.confirmed,
+        orders_total.rejected,
+        orders_total.cancelled,
+        orders_total.expired,
         steps_total as f64 / elapsed,
         requests_total as f64 / elapsed
     );

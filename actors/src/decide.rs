@@ -197,15 +197,6 @@ pub fn plan(state: &State, command: &Command) -> Plan {
             Some(_) => Plan::Wait(WaitFor::OrderFinal, true),
             None => Plan::Decide,
         },
-        // A second cancel while the first is still releasing waits for the same end.
-        Command::CancelOrder { id, .. } => match state.orders.get(id) {
-            Some(order)
-                if !order.is_final() && order.ending_requested == Some(OrderEnding::Cancelled) =>
-            {
-                Plan::Wait(WaitFor::OrderCancel, false)
-            }
-            _ => Plan::Decide,
-        },
         Command::CreateItem {
             sku,
             price,
@@ -518,6 +509,13 @@ pub fn decide(
         }]),
         Command::CancelOrder { id, .. } => {
             let order = state.orders.get(id).ok_or(Rejection::OrderNotFound)?;
+            // A second cancel while the first is still releasing waits for the same
+            // end. It is decided (with no new event) rather than attached to the
+            // first, so that its own idempotency key is recorded: a retry must
+            // answer "cancelled" too, not find a final order and refuse.
+            if !order.is_final() && order.ending_requested == Some(OrderEnding::Cancelled) {
+                return Ok(vec![]);
+            }
             if !order.can_end() {
                 return Err(Rejection::OrderAlreadyFinal);
             }

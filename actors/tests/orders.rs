@@ -378,3 +378,33 @@ fn a_crash_of_any_shard_mid_saga_still_ends_every_order_exactly_once() {
         }
     }
 }
+
+#[test]
+fn a_second_cancel_with_its_own_key_answers_cancelled_again_when_retried() {
+    let mut world = World::new();
+    world.setup("100", &[("tv", "30.00", 5)]);
+    world.command(create_order("o5", &[("tv", 1)]));
+    // Both cancels arrive while the reservation is in flight: the second joins
+    // the first's end.
+    let cancel = |op: &str| Command::CancelOrder {
+        id: oid("o5"),
+        op: Some(OpId::parse(op).unwrap()),
+    };
+    let first = world.command(cancel("c1"));
+    let second = world.command(cancel("c2"));
+    world.pump(1_000);
+    for token in [first, second] {
+        assert_eq!(
+            order_status(world.reply(token).unwrap()),
+            (OrderStatus::Cancelled, None)
+        );
+    }
+    // Seed 10 of the simulator: the retry of the second cancel found no record of
+    // its key and was refused `order_already_final`.
+    let retry = world.command(cancel("c2"));
+    assert_eq!(
+        order_status(world.reply(retry).unwrap()),
+        (OrderStatus::Cancelled, None)
+    );
+    world.assert_replay_matches();
+}

@@ -6,9 +6,10 @@
 use std::time::Instant;
 use surge_actors::sim::{self, SimConfig};
 
-/// Seeds and steps per seed: a few hundred thousand steps in all, sized to stay well
-/// under two minutes in the debug profile on the 2-core CI machine.
-const SEEDS_DEFAULT: u64 = 150;
+/// Seeds and steps per seed: 200,000 steps in all, sized to stay near 40 s in the
+/// debug profile on the 2-core CI machine (about 5,500 steps per CPU second with
+/// orders in the mix). Longer soaks run in release: `--example sim`.
+const SEEDS_DEFAULT: u64 = 100;
 const STEPS_PER_SEED_DEFAULT: u64 = 2_000;
 
 fn env_u64(name: &str) -> Option<u64> {

@@ -9,18 +9,24 @@
 //! payment `outside` is either the coordinator's in-flight amount or that amount
 //! moved by the outstanding step; and every shard's balances equal its journaled
 //! deposits, withdrawals and step effects. Together: the sum of balances plus the
-//! money in flight equals deposits minus withdrawals, at every step.
+//! money in flight equals deposits minus withdrawals, at every step. Orders are
+//! sagas like payments here (`SagaId::Order`, `Order::in_flight`); their stock and
+//! their endings are checked at quiescence ([`World::check_final`]).
 
+use super::node::Answer;
+use super::workload::order_answers_agree;
 use super::world::World;
-use crate::command::{Command, Reply};
-use crate::domain::PaymentId;
+use crate::command::{Command, OrderView, Reply};
+use crate::domain::{AccountId, OrderId, PaymentId, ReservationId, Sku};
 use crate::event::Event;
 use crate::journal::{recover_state, Journal};
-use crate::model::SagaId;
 use crate::model::{
-    OpOutcome, PaymentStatus, ReservationStatus, Stage, StepKind, StepOutcome, StepTag,
+    OpOutcome, PaymentStatus, ReservationKey, ReservationStatus, SagaId, Stage, StepKey, StepKind,
+    StepOutcome, StepTag,
 };
+use crate::order::{LineState, Order, OrderStatus};
 use crate::recovery::build_core;
+use crate::rejection::Rejection;
 use crate::state::State;
 use futures::executor::block_on;
 use rust_decimal::Decimal;
@@ -112,6 +118,14 @@ impl Ledger {
     }
 }
 
+/// A saga its coordinator does not know has moved no money.
+fn no_saga(saga: &SagaId, outside: Decimal) -> Result<(), String> {
+    if outside != Decimal::ZERO {
+        return Err(format!("{outside} moved for {saga}, which does not exist"));
+    }
+    Ok(())
+}
+
 /// How much the coordinator's in-flight amount moves when `step` completes.
 fn in_flight_delta(step: StepKind) -> Decimal {
     match step {
@@ -184,19 +198,22 @@ impl World {
             return Ok(());
         };
         let outside = self.ledger.outside.get(saga).copied().unwrap_or_default();
-        let (in_flight, next, updated_at, payment) = match saga {
-            SagaId::Payment(id) => match core.state.payments.get(id) {
+        let state = &core.state;
+        // The saga's own view; its description is only written for a failure.
+        let (in_flight, next, updated_at, describe): (_, _, _, Box<dyn Fn() -> String>) = match saga
+        {
+            SagaId::Payment(id) => match state.payments.get(id) {
                 Some(payment) => (
                     payment.in_flight(),
                     payment
                         .outstanding_step()
                         .map_or(Decimal::ZERO, |(_, step)| in_flight_delta(step)),
                     payment.updated_at,
-                    format!("{payment:?}"),
+                    Box::new(move || format!("{payment:?}")),
                 ),
-                None => (Decimal::ZERO, Decimal::ZERO, 0, String::new()),
+                None => return no_saga(saga, outside),
             },
-            SagaId::Order(id) => match core.state.orders.get(id) {
+            SagaId::Order(id) => match state.orders.get(id) {
                 Some(order) => (
                     order.in_flight(),
                     order
@@ -208,17 +225,11 @@ impl World {
                         })
                         .sum(),
                     order.updated_at,
-                    format!("{order:?}"),
+                    Box::new(move || format!("{order:?}")),
                 ),
-                None => (Decimal::ZERO, Decimal::ZERO, 0, String::new()),
+                None => return no_saga(saga, outside),
             },
         };
-        if payment.is_empty() {
-            if outside != Decimal::ZERO {
-                return Err(format!("{outside} moved for {saga}, which does not exist"));
-            }
-            return Ok(());
-        }
         if outside != in_flight && outside != in_flight + next {
             let waited_ms = self.now_ms.saturating_sub(updated_at);
             let retention_ms = self.scenario.limits.retention_ms;
@@ -234,7 +245,8 @@ impl World {
             return Err(format!(
                 "money of {saga} is not conserved: {outside} left the accounts, the \
                  coordinator counts {in_flight} in flight (next step moves {next}): \
-                 {payment}{hint}"
+                 {}{hint}",
+                describe()
             ));
         }
         Ok(())
@@ -264,6 +276,8 @@ impl World {
                 }
             }
             // Active holds: a hold step done, with no release or capture after it.
+            // Payments and orders alike: both hold with `StepTag::Hold` under their
+            // own saga id and close the hold with a capture or a release.
             let mut held: BTreeMap<&crate::domain::AccountId, Decimal> = BTreeMap::new();
             for (key, record) in state.steps.iter() {
                 if key.tag != StepTag::Hold || record.outcome != StepOutcome::Done {
@@ -324,6 +338,11 @@ impl World {
                     return Err(format!("payment never finished: {payment:?}"));
                 }
             }
+            for order in state.orders.values() {
+                if !order.is_final() {
+                    return Err(format!("order never finished: {order:?}"));
+                }
+            }
         }
         if money != self.ledger.net_deposits {
             return Err(format!(
@@ -340,10 +359,357 @@ impl World {
         self.check_journals()
     }
 
-    /// Orders are not in the engine yet: their end-state checks go here (see the
-    /// workload module's documentation).
+    /// Every order ended once, along a valid path, and left the stock and money as
+    /// its ending says; and everything clients were shown of it agrees with that.
     fn check_orders(&self) -> Result<(), String> {
+        let traces = self.order_traces()?;
+        let mut orders = BTreeMap::new();
+        for core in self.nodes.iter().filter_map(|node| node.core.as_ref()) {
+            orders.extend(core.state.orders.iter());
+        }
+        let state_of = |key: &str| {
+            let shard = self.router.shard_for(key).0 as usize;
+            self.nodes[shard]
+                .core
+                .as_ref()
+                .map(|core| &core.state)
+                .ok_or_else(|| format!("the shard of {key} is down at the end"))
+        };
+        let nobody = OrderTrace::default();
+        // Units of each SKU that confirmed orders bought.
+        let mut bought: BTreeMap<Sku, u64> = BTreeMap::new();
+        for (id, order) in &orders {
+            check_order_path(order)?;
+            let trace = traces.get(*id).unwrap_or(&nobody);
+            let confirmed = order.status == OrderStatus::Confirmed;
+            let ended_at = order.history.last().map_or(0, |(_, at)| *at);
+            match order.status {
+                OrderStatus::Expired if ended_at < order.deadline => {
+                    return Err(format!("order {id} expired before its deadline: {order:?}"));
+                }
+                OrderStatus::Cancelled => {
+                    let asked = self.workload.requests.iter().any(|request| {
+                        matches!(&request.command, Command::CancelOrder { id: cancelled, .. } if cancelled == *id)
+                            && request.decided_at_ms.is_some_and(|at| at <= ended_at)
+                    });
+                    if !asked {
+                        return Err(format!(
+                            "order {id} was cancelled, but nobody asked: {order:?}"
+                        ));
+                    }
+                }
+                _ => {}
+            }
+            for (index, (line, progress)) in order.terms.lines.iter().zip(&order.lines).enumerate()
+            {
+                let state = state_of(line.sku.as_str())?;
+                let key = ReservationKey {
+                    sku: line.sku.clone(),
+                    id: ReservationId::for_order_line(id, index as u16),
+                };
+                let reservation = state.reservations.get(&key);
+                let status = reservation.map(|r| r.status);
+                if confirmed {
+                    let item = state.items.get(&line.sku).ok_or_else(|| {
+                        format!("order {id} confirmed a line on a missing item {}", line.sku)
+                    })?;
+                    let fits = status == Some(ReservationStatus::Committed)
+                        && reservation.is_some_and(|r| r.quantity == line.quantity.get())
+                        && progress.state == LineState::Committed
+                        && progress.unit_price == Some(item.price)
+                        && progress.currency == Some(item.currency);
+                    if !fits {
+                        return Err(format!(
+                            "confirmed order {id}: line {index} is {progress:?}, its reservation \
+                             {reservation:?}, its item {item:?}"
+                        ));
+                    }
+                    *bought.entry(line.sku.clone()).or_default() += u64::from(line.quantity.get());
+                } else {
+                    // Every line answered before the order ended: a line still
+                    // waiting could be reserved after the order let go of it.
+                    let gave_back = matches!(status, None | Some(ReservationStatus::Released))
+                        && matches!(progress.state, LineState::Refused(_) | LineState::Released);
+                    if !gave_back {
+                        return Err(format!(
+                            "{:?} order {id}: line {index} is {progress:?}, its reservation \
+                             {reservation:?}",
+                            order.status
+                        ));
+                    }
+                }
+            }
+            let mut expected_balance: BTreeMap<AccountId, Decimal> = BTreeMap::new();
+            let done = |tag| trace.done.get(&tag).copied().unwrap_or(0);
+            let steps_fit = if confirmed {
+                let total = order
+                    .total
+                    .ok_or_else(|| format!("confirmed order {id} has no total"))?;
+                let priced: Option<Decimal> = order
+                    .lines
+                    .iter()
+                    .zip(&order.terms.lines)
+                    .map(|(progress, line)| {
+                        progress
+                            .unit_price
+                            .map(|p| p * Decimal::from(line.quantity.get()))
+                    })
+                    .sum();
+                if priced != Some(total) {
+                    return Err(format!(
+                        "confirmed order {id} totals {total}, its lines {priced:?}"
+                    ));
+                }
+                // One currency throughout: every line's item, the payer, the merchant.
+                let currency_of = |account: &AccountId| {
+                    state_of(account.as_str())
+                        .ok()
+                        .and_then(|state| state.accounts.get(account).map(|a| a.currency))
+                };
+                let one_currency = order.currency.is_some()
+                    && order
+                        .lines
+                        .iter()
+                        .all(|line| line.currency == order.currency)
+                    && currency_of(&order.terms.account) == order.currency
+                    && currency_of(&order.terms.merchant) == order.currency;
+                if !one_currency {
+                    return Err(format!("confirmed order {id} mixes currencies: {order:?}"));
+                }
+                *expected_balance
+                    .entry(order.terms.account.clone())
+                    .or_default() -= total;
+                *expected_balance
+                    .entry(order.terms.merchant.clone())
+                    .or_default() += total;
+                done(StepTag::Hold) == 1
+                    && done(StepTag::Capture) == 1
+                    && done(StepTag::Credit) == 1
+                    && done(StepTag::Release) == 0
+            } else {
+                done(StepTag::Capture) == 0
+                    && done(StepTag::Credit) == 0
+                    && done(StepTag::Hold) <= done(StepTag::Release)
+            };
+            expected_balance.retain(|_, delta| !delta.is_zero());
+            let mut balance = trace.balance.clone();
+            balance.retain(|_, delta| !delta.is_zero());
+            let held_left = trace.held.values().any(|delta| !delta.is_zero());
+            if !steps_fit || balance != expected_balance || held_left {
+                return Err(format!(
+                    "{:?} order {id} moved {balance:?} (expected {expected_balance:?}), left \
+                     holds {:?}, applied steps {:?}: {order:?}",
+                    order.status, trace.held, trace.done
+                ));
+            }
+        }
+        self.check_order_stock(&orders, &bought, &traces)?;
+        self.check_refused_cancels(&orders)?;
+        self.check_told_orders(&orders)
+    }
+
+    /// Every item's stock adds up, and the units committed for orders are exactly
+    /// what the confirmed orders bought.
+    fn check_order_stock(
+        &self,
+        orders: &BTreeMap<&OrderId, &Order>,
+        bought: &BTreeMap<Sku, u64>,
+        traces: &BTreeMap<OrderId, OrderTrace>,
+    ) -> Result<(), String> {
+        let mut committed_for_orders: BTreeMap<Sku, u64> = BTreeMap::new();
+        for (shard, node) in self.nodes.iter().enumerate() {
+            let state = &node
+                .core
+                .as_ref()
+                .ok_or("a shard is down at the end")?
+                .state;
+            let mut committed: BTreeMap<&Sku, u64> = BTreeMap::new();
+            for reservation in state.reservations.values() {
+                let quantity = u64::from(reservation.quantity);
+                if reservation.status == ReservationStatus::Committed {
+                    *committed.entry(&reservation.sku).or_default() += quantity;
+                }
+                // Only the engine makes ids with a '~': an order line's reservation.
+                let Some((order, line)) = reservation.id.as_str().split_once('~') else {
+                    continue;
+                };
+                let line_of_order = OrderId::parse(order).ok().and_then(|id| {
+                    let order = orders.get(&id)?;
+                    order.terms.lines.get(line.parse::<usize>().ok()?)
+                });
+                let fits = line_of_order.is_some_and(|l| {
+                    l.sku == reservation.sku && l.quantity.get() == reservation.quantity
+                });
+                if !fits {
+                    return Err(format!(
+                        "reservation {reservation:?} belongs to no order line ({line_of_order:?})"
+                    ));
+                }
+                if reservation.status == ReservationStatus::Committed {
+                    *committed_for_orders
+                        .entry(reservation.sku.clone())
+                        .or_default() += quantity;
+                }
+            }
+            let restocked = restocked_per_sku(self.ledger.journal(shard));
+            for item in state.items.values() {
+                let added = restocked.get(&item.sku).copied().unwrap_or(0);
+                let sold = committed.get(&item.sku).copied().unwrap_or(0);
+                if item.initial_stock + added != item.on_hand + sold {
+                    return Err(format!(
+                        "item {} started with {} and got {added} more; {sold} are committed, \
+                         but {} are on hand",
+                        item.sku, item.initial_stock, item.on_hand
+                    ));
+                }
+            }
+        }
+        if committed_for_orders != *bought {
+            return Err(format!(
+                "order reservations committed {committed_for_orders:?}, confirmed orders bought \
+                 {bought:?}"
+            ));
+        }
+        if let Some(id) = traces.keys().find(|id| !orders.contains_key(id)) {
+            return Err(format!("steps ran for order {id}, which does not exist"));
+        }
         Ok(())
+    }
+
+    /// A cancel is refused only when it could not have worked: the order did not
+    /// exist yet, or it was already past the point of no return (authorized,
+    /// expiring, ending another way, or cancelled by someone else).
+    fn check_refused_cancels(&self, orders: &BTreeMap<&OrderId, &Order>) -> Result<(), String> {
+        for (number, request) in self.workload.requests.iter().enumerate() {
+            let (Command::CancelOrder { id, .. }, Some(decided_at)) =
+                (&request.command, request.decided_at_ms)
+            else {
+                continue;
+            };
+            // A replay answers what the key's first cancel was told, back then.
+            let Some(Answer::Reply(Reply::Rejected {
+                rejection,
+                replayed: false,
+            })) = &request.answer
+            else {
+                continue;
+            };
+            let order = orders.get(id);
+            let status_at = |status| {
+                order.and_then(|o| o.history.iter().find(|(s, _)| *s == status).map(|h| h.1))
+            };
+            let explained = match (rejection, order) {
+                // Created in the same millisecond, just after the cancel, at most.
+                (Rejection::OrderNotFound, None) => true,
+                (Rejection::OrderNotFound, Some(order)) => order.created_at >= decided_at,
+                (Rejection::OrderAlreadyFinal, Some(order)) => match order.status {
+                    OrderStatus::Confirmed => {
+                        status_at(OrderStatus::Authorized).is_some_and(|at| at <= decided_at)
+                    }
+                    OrderStatus::Expired => order.deadline <= decided_at,
+                    OrderStatus::Cancelled => self.workload.requests.iter().any(|other| {
+                        matches!(&other.command, Command::CancelOrder { id: same, .. } if same == id)
+                            && other.decided_at_ms.is_some_and(|at| at <= decided_at)
+                            && matches!(other.answer, Some(Answer::Reply(Reply::Order { .. })) | Some(Answer::Retry) | None)
+                    }),
+                    // Refused while it was giving back what it took, or after.
+                    OrderStatus::Rejected => true,
+                    _ => false,
+                },
+                _ => true,
+            };
+            if !explained {
+                return Err(format!(
+                    "request {number}: a cancel of order {id} at {decided_at} was refused \
+                     {rejection:?}, but the order was {order:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every order a client was shown agrees with its final state: a final answer
+    /// is the final state; an answer given before the end shows a prefix of its
+    /// history; a cancel shows a cancelled order.
+    fn check_told_orders(&self, orders: &BTreeMap<&OrderId, &Order>) -> Result<(), String> {
+        for (id, told) in &self.workload.told.orders {
+            let order = orders
+                .get(id)
+                .ok_or_else(|| format!("order {id} was shown to a client and is gone"))?;
+            let now = OrderView::from(*order);
+            for shown in told {
+                let agrees = if shown.view.is_final() {
+                    shown.view == now
+                } else {
+                    order_answers_agree(&shown.view, &now)
+                        && shown.view.history.len() < now.history.len()
+                };
+                if !agrees || (shown.by_cancel && now.status != OrderStatus::Cancelled) {
+                    return Err(format!(
+                        "request {} was shown order {id} as {:?}, which ended as {now:?}",
+                        shown.request, shown.view
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What every order's steps did, from the journals (step records age out; the
+    /// journals keep everything). A step refused after the order was authorized
+    /// would leave it stuck for good (`Order::expects` ignores such refusals), so
+    /// any is a failure in itself.
+    fn order_traces(&self) -> Result<BTreeMap<OrderId, OrderTrace>, String> {
+        let mut traces: BTreeMap<OrderId, OrderTrace> = BTreeMap::new();
+        for shard in 0..self.nodes.len() {
+            for event in self.ledger.journal(shard) {
+                match event {
+                    Event::StepApplied {
+                        key:
+                            StepKey {
+                                saga: SagaId::Order(id),
+                                tag,
+                            },
+                        account,
+                        outcome,
+                        effect,
+                        ..
+                    } => match outcome {
+                        StepOutcome::Done => {
+                            let trace = traces.entry(id.clone()).or_default();
+                            *trace.balance.entry(account.clone()).or_default() +=
+                                effect.balance_delta;
+                            *trace.held.entry(account.clone()).or_default() += effect.held_delta;
+                            *trace.done.entry(*tag).or_default() += 1;
+                        }
+                        StepOutcome::Rejected(_)
+                            if matches!(tag, StepTag::Hold | StepTag::Validate) => {}
+                        StepOutcome::Rejected(rejection) => {
+                            return Err(format!(
+                                "order {id}: step {tag:?} on {account} was refused \
+                                 ({rejection:?}) after the order was authorized"
+                            ));
+                        }
+                    },
+                    Event::LineStepApplied {
+                        key:
+                            StepKey {
+                                saga: SagaId::Order(id),
+                                tag,
+                            },
+                        outcome: StepOutcome::Rejected(rejection),
+                        ..
+                    } if !matches!(tag, StepTag::ReserveLine(_)) => {
+                        return Err(format!(
+                            "order {id}: line step {tag:?} was refused ({rejection:?}) after \
+                             the order was authorized"
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(traces)
     }
 
     /// What clients were told agrees with how things ended.
@@ -429,20 +795,23 @@ impl World {
             let mut replayed = State::new(self.scenario.hash_seed);
             let mut ended = BTreeSet::new();
             for event in &events {
-                if let Some(id) = payment_of(event) {
-                    if ended.contains(id) {
-                        return Err(format!("payment {id} changed after it ended: {event:?}"));
+                let saga = saga_of(event);
+                if let Some(saga) = &saga {
+                    if ended.contains(saga) {
+                        return Err(format!("{saga} changed after it ended: {event:?}"));
                     }
                 }
                 replayed.apply(event);
-                if let Some(id) = payment_of(event) {
-                    if replayed
+                let done = match &saga {
+                    Some(SagaId::Payment(id)) => replayed
                         .payments
                         .get(id)
-                        .is_some_and(|p| p.stage == Stage::Done)
-                    {
-                        ended.insert(id.clone());
-                    }
+                        .is_some_and(|p| p.stage == Stage::Done),
+                    Some(SagaId::Order(id)) => replayed.orders.get(id).is_some_and(Order::is_final),
+                    None => false,
+                };
+                if let (true, Some(saga)) = (done, saga) {
+                    ended.insert(saga);
                 }
                 note_created(event, &mut created, &mut ops);
             }
@@ -475,14 +844,85 @@ impl World {
     }
 }
 
-fn payment_of(event: &Event) -> Option<&PaymentId> {
+/// The payment or order a coordinator's event moves.
+fn saga_of(event: &Event) -> Option<SagaId> {
     match event {
         Event::PaymentCreated { id, .. }
         | Event::PaymentStepCompleted { id, .. }
         | Event::PaymentCaptureRequested { id, .. }
-        | Event::PaymentReleaseRequested { id, .. } => Some(id),
+        | Event::PaymentReleaseRequested { id, .. } => Some(SagaId::Payment(id.clone())),
+        Event::OrderCreated { id, .. }
+        | Event::OrderStepCompleted { id, .. }
+        | Event::OrderEndRequested { id, .. } => Some(SagaId::Order(id.clone())),
         _ => None,
     }
+}
+
+/// Where one order's steps moved money, and which of its steps took effect.
+#[derive(Debug, Default)]
+struct OrderTrace {
+    balance: BTreeMap<AccountId, Decimal>,
+    held: BTreeMap<AccountId, Decimal>,
+    done: BTreeMap<StepTag, u32>,
+}
+
+/// The history is one path: `pending → reserved → authorized → confirmed`, or a
+/// prefix of it before authorization and then one other ending; exactly one final
+/// status, last; a reason exactly when rejected, one the API lists; time never
+/// goes back.
+fn check_order_path(order: &Order) -> Result<(), String> {
+    const PATH: [OrderStatus; 4] = [
+        OrderStatus::Pending,
+        OrderStatus::Reserved,
+        OrderStatus::Authorized,
+        OrderStatus::Confirmed,
+    ];
+    let statuses: Vec<OrderStatus> = order.history.iter().map(|(status, _)| *status).collect();
+    let Some((last, before)) = statuses.split_last() else {
+        return Err(format!("order {} has no history", order.id));
+    };
+    let path_fits = order.is_final()
+        && order.status == *last
+        && last.is_final()
+        && before.len() < PATH.len()
+        && *before == PATH[..before.len()]
+        && if *last == OrderStatus::Confirmed {
+            before.len() == 3
+        } else {
+            // Once authorized, an order always confirms.
+            before.len() <= 2
+        };
+    let reason_fits = match (order.status, order.reason) {
+        (OrderStatus::Rejected, Some(reason)) => matches!(
+            reason,
+            Rejection::OutOfStock
+                | Rejection::InsufficientFunds
+                | Rejection::AccountNotFound
+                | Rejection::ItemNotFound
+                | Rejection::CurrencyMismatch
+        ),
+        (_, reason) => reason.is_none() && order.status != OrderStatus::Rejected,
+    };
+    let in_time = order.history[0].1 == order.created_at
+        && order.history.windows(2).all(|pair| pair[0].1 <= pair[1].1);
+    if !(path_fits && reason_fits && in_time) {
+        return Err(format!(
+            "order {} ended along an invalid path: {order:?}",
+            order.id
+        ));
+    }
+    Ok(())
+}
+
+/// Units restocked per SKU, from one shard's journal.
+fn restocked_per_sku(journal: &[Event]) -> BTreeMap<&Sku, u64> {
+    let mut restocked = BTreeMap::new();
+    for event in journal {
+        if let Event::Restocked { sku, quantity, .. } = event {
+            *restocked.entry(sku).or_default() += quantity;
+        }
+    }
+    restocked
 }
 
 /// Collects what the journal says was created or recorded, by client-facing key.
@@ -500,6 +940,9 @@ fn note_created(
         }
         Event::ItemCreated { sku, .. } => {
             created.insert(format!("item/{sku}"));
+        }
+        Event::OrderCreated { id, .. } => {
+            created.insert(format!("order/{id}"));
         }
         Event::Reserved { sku, id, .. } => {
             created.insert(format!("reserve/{sku}/{id}"));
@@ -533,6 +976,7 @@ fn check_durable(
         (Command::CreateAccount { .. }, Reply::Account { .. })
         | (Command::CreatePayment { .. }, _)
         | (Command::CreateItem { .. }, Reply::Item { .. })
+        | (Command::CreateOrder { .. }, Reply::Order { .. })
         | (Command::Reserve { .. }, Reply::Reservation { .. }) => {
             if !created.contains(key) {
                 return lost();

@@ -4,12 +4,22 @@
 //! and clients, all driven by one seeded RNG: the same seed replays the same run,
 //! bit for bit.
 //!
+//! Covered: accounts, deposits and withdrawals, payments (both sagas), items,
+//! restocks, reservations, and orders: multi-line orders over same- and
+//! cross-shard items, with cancels racing every stage of the saga, deadlines
+//! (some scenarios make them short enough to race every step), clients that wait
+//! for the end or only a while, and retries under the same id with the same and
+//! other bodies. Not covered: reads (`Query`) and feeds.
+//!
 //! Faults: messages delayed, duplicated, lost and reordered; shards crashing at
 //! random points, including between the journal write and the replies and between
 //! saga steps, then rebuilding from snapshot and journal through the actor's own
 //! recovery path; journal writes failing (before or after landing) and journal
-//! outages. After every step the checks of [`checks`] run; at the end the world is
-//! brought to quiescence and checked whole.
+//! outages. After every step the checks of [`checks`] run (no oversell, order
+//! reservations included; money conserved per payment and per order, holds
+//! included); at the end the world is brought to quiescence and checked whole
+//! (every payment and order final, an order's end matching its stock and money,
+//! every answer a client got agreeing with the end, replay equal to live state).
 //!
 //! Step records (the deduplication of saga steps) are kept for the retention
 //! period, so a step must never stay in flight that long. The simulator keeps
@@ -32,7 +42,7 @@ pub mod rng;
 pub mod workload;
 pub mod world;
 
-pub use world::{SimConfig, SimFailure, SimReport, World};
+pub use world::{OrderTally, SimConfig, SimFailure, SimReport, World};
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 

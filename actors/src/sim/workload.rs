@@ -3,24 +3,30 @@
 //! told, and the checks on every answer: a retry of an acknowledged request answers
 //! the same, a different body under the same id is refused.
 //!
-//! # Extension point: orders
+//! # Orders
 //!
-//! Orders with several lines are not in the engine yet. When `Command::CreateOrder`
-//! exists: add a [`Kind::Order`] arm to [`Workload::generate`] that picks a payer and
-//! 1..=`ORDER_LINES_MAX` items, give the command a group (`order/{id}`) in
-//! [`group_of`] so retries are checked like payments', record acknowledged
-//! outcomes in [`Workload::on_answer`], and fill in `check_orders` in `checks.rs`
-//! (every accepted order reaches exactly one terminal state; a confirmed order's
-//! reservations are committed and its money captured; a rejected one holds nothing).
+//! Most orders are drawn to succeed (items a client saw created, a payer and a
+//! merchant in their currency); the rest are drawn blindly and meet every refusal:
+//! missing items, too little stock or money, mixed currencies. Clients wait for
+//! the final state, or only a while (`wait_ms` of zero and more) and get the
+//! order as it stands; they cancel recent orders (racing the saga) and old ones
+//! (already final), and retry both with the same and with other bodies. An order
+//! answer is never compared for equality with an earlier one: the order moves on
+//! between them, so an earlier answer's history must be a prefix of a later one's,
+//! and two final answers must be equal. Every order answer is kept in [`Told`] and
+//! checked against the final state (`check_orders` in `checks.rs`).
 
 use super::node::Answer;
 use super::rng::SimRng;
+use crate::command::OrderView;
 use crate::command::{Command, Reply};
 use crate::decide::op_key;
 use crate::domain::{
-    AccountId, Amount, Currency, OpId, PaymentId, Quantity, ReservationId, Sku, TimestampMs,
+    AccountId, Amount, Currency, OpId, OrderId, PaymentId, Quantity, ReservationId, Sku,
+    TimestampMs,
 };
 use crate::model::{PaymentStatus, ReservationStatus};
+use crate::order::{OrderLine, OrderStatus, OrderTerms};
 use crate::rejection::Rejection;
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,6 +38,17 @@ pub type RequestId = u64;
 const AMOUNT_MAX: u64 = 1_000_000_000;
 /// Most units one reservation or restock asks for.
 const QUANTITY_MAX: u32 = 1_000;
+/// Most lines of a simulated order: enough for same- and cross-shard lines and
+/// several lines on one item, few enough that orders still confirm.
+const ORDER_LINES_DRAWN_MAX: u64 = 4;
+/// How many of the newest orders count as recent: a cancel of one of them is
+/// likely to race its saga.
+const RECENT_ORDERS: usize = 6;
+/// A client wait longer than any order takes to end (the scenario's order timeout
+/// is at most a minute): the client hears the final state.
+const ORDER_WAIT_MS_LONG: u64 = 120_000;
+/// A SKU that no client ever creates: lines on it are refused `item_not_found`.
+const SKU_MISSING: &str = "ghost";
 
 /// The kinds of request the clients send; weights are in [`Mix`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,10 +68,11 @@ pub enum Kind {
     RetrySame,
     /// An earlier acknowledged request's id with a different body.
     RetryDifferent,
-    // Orders go here (see the module documentation).
+    Order,
+    CancelOrder,
 }
 
-const KINDS: [Kind; 13] = [
+const KINDS: [Kind; 15] = [
     Kind::CreateAccount,
     Kind::Deposit,
     Kind::Withdraw,
@@ -68,18 +86,20 @@ const KINDS: [Kind; 13] = [
     Kind::Release,
     Kind::RetrySame,
     Kind::RetryDifferent,
+    Kind::Order,
+    Kind::CancelOrder,
 ];
 
 /// Relative weights of each [`Kind`], in the order of `KINDS`.
 #[derive(Debug, Clone)]
 pub struct Mix {
-    pub weights: [u64; 13],
+    pub weights: [u64; 15],
 }
 
 impl Default for Mix {
     fn default() -> Self {
         Self {
-            weights: [3, 10, 4, 16, 5, 3, 1, 2, 10, 4, 3, 8, 2],
+            weights: [3, 10, 4, 16, 5, 3, 1, 6, 10, 4, 3, 8, 2, 10, 4],
         }
     }
 }
@@ -129,6 +149,10 @@ pub struct Workload {
     payments: Vec<PaymentId>,
     authorized: Vec<PaymentId>,
     reservations: Vec<(Sku, ReservationId)>,
+    /// Every order id sent, oldest first.
+    orders: Vec<OrderId>,
+    /// Items a client saw created, with their currency.
+    item_currency: BTreeMap<Sku, Currency>,
     /// What clients were told, checked against the final state.
     pub told: Told,
 }
@@ -140,6 +164,17 @@ pub struct Told {
     pub captured: BTreeMap<PaymentId, Decimal>,
     pub voided: BTreeSet<PaymentId>,
     pub reservations: BTreeMap<(Sku, ReservationId), ReservationStatus>,
+    /// Every order a client was shown (by a create or a cancel), in answer order.
+    pub orders: BTreeMap<OrderId, Vec<ToldOrder>>,
+}
+
+/// One answer that showed an order.
+#[derive(Debug, Clone)]
+pub struct ToldOrder {
+    pub request: RequestId,
+    pub view: OrderView,
+    /// Shown by a cancel: only ever a cancelled order.
+    pub by_cancel: bool,
 }
 
 impl Workload {
@@ -155,6 +190,8 @@ impl Workload {
             payments: Vec::new(),
             authorized: Vec::new(),
             reservations: Vec::new(),
+            orders: Vec::new(),
+            item_currency: BTreeMap::new(),
             told: Told::default(),
         }
     }
@@ -187,7 +224,7 @@ impl Workload {
                 bodies: Vec::new(),
                 retained: op_key(&command).is_some(),
             });
-            if !entry.bodies.contains(&command) {
+            if !entry.bodies.iter().any(|body| same_body(body, &command)) {
                 entry.bodies.push(command.clone());
             }
         }
@@ -288,7 +325,7 @@ impl Workload {
             },
             Kind::Restock => Command::Restock {
                 sku,
-                quantity: quantity(rng.between(1, 10)),
+                quantity: quantity(rng.between(1, 20)),
                 op: self.maybe_op(rng, 700),
             },
             Kind::Reserve => {
@@ -315,6 +352,11 @@ impl Workload {
                     Command::ReleaseReservation { sku, id, op }
                 }
             }
+            Kind::Order => self.new_order(rng),
+            Kind::CancelOrder => Command::CancelOrder {
+                id: self.some_order(rng),
+                op: self.maybe_op(rng, 700),
+            },
             Kind::RetrySame | Kind::RetryDifferent => Command::CreateAccount {
                 id: account,
                 currency,
@@ -341,17 +383,90 @@ impl Workload {
         self.payments[rng.index(self.payments.len())].clone()
     }
 
+    /// An order: most drawn to succeed, the rest blindly (see the module
+    /// documentation).
+    fn new_order(&mut self, rng: &mut SimRng) -> Command {
+        let id = OrderId::parse(&self.fresh("ord")).expect("generated ids are valid");
+        self.orders.push(id.clone());
+        let accounts = &self.universe.accounts;
+        let known: Vec<(&Sku, Currency)> = self
+            .item_currency
+            .iter()
+            .map(|(sku, currency)| (sku, *currency))
+            .collect();
+        let (account, merchant, skus, quantity_max) = if !known.is_empty() && rng.chance(800) {
+            let currency = known[rng.index(known.len())].1;
+            let skus: Vec<Sku> = known
+                .iter()
+                .filter(|(_, c)| *c == currency)
+                .map(|(sku, _)| (*sku).clone())
+                .collect();
+            // Items are created in the currency of some account, so there is one.
+            let same: Vec<&AccountId> = accounts
+                .iter()
+                .filter(|(_, c, _)| *c == currency)
+                .map(|(id, _, _)| id)
+                .collect();
+            let account = same[rng.index(same.len())].clone();
+            let merchant = same[rng.index(same.len())].clone();
+            (account, merchant, skus, 2)
+        } else {
+            let mut skus = self.universe.skus.clone();
+            skus.push(Sku::parse(SKU_MISSING).expect("valid id"));
+            let account = accounts[rng.index(accounts.len())].0.clone();
+            let merchant = accounts[rng.index(accounts.len())].0.clone();
+            (account, merchant, skus, 4)
+        };
+        let lines = (0..rng.between(1, ORDER_LINES_DRAWN_MAX))
+            .map(|_| OrderLine {
+                sku: skus[rng.index(skus.len())].clone(),
+                quantity: quantity(rng.between(1, quantity_max)),
+            })
+            .collect();
+        Command::CreateOrder {
+            id,
+            terms: OrderTerms {
+                account,
+                merchant,
+                lines,
+            },
+            wait_ms: order_wait_ms(rng),
+        }
+    }
+
+    /// Mostly a recent order (its saga may still run), sometimes any, rarely one
+    /// that never existed.
+    fn some_order(&mut self, rng: &mut SimRng) -> OrderId {
+        if self.orders.is_empty() || rng.chance(50) {
+            return OrderId::parse("ord0").expect("valid id");
+        }
+        let newest = self.orders.len() - 1;
+        let nth = if rng.chance(700) {
+            rng.between(newest.saturating_sub(RECENT_ORDERS) as u64, newest as u64) as usize
+        } else {
+            rng.index(self.orders.len())
+        };
+        self.orders[nth].clone()
+    }
+
     fn retry_same(&mut self, rng: &mut SimRng) -> Option<Command> {
-        if !self.unknown.is_empty() && rng.chance(700) {
+        let id = if !self.unknown.is_empty() && rng.chance(700) {
             let nth = rng.index(self.unknown.len());
-            let id = *self.unknown.iter().nth(nth).expect("index is in range");
-            return Some(self.requests[id as usize].command.clone());
-        }
-        if self.acknowledged.is_empty() {
+            *self.unknown.iter().nth(nth).expect("index is in range")
+        } else if self.acknowledged.is_empty() {
             return None;
+        } else {
+            self.acknowledged[rng.index(self.acknowledged.len())]
+        };
+        let mut command = self.requests[id as usize].command.clone();
+        // How long a client waits is not part of the body: a retry may wait more or
+        // less and still must get the same order.
+        if let Command::CreateOrder { wait_ms, .. } = &mut command {
+            if rng.chance(500) {
+                *wait_ms = order_wait_ms(rng);
+            }
         }
-        let id = self.acknowledged[rng.index(self.acknowledged.len())];
-        Some(self.requests[id as usize].command.clone())
+        Some(command)
     }
 
     fn retry_different(&mut self, rng: &mut SimRng) -> Option<Command> {
@@ -407,6 +522,7 @@ impl Workload {
             }
             Answer::Reply(reply) => reply,
         };
+        self.note_order(request, &command, &reply)?;
         let Some(key) = group_key else {
             self.learn(&command, &reply);
             return Ok(());
@@ -416,7 +532,7 @@ impl Workload {
             .unknown
             .iter()
             .copied()
-            .filter(|id| self.requests[*id as usize].command == command)
+            .filter(|id| same_body(&self.requests[*id as usize].command, &command))
             .collect();
         for id in same {
             self.unknown.remove(&id);
@@ -443,12 +559,23 @@ impl Workload {
                 self.learn(&command, &reply);
             }
             Some((first_command, first_reply)) if within_retention => {
-                if *first_command != command {
+                if !same_body(first_command, &command) {
                     return Err(format!(
                         "{key}: a different body was accepted: first {first_command:?} -> {first_reply:?}, now {command:?} -> {reply:?}"
                     ));
                 }
-                if *first_reply != normalized {
+                if let (
+                    Command::CreateOrder { .. },
+                    Reply::Order { order: first, .. },
+                    Reply::Order { order: now, .. },
+                ) = (&command, first_reply, &normalized)
+                {
+                    if !order_answers_agree(first, now) {
+                        return Err(format!(
+                            "{key}: a retry showed another order: first {first:?}, retry {now:?} (request {request})"
+                        ));
+                    }
+                } else if *first_reply != normalized {
                     return Err(format!(
                         "{key}: a retry answered differently: first {first_reply:?}, retry {normalized:?} (request {request}: {command:?})"
                     ));
@@ -459,9 +586,61 @@ impl Workload {
         Ok(())
     }
 
+    /// Keeps every answer that shows an order, and checks what needs no final
+    /// state: a create shows its own order; a cancel shows only a cancelled one.
+    fn note_order(
+        &mut self,
+        request: RequestId,
+        command: &Command,
+        reply: &Reply,
+    ) -> Result<(), String> {
+        let (Command::CreateOrder { id, .. } | Command::CancelOrder { id, .. }) = command else {
+            return Ok(());
+        };
+        let Reply::Order { order, .. } = reply else {
+            return Ok(());
+        };
+        let by_cancel = matches!(command, Command::CancelOrder { .. });
+        if order.id != *id {
+            return Err(format!("order {id}: answered with order {}", order.id));
+        }
+        if by_cancel && order.status != OrderStatus::Cancelled {
+            return Err(format!(
+                "a cancel of order {id} was answered with a {:?} order: {order:?}",
+                order.status
+            ));
+        }
+        if let Command::CreateOrder { terms, .. } = command {
+            let lines_match = order.lines.len() == terms.lines.len()
+                && order.lines.iter().zip(&terms.lines).all(|(shown, asked)| {
+                    shown.sku == asked.sku && shown.quantity == asked.quantity.get()
+                });
+            if order.account != terms.account || order.merchant != terms.merchant || !lines_match {
+                return Err(format!(
+                    "order {id} was created with {terms:?} and shown as {order:?}"
+                ));
+            }
+        }
+        self.told
+            .orders
+            .entry(id.clone())
+            .or_default()
+            .push(ToldOrder {
+                request,
+                view: order.clone(),
+                by_cancel,
+            });
+        Ok(())
+    }
+
     /// Updates what clients know from an acknowledged answer.
     fn learn(&mut self, command: &Command, reply: &Reply) {
         match (command, reply) {
+            (Command::CreateItem { sku, .. }, Reply::Item { item, .. }) => {
+                self.item_currency
+                    .entry(sku.clone())
+                    .or_insert(item.currency);
+            }
             (Command::CreatePayment { id, .. }, Reply::Payment { payment, .. }) => {
                 self.told
                     .payment_first
@@ -515,7 +694,52 @@ pub fn group_of(command: &Command) -> Option<String> {
         Command::CreateAccount { id, .. } => Some(format!("account/{id}")),
         Command::CreatePayment { id, .. } => Some(format!("payment/{id}")),
         Command::CreateItem { sku, .. } => Some(format!("item/{sku}")),
+        Command::CreateOrder { id, .. } => Some(format!("order/{id}")),
         _ => None,
+    }
+}
+
+/// Whether two requests carry "the same body": all of the command but how long a
+/// client waits for an order.
+fn same_body(first: &Command, second: &Command) -> bool {
+    match (first, second) {
+        (
+            Command::CreateOrder {
+                id: first_id,
+                terms: first_terms,
+                ..
+            },
+            Command::CreateOrder { id, terms, .. },
+        ) => first_id == id && first_terms == terms,
+        _ => first == second,
+    }
+}
+
+/// Whether two answers can show the same order at two moments: the earlier
+/// history is a prefix of the later, and a final order never changes.
+pub fn order_answers_agree(first: &OrderView, second: &OrderView) -> bool {
+    let (shorter, longer) = if first.history.len() <= second.history.len() {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    if shorter.is_final() {
+        return first == second;
+    }
+    shorter.id == longer.id
+        && shorter.account == longer.account
+        && shorter.merchant == longer.merchant
+        && shorter.created_at == longer.created_at
+        && longer.history.starts_with(&shorter.history)
+}
+
+/// How long a client waits for an order's final state: not at all, a moment, or
+/// longer than any order takes.
+fn order_wait_ms(rng: &mut SimRng) -> u64 {
+    match rng.weighted(&[2, 3, 5]) {
+        0 => 0,
+        1 => rng.between(1, 200),
+        _ => ORDER_WAIT_MS_LONG,
     }
 }
 
@@ -603,6 +827,10 @@ fn different_body(command: &Command) -> Option<Command> {
             ..
         } => *q = quantity(u64::from(q.get()) + 1),
         Command::Reserve { ttl_ms, .. } => *ttl_ms += 1,
+        Command::CreateOrder { terms, .. } => {
+            let line = &mut terms.lines[0];
+            line.quantity = quantity(u64::from(line.quantity.get()) + 1);
+        }
         _ => return None,
     }
     Some(command)

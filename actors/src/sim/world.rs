@@ -11,6 +11,7 @@ use super::rng::SimRng;
 use super::workload::{Mix, Universe, Workload};
 use crate::domain::{AccountId, Currency, Sku, TimestampMs};
 use crate::journal::{Journal, MemoryJournal, Snapshot};
+use crate::order::OrderStatus;
 use crate::router::{Router, ShardId};
 use crate::shard::ShardLimits;
 use futures::executor::block_on;
@@ -53,6 +54,23 @@ pub struct SimReport {
     pub messages_duplicated: u64,
     pub messages_lost: u64,
     pub shards: u32,
+    /// How the run's orders ended, to see that the mix exercises every ending.
+    pub orders: OrderTally,
+}
+
+/// Orders by final status, at the end of a run.
+#[derive(Debug, Clone, Default)]
+pub struct OrderTally {
+    pub confirmed: u64,
+    pub rejected: u64,
+    pub cancelled: u64,
+    pub expired: u64,
+}
+
+impl OrderTally {
+    pub fn total(&self) -> u64 {
+        self.confirmed + self.rejected + self.cancelled + self.expired
+    }
 }
 
 /// A broken invariant (or an engine panic), with what is needed to replay it.
@@ -106,7 +124,12 @@ impl Scenario {
                 retention_ms,
                 step_resend_ms: rng.between(100, 1_000),
                 expirations_per_tick_max: rng.between(20, 1_000) as usize,
-                order_timeout_ms: rng.between(1_000, 60_000),
+                // Sometimes so short that deadlines race every step of the saga.
+                order_timeout_ms: if rng.chance(300) {
+                    rng.between(20, 300)
+                } else {
+                    rng.between(1_000, 60_000)
+                },
             },
             network: NetworkFaults {
                 delay_ms_max: rng.between(0, 50),
@@ -560,12 +583,15 @@ impl World {
                             .iter()
                             .next()
                             .is_some_and(|(deadline, _)| *deadline <= self.now_ms);
+                        // Orders never park: one that is not final still waits
+                        // for a step or its deadline.
                         !timers_due
                             && core
                                 .state
                                 .payments
                                 .values()
                                 .all(|payment| payment.outstanding_step().is_none())
+                            && core.state.orders.values().all(|order| order.is_final())
                     })
             })
     }
@@ -602,6 +628,19 @@ impl World {
         report.messages_delivered = self.network.stats.delivered;
         report.messages_duplicated = self.network.stats.duplicated;
         report.messages_lost = self.network.stats.lost;
+        for core in self.nodes.iter().filter_map(|node| node.core.as_ref()) {
+            for order in core.state.orders.values() {
+                let count = match order.status {
+                    OrderStatus::Confirmed => &mut report.orders.confirmed,
+                    OrderStatus::Rejected => &mut report.orders.rejected,
+                    OrderStatus::Cancelled => &mut report.orders.cancelled,
+                    OrderStatus::Expired => &mut report.orders.expired,
+                    // Quiescence checked that every order is final.
+                    _ => continue,
+                };
+                *count += 1;
+            }
+        }
         report
     }
 }
