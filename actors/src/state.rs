@@ -32,15 +32,15 @@ pub struct State {
 
 impl State {
     pub fn new(hash_seed: u64) -> Self {
-        let hasher = StateHasher::new().with_seed(hash_seed);
+        let hasher = StateHasher::with_seed(hash_seed);
         Self {
-            accounts: UndoMap::with_hasher(hasher),
-            payments: UndoMap::with_hasher(hasher),
-            items: UndoMap::with_hasher(hasher),
-            reservations: UndoMap::with_hasher(hasher),
-            orders: UndoMap::with_hasher(hasher),
-            ops: UndoMap::with_hasher(hasher),
-            steps: UndoMap::with_hasher(hasher),
+            accounts: UndoMap::with_hasher(hasher.clone()),
+            payments: UndoMap::with_hasher(hasher.clone()),
+            items: UndoMap::with_hasher(hasher.clone()),
+            reservations: UndoMap::with_hasher(hasher.clone()),
+            orders: UndoMap::with_hasher(hasher.clone()),
+            ops: UndoMap::with_hasher(hasher.clone()),
+            steps: UndoMap::with_hasher(hasher.clone()),
             timers: UndoSet::default(),
             last_seq: 0,
         }
