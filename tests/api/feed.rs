@@ -73,16 +73,12 @@ async fn an_order_feed_shows_every_status_in_order_with_consecutive_seq() {
     assert_eq!(subscribed["snapshot"], Value::Null, "not created yet");
     let mut all = connect(&app, &app.operator).await;
     subscribe(&mut all, "orders").await;
-    let order: Value = app
-        .post(
-            "/v1/orders",
+    let (_, order) = app
+        .place_order(
             json!({"id": "o1", "account": "buyer", "merchant": "merchant",
                    "lines": [{"sku": "tv", "quantity": 1}]}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(order["status"], "confirmed");
     let expected = ["pending", "reserved", "authorized", "confirmed"];
     for (index, status) in expected.iter().enumerate() {
@@ -108,16 +104,12 @@ async fn an_order_feed_shows_every_status_in_order_with_consecutive_seq() {
 
     // The next order finds no stock: pending, then rejected out_of_stock.
     subscribe(&mut socket, "order:o2").await;
-    let order: Value = app
-        .post(
-            "/v1/orders",
+    let (_, order) = app
+        .place_order(
             json!({"id": "o2", "account": "buyer", "merchant": "merchant",
                    "lines": [{"sku": "tv", "quantity": 1}]}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(order["reason"], "out_of_stock");
     let pending = next(&mut socket).await;
     assert_eq!(

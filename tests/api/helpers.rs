@@ -27,6 +27,9 @@ pub fn test_settings(dir: &tempfile::TempDir) -> Settings {
     settings.engine.tick_interval_ms = 10;
     settings.auth.jwt_secret = TEST_SECRET.to_owned().into();
     settings.storage.url = format!("sqlite://{}/surge.db", dir.path().display());
+    // Tests share two cores with each other and with builds: opening storage
+    // may be slow, and that must not fail a test about something else.
+    settings.storage.timeout_ms = 30_000;
     settings
 }
 
@@ -155,6 +158,35 @@ impl TestApp {
             )
             .await;
         assert_eq!(response.status(), StatusCode::CREATED, "deposit into {id}");
+    }
+
+    /// Places an order and returns it once final: a 202 (still running after
+    /// `wait_ms`, which a loaded machine can cause) is followed up by polling.
+    /// Returns the status of the first answer too.
+    pub async fn place_order(&self, body: Value) -> (u16, Value) {
+        self.place_order_as(&self.operator.clone(), body).await
+    }
+
+    pub async fn place_order_as(&self, token: &str, mut body: Value) -> (u16, Value) {
+        if body.get("wait_ms").is_none() {
+            body["wait_ms"] = json!(5_000);
+        }
+        let response = self.post_as(token, "/v1/orders", body).await;
+        let status = response.status().as_u16();
+        let mut order: Value = response.json().await.expect("an order");
+        if status == 202 {
+            let path = format!("/v1/orders/{}", order["id"].as_str().unwrap());
+            for _ in 0..1_500 {
+                order = self.get_as(token, &path).await.json().await.unwrap();
+                let final_states = ["confirmed", "rejected", "cancelled", "expired"];
+                if final_states.contains(&order["status"].as_str().unwrap()) {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        assert!(status == 201 || status == 202, "{status}: {order}");
+        (status, order)
     }
 
     pub async fn balance(&self, id: &str) -> (String, String, String) {

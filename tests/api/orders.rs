@@ -38,15 +38,16 @@ fn statuses(order: &Value) -> Vec<String> {
 async fn an_order_reserves_holds_commits_and_pays_the_merchant() {
     let app = spawn_app().await;
     shop(&app, "100", &[("tv", "30.00", 5), ("cable", "2.50", 10)]).await;
-    let response = app
-        .post(
-            "/v1/orders",
+    let (status, order) = app
+        .place_order(
             json!({"id": "o1", "account": "buyer", "merchant": "merchant",
                    "lines": [{"sku": "tv", "quantity": 2}, {"sku": "cable", "quantity": 4}]}),
         )
         .await;
-    assert_eq!(response.status(), 201);
-    let order: Value = response.json().await.unwrap();
+    assert_eq!(
+        status, 201,
+        "a final order, a rejected one included, is a 201"
+    );
     assert_eq!(order["status"], "confirmed", "{order}");
     assert_eq!(order["total"], "70.00");
     assert_eq!(order["currency"], "USD");
@@ -75,15 +76,16 @@ async fn an_order_reserves_holds_commits_and_pays_the_merchant() {
 async fn a_line_out_of_stock_rejects_the_order_and_gives_every_unit_back() {
     let app = spawn_app().await;
     shop(&app, "100", &[("tv", "30.00", 5), ("rare", "1.00", 1)]).await;
-    let response = app
-        .post(
-            "/v1/orders",
+    let (status, order) = app
+        .place_order(
             json!({"id": "o2", "account": "buyer", "merchant": "merchant",
                    "lines": [{"sku": "tv", "quantity": 2}, {"sku": "rare", "quantity": 2}]}),
         )
         .await;
-    assert_eq!(response.status(), 201, "a rejected order is a 201");
-    let order: Value = response.json().await.unwrap();
+    assert_eq!(
+        status, 201,
+        "a final order, a rejected one included, is a 201"
+    );
     assert_eq!(order["status"], "rejected");
     assert_eq!(order["reason"], "out_of_stock");
     assert_eq!(statuses(&order), ["pending", "rejected"]);
@@ -99,16 +101,12 @@ async fn a_line_out_of_stock_rejects_the_order_and_gives_every_unit_back() {
 async fn an_order_the_buyer_cannot_pay_releases_its_stock() {
     let app = spawn_app().await;
     shop(&app, "10", &[("tv", "30.00", 5)]).await;
-    let order: Value = app
-        .post(
-            "/v1/orders",
+    let (_, order) = app
+        .place_order(
             json!({"id": "o3", "account": "buyer", "merchant": "merchant",
                    "lines": [{"sku": "tv", "quantity": 1}]}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(order["status"], "rejected");
     assert_eq!(order["reason"], "insufficient_funds");
     assert_eq!(statuses(&order), ["pending", "reserved", "rejected"]);
@@ -139,16 +137,12 @@ async fn every_rejection_reason_of_the_contract_is_reported() {
         ("buyer", "euro-shop", "tv", "currency_mismatch"),
     ];
     for (index, (account, merchant, sku, reason)) in cases.into_iter().enumerate() {
-        let order: Value = app
-            .post(
-                "/v1/orders",
+        let (_, order) = app
+            .place_order(
                 json!({"id": format!("r{index}"), "account": account, "merchant": merchant,
                        "lines": [{"sku": sku, "quantity": 1}]}),
             )
-            .await
-            .json()
-            .await
-            .unwrap();
+            .await;
         assert_eq!(order["status"], "rejected", "{order}");
         assert_eq!(order["reason"], reason, "{order}");
     }
@@ -163,12 +157,7 @@ async fn the_same_id_and_body_replays_and_a_different_body_conflicts() {
     shop(&app, "100", &[("tv", "30.00", 5)]).await;
     let body = json!({"id": "o4", "account": "buyer", "merchant": "merchant",
                       "lines": [{"sku": "tv", "quantity": 1}]});
-    let first: Value = app
-        .post("/v1/orders", body.clone())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (_, first) = app.place_order(body.clone()).await;
     let again = app.post("/v1/orders", body).await;
     assert_eq!(again.status(), 201);
     assert_eq!(again.headers()["Idempotent-Replayed"], "true");
@@ -260,16 +249,12 @@ async fn an_order_that_cannot_finish_expires_and_gives_everything_back() {
     })
     .await;
     shop(&app, "100", &[("tv", "30.00", 5)]).await;
-    let order: Value = app
-        .post(
-            "/v1/orders",
+    let (_, order) = app
+        .place_order(
             json!({"id": "o6", "account": "buyer", "merchant": "merchant",
                    "lines": [{"sku": "tv", "quantity": 1}], "wait_ms": 3000}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     // The deadline passes while the first steps are in flight: whether it is
     // noticed before or after the reservation, the order ends expired with
     // nothing held, or (if every step beat the first tick) confirmed.
@@ -322,7 +307,7 @@ async fn clients_only_order_for_and_see_their_own_accounts() {
         "forbidden",
     )
     .await;
-    assert_eq!(app.post("/v1/orders", body).await.status(), 201);
+    app.place_order(body).await;
     assert_problem(app.get_as(&alice, "/v1/orders/o7").await, 403, "forbidden").await;
     let buyer = app.client_token("buyer-app", Some(vec!["buyer"]));
     assert_eq!(app.get_as(&buyer, "/v1/orders/o7").await.status(), 200);
@@ -348,15 +333,9 @@ async fn many_buyers_racing_for_the_last_units_never_oversell() {
     let orders = (0..buyers).map(|i| {
         let app = &app;
         async move {
-            let response = app
-                .post(
-                    "/v1/orders",
-                    json!({"id": format!("race{i}"), "account": format!("b{i}"),
-                           "merchant": "merchant", "lines": [{"sku": "hot", "quantity": 1}]}),
-                )
-                .await;
-            assert_eq!(response.status(), 201);
-            response.json::<Value>().await.unwrap()
+            let body = json!({"id": format!("race{i}"), "account": format!("b{i}"),
+                              "merchant": "merchant", "lines": [{"sku": "hot", "quantity": 1}]});
+            app.place_order(body).await.1
         }
     });
     let results = futures::future::join_all(orders).await;
