@@ -51,7 +51,10 @@ export SURGE_TEST_REDIS_URL=${SURGE_TEST_REDIS_URL:-redis://127.0.0.1:$REDIS_POR
 step "tests"
 # The binary is built first: crash tests start it as a real process.
 cargo build --bin surge
-cargo test --workspace --all-targets -- --test-threads="${SURGE_TEST_THREADS:-4}"
+cargo test --workspace --lib --bins --tests --examples -- --test-threads="${SURGE_TEST_THREADS:-4}"
+# Benchmarks run once each in test mode (criterion) or as a quick smoke of the
+# same code (harness-less ones); they take no libtest arguments.
+cargo test --workspace --benches
 cargo test --workspace --doc
 
 step "all checks passed"
