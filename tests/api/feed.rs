@@ -345,3 +345,18 @@ async fn connections_beyond_the_limit_are_refused_with_503_overloaded() {
     }
     assert!(admitted, "a freed slot is usable");
 }
+
+#[actix_web::test]
+async fn a_connection_may_hold_only_so_many_subscriptions() {
+    let app = spawn_app_with(|settings| settings.feed.subscriptions_per_connection_max = 2).await;
+    let mut socket = connect(&app, &app.operator).await;
+    subscribe(&mut socket, "item:a").await;
+    subscribe(&mut socket, "item:b").await;
+    // Subscribing again to a topic already held does not count twice.
+    subscribe(&mut socket, "item:a").await;
+    send(&mut socket, json!({"op": "subscribe", "topic": "item:c"})).await;
+    assert_eq!(next(&mut socket).await["code"], "too_many_subscriptions");
+    send(&mut socket, json!({"op": "unsubscribe", "topic": "item:b"})).await;
+    assert_eq!(next(&mut socket).await["type"], "unsubscribed");
+    subscribe(&mut socket, "item:c").await;
+}
