@@ -6,8 +6,8 @@
 
 use crate::domain::{AccountId, Currency, OrderId, PaymentId, ReservationId, Sku, TimestampMs};
 use crate::model::{
-    Ending, OpKey, OpRecord, PaymentTerms, ReservationStatus, StepEffect, StepKey, StepOutcome,
-    StepTag,
+    Ending, OpKey, OpRecord, PaymentTerms, ReservationStatus, SagaId, StepEffect, StepKey,
+    StepOutcome, StepTag,
 };
 use crate::order::{OrderEnding, OrderTerms};
 use crate::rejection::Rejection;
@@ -135,4 +135,20 @@ pub enum Event {
         ops: Vec<(TimestampMs, OpKey)>,
         steps: Vec<(TimestampMs, StepKey)>,
     },
+}
+
+impl Event {
+    /// The payment or order whose coordinator this event moves, if any.
+    pub fn saga(&self) -> Option<SagaId> {
+        match self {
+            Event::PaymentCreated { id, .. }
+            | Event::PaymentStepCompleted { id, .. }
+            | Event::PaymentCaptureRequested { id, .. }
+            | Event::PaymentReleaseRequested { id, .. } => Some(SagaId::Payment(id.clone())),
+            Event::OrderCreated { id, .. }
+            | Event::OrderStepCompleted { id, .. }
+            | Event::OrderEndRequested { id, .. } => Some(SagaId::Order(id.clone())),
+            _ => None,
+        }
+    }
 }

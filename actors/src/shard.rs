@@ -465,17 +465,7 @@ impl ShardCore {
             _ => 0,
         };
         self.state.apply(&event);
-        let saga = match &event {
-            Event::PaymentCreated { id, .. }
-            | Event::PaymentStepCompleted { id, .. }
-            | Event::PaymentCaptureRequested { id, .. }
-            | Event::PaymentReleaseRequested { id, .. } => Some(SagaId::Payment(id.clone())),
-            Event::OrderCreated { id, .. }
-            | Event::OrderStepCompleted { id, .. }
-            | Event::OrderEndRequested { id, .. } => Some(SagaId::Order(id.clone())),
-            _ => None,
-        };
-        if let Some(saga) = saga {
+        if let Some(saga) = event.saga() {
             self.send_outstanding_step(&saga);
             self.touched.push(saga);
         }

@@ -795,7 +795,7 @@ impl World {
             let mut replayed = State::new(self.scenario.hash_seed);
             let mut ended = BTreeSet::new();
             for event in &events {
-                let saga = saga_of(event);
+                let saga = event.saga();
                 if let Some(saga) = &saga {
                     if ended.contains(saga) {
                         return Err(format!("{saga} changed after it ended: {event:?}"));
@@ -841,20 +841,6 @@ impl World {
             check_durable(key, command, reply, &created, &ops)?;
         }
         Ok(())
-    }
-}
-
-/// The payment or order a coordinator's event moves.
-fn saga_of(event: &Event) -> Option<SagaId> {
-    match event {
-        Event::PaymentCreated { id, .. }
-        | Event::PaymentStepCompleted { id, .. }
-        | Event::PaymentCaptureRequested { id, .. }
-        | Event::PaymentReleaseRequested { id, .. } => Some(SagaId::Payment(id.clone())),
-        Event::OrderCreated { id, .. }
-        | Event::OrderStepCompleted { id, .. }
-        | Event::OrderEndRequested { id, .. } => Some(SagaId::Order(id.clone())),
-        _ => None,
     }
 }
 
