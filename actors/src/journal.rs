@@ -182,7 +182,11 @@ pub fn recover_state(
     hash_seed: u64,
 ) -> Result<(State, Vec<Event>), JournalError> {
     let state = match &recovered.snapshot {
-        Some(snapshot) => snapshot.decode()?,
+        Some(snapshot) => {
+            let mut state = snapshot.decode()?;
+            state.reseed(hash_seed);
+            state
+        }
         None => State::new(hash_seed),
     };
     let mut events = Vec::new();

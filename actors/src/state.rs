@@ -46,6 +46,19 @@ impl State {
         }
     }
 
+    /// Re-hashes every map with `hash_seed`: a state decoded from a snapshot has
+    /// the default seed, which would let crafted ids collide again.
+    pub fn reseed(&mut self, hash_seed: u64) {
+        let hasher = StateHasher::with_seed(hash_seed);
+        self.accounts.rehash(hasher.clone());
+        self.payments.rehash(hasher.clone());
+        self.items.rehash(hasher.clone());
+        self.reservations.rehash(hasher.clone());
+        self.orders.rehash(hasher.clone());
+        self.ops.rehash(hasher.clone());
+        self.steps.rehash(hasher);
+    }
+
     /// Turns undo recording on (live shard) or off (replay).
     pub fn set_recording(&mut self, recording: bool) {
         self.accounts.set_recording(recording);

@@ -47,6 +47,19 @@ impl<K: Eq + Hash + Clone, V: Clone> UndoMap<K, V> {
         }
     }
 
+    /// The map's hasher (its seed decides where keys land).
+    pub fn hasher(&self) -> &StateHasher {
+        self.map.hasher()
+    }
+
+    /// Moves every entry into a map hashed by `hasher`. Deserialized maps get a
+    /// default hasher; recovery re-seeds them with the configured one.
+    pub fn rehash(&mut self, hasher: StateHasher) {
+        let mut map = HashMap::with_capacity_and_hasher(self.map.len(), hasher);
+        map.extend(self.map.drain());
+        self.map = map;
+    }
+
     pub fn get(&self, key: &K) -> Option<&V> {
         self.map.get(key)
     }

@@ -155,3 +155,31 @@ fn a_hold_expiring_in_the_same_tick_as_its_record_is_still_released() {
     assert_eq!(payment.status, PaymentStatus::Expired);
     assert_eq!(shard.held("payer"), Decimal::ZERO);
 }
+
+/// A state restored from a snapshot must hash with the configured seed, not the
+/// default one: otherwise a restart would undo the protection `hash_seed` gives
+/// against client ids crafted to collide.
+#[test]
+fn a_state_recovered_from_a_snapshot_keeps_the_configured_hash_seed() {
+    use std::hash::BuildHasher;
+    use surge_actors::journal::{recover_state, Recovered, Snapshot};
+    use surge_actors::table::StateHasher;
+    let seed = 0x5eed;
+    let mut state = State::new(seed);
+    state.apply(&surge_actors::event::Event::AccountCreated {
+        id: AccountId::parse("a1").unwrap(),
+        currency: Currency::parse("USD").unwrap(),
+        overdraft_limit: Decimal::ZERO,
+        at: 1,
+    });
+    let shard = ShardId(0);
+    let recovered = Recovered {
+        snapshot: Some(Snapshot::encode(shard, &state)),
+        records: Vec::new(),
+    };
+    let (restored, _) = recover_state(shard, &recovered, seed).unwrap();
+    assert_eq!(restored, state);
+    let expected = StateHasher::with_seed(seed).hash_one("probe");
+    assert_eq!(restored.accounts.hasher().hash_one("probe"), expected);
+    assert_ne!(StateHasher::default().hash_one("probe"), expected);
+}
