@@ -490,31 +490,30 @@ async fn apply_payments(
     Ok(outcomes)
 }
 
-/// One payment: lock both accounts in id order, check, move, record, commit.
-async fn apply_payment(
-    pool: &PgPool,
-    payment: &PaymentInput,
+/// Within `tx`: locks both accounts in id order (one global lock order, so no
+/// deadlocks), checks the payer, and moves `amount_cents` when it can. Returns
+/// the refusal code, if any; nothing is moved then.
+async fn transfer(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    from: &str,
+    to: &str,
+    amount_cents: i64,
 ) -> Result<Option<&'static str>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let (first, second) = if payment.from < payment.to {
-        (&payment.from, &payment.to)
-    } else {
-        (&payment.to, &payment.from)
-    };
+    let (first, second) = if from < to { (from, to) } else { (to, from) };
     let rows = sqlx::query(
         "SELECT id, balance_cents FROM accounts WHERE id IN ($1, $2) ORDER BY id FOR UPDATE",
     )
     .bind(first)
     .bind(second)
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut **tx)
     .await?;
     let from_balance = rows
         .iter()
-        .find(|row| row.get::<&str, _>("id") == payment.from)
+        .find(|row| row.get::<&str, _>("id") == from)
         .map(|row| row.get::<i64, _>("balance_cents"));
     let code = match from_balance {
         _ if rows.len() < 2 => Some("account_not_found"),
-        Some(balance) if balance >= payment.amount_cents => None,
+        Some(balance) if balance >= amount_cents => None,
         _ => Some("insufficient_funds"),
     };
     if code.is_none() {
@@ -523,12 +522,22 @@ async fn apply_payment(
                + CASE WHEN id = $1 THEN -$3::bigint ELSE $3::bigint END \
              WHERE id IN ($1, $2)",
         )
-        .bind(&payment.from)
-        .bind(&payment.to)
-        .bind(payment.amount_cents)
-        .execute(&mut *tx)
+        .bind(from)
+        .bind(to)
+        .bind(amount_cents)
+        .execute(&mut **tx)
         .await?;
     }
+    Ok(code)
+}
+
+/// One payment: lock both accounts in id order, check, move, record, commit.
+async fn apply_payment(
+    pool: &PgPool,
+    payment: &PaymentInput,
+) -> Result<Option<&'static str>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let code = transfer(&mut tx, &payment.from, &payment.to, payment.amount_cents).await?;
     sqlx::query(
         "INSERT INTO payments (id, from_account, to_account, amount_cents, currency, status, code) \
          VALUES ($1, $2, $3, $4, 'USD', $5, $6)",
@@ -767,41 +776,10 @@ async fn place_order(
         total += price * line.quantity;
         prices.insert(line.sku.as_str(), price);
     }
-    let (first, second) = if order.account < order.merchant {
-        (&order.account, &order.merchant)
-    } else {
-        (&order.merchant, &order.account)
-    };
-    let rows = sqlx::query(
-        "SELECT id, balance_cents FROM accounts WHERE id IN ($1, $2) ORDER BY id FOR UPDATE",
-    )
-    .bind(first)
-    .bind(second)
-    .fetch_all(&mut *tx)
-    .await?;
-    let buyer = rows
-        .iter()
-        .find(|row| row.get::<&str, _>("id") == order.account)
-        .map(|row| row.get::<i64, _>("balance_cents"));
-    let refusal = match buyer {
-        _ if rows.len() < 2 => Some("account_not_found"),
-        Some(balance) if balance >= total => None,
-        _ => Some("insufficient_funds"),
-    };
-    if let Some(reason) = refusal {
+    if let Some(reason) = transfer(&mut tx, &order.account, &order.merchant, total).await? {
         tx.rollback().await?;
         return Ok(Err(reason));
     }
-    sqlx::query(
-        "UPDATE accounts SET balance_cents = balance_cents \
-           + CASE WHEN id = $1 THEN -$3::bigint ELSE $3::bigint END \
-         WHERE id IN ($1, $2)",
-    )
-    .bind(&order.account)
-    .bind(&order.merchant)
-    .bind(total)
-    .execute(&mut *tx)
-    .await?;
     sqlx::query(
         "INSERT INTO orders (id, account, merchant, total_cents, status) \
          VALUES ($1, $2, $3, $4, 'confirmed')",
