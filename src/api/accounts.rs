@@ -32,10 +32,9 @@ pub async fn create(
     let body: CreateAccountRequest = body::decode(&bytes, Encoding::of_request(&request)?)?;
     let mut command = body.parse(&state.limits)?;
     if body.id.is_none() {
-        if let Some(id) = key_id(&request, &caller.sub, "account")? {
+        if let Some(id) = key_id(&request, &caller.sub, "account", AccountId::parse)? {
             if let surge_actors::Command::CreateAccount { id: account, .. } = &mut command {
-                *account =
-                    AccountId::parse(&id).map_err(|e| Problem::invalid_request(e.to_string()))?;
+                *account = id;
             }
         }
     }
@@ -71,9 +70,7 @@ async fn change(
     let bytes = body::read(payload, state.body_limit_bytes).await?;
     let body: BalanceChangeRequest = body::decode(&bytes, Encoding::of_request(&request)?)?;
     let scope = if withdraw { "withdrawal" } else { "deposit" };
-    let key = key_id(&request, &caller.sub, scope)?
-        .map(|id| OpId::parse(&id).map_err(|e| Problem::invalid_request(e.to_string())))
-        .transpose()?;
+    let key = key_id(&request, &caller.sub, scope, OpId::parse)?;
     let command = body.parse(account, key, withdraw, &state.limits)?;
     Ok(respond(state.engine.execute(command).await, Verb::Create))
 }

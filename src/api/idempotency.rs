@@ -3,14 +3,21 @@
 
 use super::problem::Problem;
 use actix_web::HttpRequest;
+use surge_actors::domain::IdError;
 
 /// API.md: 1–255 printable ASCII characters.
 pub const IDEMPOTENCY_KEY_LENGTH_MAX: usize = 255;
 
-/// The id derived from the request's `Idempotency-Key`, if it has one. `scope`
-/// names the kind of operation, so the same key on two endpoints means two
-/// operations rather than a conflict between unrelated requests.
-pub fn key_id(request: &HttpRequest, sub: &str, scope: &str) -> Result<Option<String>, Problem> {
+/// The id derived from the request's `Idempotency-Key`, if it has one, as the id
+/// type `parse` makes. `scope` names the kind of operation, so the same key on two
+/// endpoints means two operations rather than a conflict between unrelated
+/// requests.
+pub fn key_id<T>(
+    request: &HttpRequest,
+    sub: &str,
+    scope: &str,
+    parse: fn(&str) -> Result<T, IdError>,
+) -> Result<Option<T>, Problem> {
     let Some(value) = request.headers().get("Idempotency-Key") else {
         return Ok(None);
     };
@@ -31,5 +38,8 @@ pub fn key_id(request: &HttpRequest, sub: &str, scope: &str) -> Result<Option<St
     // 128 bits: accidental collisions are out of reach, and a caller can only
     // collide with their own keys since `sub` is part of the input.
     let digest = xxhash_rust::xxh3::xxh3_128(&material);
-    Ok(Some(format!("k{digest:032x}")))
+    // "k" and 32 hex digits always match the id alphabet; parse checks anyway.
+    parse(&format!("k{digest:032x}"))
+        .map(Some)
+        .map_err(|e| Problem::invalid_request(e.to_string()))
 }

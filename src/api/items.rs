@@ -25,12 +25,6 @@ fn reservation_path(raw: &str) -> Result<ReservationId, Problem> {
     })
 }
 
-fn op_id(request: &HttpRequest, caller: &Caller, scope: &str) -> Result<Option<OpId>, Problem> {
-    key_id(request, &caller.sub, scope)?
-        .map(|id| OpId::parse(&id).map_err(|e| Problem::invalid_request(e.to_string())))
-        .transpose()
-}
-
 /// Create an item (operator).
 #[utoipa::path(post, path = "/v1/items", tag = "items",
     request_body = CreateItemRequest,
@@ -81,7 +75,7 @@ pub async fn restock(
     let body: RestockRequest = body::decode(&bytes, Encoding::of_request(&request)?)?;
     let quantity = Quantity::parse(body.quantity, state.limits.quantity_max)
         .map_err(|e| Problem::invalid_request(format!("quantity: {e}")).with_param("quantity"))?;
-    let op = op_id(&request, &caller, "restock")?;
+    let op = key_id(&request, &caller.sub, "restock", OpId::parse)?;
     let command = Command::Restock { sku, quantity, op };
     Ok(respond(state.engine.execute(command).await, Verb::Act))
 }
@@ -102,9 +96,7 @@ pub async fn reserve(
     let sku = sku_path(&sku)?;
     let bytes = body::read(payload, state.body_limit_bytes).await?;
     let body: ReserveRequest = body::decode(&bytes, Encoding::of_request(&request)?)?;
-    let key = key_id(&request, &caller.sub, "reservation")?
-        .map(|id| ReservationId::parse(&id).map_err(|e| Problem::invalid_request(e.to_string())))
-        .transpose()?;
+    let key = key_id(&request, &caller.sub, "reservation", ReservationId::parse)?;
     let command = body.parse(sku, key, &state.limits)?;
     Ok(respond(state.engine.execute(command).await, Verb::Create))
 }
@@ -132,10 +124,10 @@ async fn close(
     let (sku, id) = path;
     let (sku, id) = (sku_path(&sku)?, reservation_path(&id)?);
     let command = if commit {
-        let op = op_id(&request, &caller, "commit")?;
+        let op = key_id(&request, &caller.sub, "commit", OpId::parse)?;
         Command::CommitReservation { sku, id, op }
     } else {
-        let op = op_id(&request, &caller, "release")?;
+        let op = key_id(&request, &caller.sub, "release", OpId::parse)?;
         Command::ReleaseReservation { sku, id, op }
     };
     Ok(respond(state.engine.execute(command).await, Verb::Act))

@@ -36,9 +36,7 @@ pub async fn create(
     let bytes = body::read(payload, state.body_limit_bytes).await?;
     let body: CreateOrderRequest = body::decode(&bytes, Encoding::of_request(&request)?)?;
     caller.require_account(&body.account)?;
-    let key = key_id(&request, &caller.sub, "order")?
-        .map(|id| OrderId::parse(&id).map_err(|e| Problem::invalid_request(e.to_string())))
-        .transpose()?;
+    let key = key_id(&request, &caller.sub, "order", OrderId::parse)?;
     let command = body.parse(key, &state.limits)?;
     Ok(respond(state.engine.execute(command).await, Verb::Create))
 }
@@ -84,9 +82,7 @@ pub async fn cancel(
             _ => return Ok(respond(result, Verb::Act)),
         }
     }
-    let op = key_id(&request, &caller.sub, "cancel")?
-        .map(|id| OpId::parse(&id).map_err(|e| Problem::invalid_request(e.to_string())))
-        .transpose()?;
+    let op = key_id(&request, &caller.sub, "cancel", OpId::parse)?;
     let command = Command::CancelOrder { id, op };
     Ok(respond(state.engine.execute(command).await, Verb::Act))
 }

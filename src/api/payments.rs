@@ -19,12 +19,6 @@ fn payment_path(raw: &str) -> Result<PaymentId, Problem> {
         .map_err(|_| Problem::rejection(Rejection::PaymentNotFound, format!("no payment {raw:?}")))
 }
 
-fn op_id(request: &HttpRequest, caller: &Caller, scope: &str) -> Result<Option<OpId>, Problem> {
-    key_id(request, &caller.sub, scope)?
-        .map(|id| OpId::parse(&id).map_err(|e| Problem::invalid_request(e.to_string())))
-        .transpose()
-}
-
 /// Create a payment: settle it now (`capture: true`) or authorize it.
 #[utoipa::path(post, path = "/v1/payments", tag = "payments",
     request_body = CreatePaymentRequest,
@@ -40,9 +34,7 @@ pub async fn create(
     let bytes = body::read(payload, state.body_limit_bytes).await?;
     let body: CreatePaymentRequest = body::decode(&bytes, Encoding::of_request(&request)?)?;
     caller.require_account(&body.from)?;
-    let key = key_id(&request, &caller.sub, "payment")?
-        .map(|id| PaymentId::parse(&id).map_err(|e| Problem::invalid_request(e.to_string())))
-        .transpose()?;
+    let key = key_id(&request, &caller.sub, "payment", PaymentId::parse)?;
     let command = body.parse(key, &state.limits)?;
     Ok(respond(state.engine.execute(command).await, Verb::Create))
 }
@@ -115,7 +107,7 @@ pub async fn capture(
         .transpose()
         .map_err(|e| Problem::invalid_request(format!("amount: {e}")).with_param("amount"))?;
     check_payer(&state, &caller, &id).await?;
-    let op = op_id(&request, &caller, "capture")?;
+    let op = key_id(&request, &caller.sub, "capture", OpId::parse)?;
     let command = Command::CapturePayment { id, amount, op };
     Ok(respond(state.engine.execute(command).await, Verb::Act))
 }
@@ -132,7 +124,7 @@ pub async fn void(
 ) -> Result<HttpResponse, Problem> {
     let id = payment_path(&id)?;
     check_payer(&state, &caller, &id).await?;
-    let op = op_id(&request, &caller, "void")?;
+    let op = key_id(&request, &caller.sub, "void", OpId::parse)?;
     let command = Command::VoidPayment { id, op };
     Ok(respond(state.engine.execute(command).await, Verb::Act))
 }
