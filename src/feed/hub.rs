@@ -249,8 +249,11 @@ impl FeedHub {
         if !wanted {
             return;
         }
+        // Without Redis, only changes someone watches are formatted: this runs on
+        // the shard's thread for every durable change.
         let deliveries: Vec<Outgoing> = notices
             .iter()
+            .filter(|notice| forward.is_some() || self.watched(notice))
             .map(|notice| Arc::new(Delivery::from_notice(notice)))
             .collect();
         for delivery in &deliveries {
@@ -259,6 +262,21 @@ impl FeedHub {
         if let Some(forward) = forward {
             forward.forward(&deliveries);
         }
+    }
+
+    /// Whether a local connection subscribes to this notice's topic.
+    fn watched(&self, notice: &Notice) -> bool {
+        let topic = match notice {
+            Notice::Order { id, .. } => {
+                if !self.all_orders.is_empty() {
+                    return true;
+                }
+                Topic::Order(id.clone())
+            }
+            Notice::Account { account, .. } => Topic::Account(account.id.clone()),
+            Notice::Item { item, .. } => Topic::Item(item.sku.clone()),
+        };
+        !self.topics.is_empty() && self.topics.contains_key(&topic.to_string())
     }
 
     /// A notice from another node (through Redis), or from this one.
