@@ -401,7 +401,18 @@ impl ShardActor {
     }
 
     fn maybe_snapshot(&mut self, ctx: &mut Context<Self>) {
-        let due_by_count = self.events_since_snapshot >= self.settings.snapshot_every_events;
+        let Some(core) = self.core.as_ref() else {
+            return;
+        };
+        // A snapshot encodes the whole state on the shard's thread. Waiting for at
+        // least as many events as the state has entries bounds its cost per event
+        // (each event pays for about one entry's encoding) however large the state
+        // grows, and bounds the replay at recovery to about one snapshot's worth.
+        let every_events = self
+            .settings
+            .snapshot_every_events
+            .max(core.state.entries() as u64);
+        let due_by_count = self.events_since_snapshot >= every_events;
         let due_by_time = self.events_since_snapshot > 0
             && self.last_snapshot_at.elapsed().as_secs() >= self.settings.snapshot_interval_s;
         if due_by_count || due_by_time {

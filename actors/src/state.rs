@@ -59,6 +59,18 @@ impl State {
         self.steps.rehash(hasher);
     }
 
+    /// Entries in all maps: what a snapshot encodes.
+    pub fn entries(&self) -> usize {
+        self.accounts.len()
+            + self.payments.len()
+            + self.items.len()
+            + self.reservations.len()
+            + self.orders.len()
+            + self.ops.len()
+            + self.steps.len()
+            + self.timers.len()
+    }
+
     /// Turns undo recording on (live shard) or off (replay).
     pub fn set_recording(&mut self, recording: bool) {
         self.accounts.set_recording(recording);
