@@ -34,7 +34,14 @@ pub struct ApiState {
 /// Registers the business routes. `web::Data<ApiState>` and
 /// `web::Data<auth::AuthKeys>` must be in the app data.
 pub fn configure(config: &mut web::ServiceConfig) {
+    // actix-web tries routes in order and matches each dynamic path with a regex;
+    // the three hot static paths go first so that the peak's requests skip them
+    // (perf: route recognition was ~2% of CPU in a flash sale).
     config
+        .route("/v1/orders", web::post().to(orders::create))
+        .route("/v1/payments", web::post().to(payments::create))
+        // Registered before `/v1/payments/{id}` so "batch" is not taken for an id.
+        .route("/v1/payments/batch", web::post().to(payments::batch))
         .route("/v1/accounts", web::post().to(accounts::create))
         .route("/v1/accounts/{id}", web::get().to(accounts::get))
         .route(
@@ -45,9 +52,6 @@ pub fn configure(config: &mut web::ServiceConfig) {
             "/v1/accounts/{id}/withdrawals",
             web::post().to(accounts::withdraw),
         )
-        .route("/v1/payments", web::post().to(payments::create))
-        // Registered before `/v1/payments/{id}` so "batch" is not taken for an id.
-        .route("/v1/payments/batch", web::post().to(payments::batch))
         .route("/v1/payments/{id}", web::get().to(payments::get))
         .route(
             "/v1/payments/{id}/capture",
@@ -73,7 +77,6 @@ pub fn configure(config: &mut web::ServiceConfig) {
             "/v1/items/{sku}/reservations/{id}/release",
             web::post().to(items::release),
         )
-        .route("/v1/orders", web::post().to(orders::create))
         .route("/v1/orders/{id}", web::get().to(orders::get))
         .route("/v1/orders/{id}/cancel", web::post().to(orders::cancel))
         .route("/admin/shards", web::get().to(admin::list))
