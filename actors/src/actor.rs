@@ -420,9 +420,11 @@ impl ShardActor {
         }
     }
 
-    /// Encodes the durable state and writes it in the background. The encoding runs
-    /// on the shard's thread between batches: the state it sees is exactly what the
-    /// journal holds up to `durable_seq`.
+    /// Copies the durable state between batches (so the copy is exactly what the
+    /// journal holds up to `durable_seq`), then encodes and writes the copy in the
+    /// background. Encoding on the shard's thread stalled it: 2.3 s for a 99 MB
+    /// state in a flash sale; the copy shares every id (`Arc<str>`) and takes a
+    /// fraction of that.
     fn snapshot(&mut self, ctx: &mut Context<Self>) {
         if self.snapshot_running {
             return;
@@ -435,20 +437,30 @@ impl ShardActor {
             return;
         }
         let started = Instant::now();
-        let snapshot = crate::journal::Snapshot::encode(self.id, &core.state);
-        let (seq, bytes) = (snapshot.seq, snapshot.payload.len());
+        let state = core.state.clone();
+        let copy_ms = started.elapsed().as_millis() as u64;
         self.snapshot_running = true;
         self.events_since_snapshot = 0;
         self.last_snapshot_at = Instant::now();
-        let save = self.journal.save_snapshot(snapshot);
+        let (id, journal) = (self.id, self.journal.clone());
+        let save = async move {
+            let snapshot =
+                tokio::task::spawn_blocking(move || crate::journal::Snapshot::encode(id, &state))
+                    .await
+                    .map_err(|error| {
+                        JournalError::Unavailable(format!("snapshot encoding failed: {error}"))
+                    })?;
+            let (seq, bytes) = (snapshot.seq, snapshot.payload.len());
+            journal.save_snapshot(snapshot).await.map(|()| (seq, bytes))
+        };
         ctx.spawn(save.into_actor(self).map(move |result, actor, _ctx| {
             actor.snapshot_running = false;
             let waiters = std::mem::take(&mut actor.snapshot_waiters);
             match result {
-                Ok(()) => {
+                Ok((seq, bytes)) => {
                     actor.stats.snapshot_seq.store(seq, Ordering::Relaxed);
                     actor.settings.observer.snapshot_written(actor.id, bytes, started.elapsed());
-                    tracing::info!(shard = %actor.id, seq, bytes, ms = started.elapsed().as_millis() as u64, "snapshot written");
+                    tracing::info!(shard = %actor.id, seq, bytes, copy_ms, ms = started.elapsed().as_millis() as u64, "snapshot written");
                     for (waiter, shutdown) in waiters {
                         let reply = if shutdown {
                             ControlReply::ShutDown { snapshot_seq: seq }
