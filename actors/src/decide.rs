@@ -691,71 +691,13 @@ pub fn decide_step(
     if let Some(record) = state.steps.get(&key) {
         return (vec![], record.outcome);
     }
-    let account = match state.accounts.get(account_id) {
-        Some(account) if account.currency == currency => account,
-        Some(_) => {
-            return record(
-                key,
-                account_id,
-                Err(Rejection::CurrencyMismatch),
-                now,
-                retention_ms,
-            )
-        }
-        None => {
-            return record(
-                key,
-                account_id,
-                Err(Rejection::AccountNotFound),
-                now,
-                retention_ms,
-            )
-        }
-    };
-    let effect = |balance_delta: Decimal, held_delta: Decimal| {
-        Ok(StepEffect {
-            balance_delta,
-            held_delta,
-        })
-    };
-    let active_hold = || {
-        let hold = state.steps.get(&StepKey {
-            saga: saga.clone(),
-            tag: StepTag::Hold,
-        })?;
-        let closed = [StepTag::Release, StepTag::Capture].iter().any(|tag| {
-            state.steps.contains_key(&StepKey {
-                saga: saga.clone(),
-                tag: *tag,
-            })
-        });
-        (hold.outcome == StepOutcome::Done && !closed).then_some(hold.amount)
-    };
-    let result = match kind {
-        // Validation changes nothing and is not recorded: accounts never disappear
-        // or change currency, so asking again gives the same answer.
-        StepKind::Validate => return (vec![], StepOutcome::Done),
-        StepKind::Debit { amount } | StepKind::Hold { amount } if account.available() < amount => {
-            Err(Rejection::InsufficientFunds)
-        }
-        StepKind::Debit { amount } => effect(-amount, Decimal::ZERO),
-        StepKind::Hold { amount } => effect(Decimal::ZERO, amount),
-        StepKind::Credit { amount } | StepKind::Refund { amount } => {
-            match account.balance.checked_add(amount) {
-                Some(_) => effect(amount, Decimal::ZERO),
-                None => Err(Rejection::LimitExceeded),
-            }
-        }
-        StepKind::Release => match active_hold() {
-            Some(held) => effect(Decimal::ZERO, -held),
-            // Nothing held (never was, or already released): releasing is a no-op.
-            None => effect(Decimal::ZERO, Decimal::ZERO),
-        },
-        StepKind::Capture { amount } => match active_hold() {
-            Some(held) => effect(-amount, -held),
-            None => Err(Rejection::PaymentNotAuthorized),
-        },
-    };
+    let result = step_effect(state, saga, account_id, currency, kind);
+    // Validation changes nothing and is not recorded: accounts never disappear or
+    // change currency, so asking again gives the same answer. (A refused one is
+    // recorded like any other refusal.)
+    if matches!(kind, StepKind::Validate) && result.is_ok() {
+        return (vec![], StepOutcome::Done);
+    }
     let amount = match kind {
         StepKind::Hold { amount } => amount,
         _ => Decimal::ZERO,
@@ -781,6 +723,64 @@ pub fn decide_step(
     (events, outcome)
 }
 
+/// What a saga step would do to `account_id` now: its effect, or why it is
+/// refused. Pure; records nothing.
+pub fn step_effect(
+    state: &State,
+    saga: &SagaId,
+    account_id: &crate::domain::AccountId,
+    currency: crate::domain::Currency,
+    kind: StepKind,
+) -> Result<StepEffect, Rejection> {
+    let account = match state.accounts.get(account_id) {
+        Some(account) if account.currency == currency => account,
+        Some(_) => return Err(Rejection::CurrencyMismatch),
+        None => return Err(Rejection::AccountNotFound),
+    };
+    let effect = |balance_delta: Decimal, held_delta: Decimal| {
+        Ok(StepEffect {
+            balance_delta,
+            held_delta,
+        })
+    };
+    let active_hold = || {
+        let hold = state.steps.get(&StepKey {
+            saga: saga.clone(),
+            tag: StepTag::Hold,
+        })?;
+        let closed = [StepTag::Release, StepTag::Capture].iter().any(|tag| {
+            state.steps.contains_key(&StepKey {
+                saga: saga.clone(),
+                tag: *tag,
+            })
+        });
+        (hold.outcome == StepOutcome::Done && !closed).then_some(hold.amount)
+    };
+    match kind {
+        StepKind::Validate => effect(Decimal::ZERO, Decimal::ZERO),
+        StepKind::Debit { amount } | StepKind::Hold { amount } if account.available() < amount => {
+            Err(Rejection::InsufficientFunds)
+        }
+        StepKind::Debit { amount } => effect(-amount, Decimal::ZERO),
+        StepKind::Hold { amount } => effect(Decimal::ZERO, amount),
+        StepKind::Credit { amount } | StepKind::Refund { amount } => {
+            match account.balance.checked_add(amount) {
+                Some(_) => effect(amount, Decimal::ZERO),
+                None => Err(Rejection::LimitExceeded),
+            }
+        }
+        StepKind::Release => match active_hold() {
+            Some(held) => effect(Decimal::ZERO, -held),
+            // Nothing held (never was, or already released): releasing is a no-op.
+            None => effect(Decimal::ZERO, Decimal::ZERO),
+        },
+        StepKind::Capture { amount } => match active_hold() {
+            Some(held) => effect(-amount, -held),
+            None => Err(Rejection::PaymentNotAuthorized),
+        },
+    }
+}
+
 fn record(
     key: StepKey,
     account: &crate::domain::AccountId,
@@ -790,13 +790,7 @@ fn record(
 ) -> (Vec<Event>, StepOutcome) {
     let (outcome, effect) = match result {
         Ok(effect) => (StepOutcome::Done, effect),
-        Err(rejection) => (
-            StepOutcome::Rejected(rejection),
-            StepEffect {
-                balance_delta: Decimal::ZERO,
-                held_delta: Decimal::ZERO,
-            },
-        ),
+        Err(rejection) => (StepOutcome::Rejected(rejection), StepEffect::NONE),
     };
     let event = Event::StepApplied {
         key,

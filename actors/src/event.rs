@@ -135,6 +135,19 @@ pub enum Event {
         ops: Vec<(TimestampMs, OpKey)>,
         steps: Vec<(TimestampMs, StepKey)>,
     },
+    /// A payment's debit, credit or refund on an account of the coordinator's own
+    /// shard: the account's change and the payment's move in one event. Both land
+    /// in the same journal write, so the payment's stage alone says whether the
+    /// step was applied and no step record (nor its retention timer) is needed.
+    /// (Last in the enum: journals written before it keep their variant indices.)
+    PaymentStepAppliedLocally {
+        id: PaymentId,
+        tag: StepTag,
+        account: AccountId,
+        outcome: StepOutcome,
+        effect: StepEffect,
+        at: TimestampMs,
+    },
 }
 
 impl Event {
@@ -144,7 +157,8 @@ impl Event {
             Event::PaymentCreated { id, .. }
             | Event::PaymentStepCompleted { id, .. }
             | Event::PaymentCaptureRequested { id, .. }
-            | Event::PaymentReleaseRequested { id, .. } => Some(SagaId::Payment(id.clone())),
+            | Event::PaymentReleaseRequested { id, .. }
+            | Event::PaymentStepAppliedLocally { id, .. } => Some(SagaId::Payment(id.clone())),
             Event::OrderCreated { id, .. }
             | Event::OrderStepCompleted { id, .. }
             | Event::OrderEndRequested { id, .. } => Some(SagaId::Order(id.clone())),

@@ -174,6 +174,14 @@ pub struct StepEffect {
     pub held_delta: Decimal,
 }
 
+impl StepEffect {
+    /// What a refused step does.
+    pub const NONE: StepEffect = StepEffect {
+        balance_delta: Decimal::ZERO,
+        held_delta: Decimal::ZERO,
+    };
+}
+
 /// A step already handled by this shard.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {

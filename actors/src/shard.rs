@@ -12,8 +12,8 @@ use crate::decide::{self, Plan, WaitFor};
 use crate::domain::{AccountId, Currency, OrderId, PaymentId, Sku, TimestampMs};
 use crate::event::Event;
 use crate::model::{
-    OpRecord, ReservationKey, ReservationStatus, SagaId, Stage, StepKind, StepOutcome, StepTag,
-    TimerKey,
+    OpRecord, ReservationKey, ReservationStatus, SagaId, Stage, StepEffect, StepKind, StepOutcome,
+    StepTag, TimerKey,
 };
 use crate::notice::Notice;
 use crate::order::{self, LineStepKind, OrderEnding, OrderStep};
@@ -501,6 +501,12 @@ impl ShardCore {
                 at,
                 ..
             } if key.tag != StepTag::Validate => notices.extend(account(id, *at)),
+            Event::PaymentStepAppliedLocally {
+                account: id,
+                outcome: StepOutcome::Done,
+                at,
+                ..
+            } => notices.extend(account(id, *at)),
             Event::Restocked { sku, at, .. }
             | Event::Reserved { sku, at, .. }
             | Event::ReservationClosed { sku, at, .. } => notices.extend(item(sku, *at)),
@@ -693,6 +699,16 @@ impl ShardCore {
     }
 
     fn handle_step(&mut self, request: StepRequest) {
+        if request.reply_to == self.id {
+            if let (
+                SagaId::Payment(id),
+                StepKind::Debit { .. } | StepKind::Credit { .. } | StepKind::Refund { .. },
+            ) = (&request.saga, request.kind)
+            {
+                let id = id.clone();
+                return self.apply_local_payment_step(id, request);
+            }
+        }
         let (events, outcome) = decide::decide_step(
             &self.state,
             &request.saga,
@@ -711,6 +727,41 @@ impl ShardCore {
             outcome,
         };
         self.send(request.reply_to, ShardMessage::StepReply(reply));
+    }
+
+    /// A payment's debit, credit or refund on this very shard: applied and
+    /// completed in one event (see `Event::PaymentStepAppliedLocally`). Holds and
+    /// their captures and releases keep their step records, which remember what is
+    /// held.
+    fn apply_local_payment_step(&mut self, id: PaymentId, request: StepRequest) {
+        let Some(payment) = self.state.payments.get(&id) else {
+            return;
+        };
+        // A step that is not the outstanding one was applied already (a resend
+        // queued before its twin was handled); the payment has moved on.
+        let tag = request.kind.tag();
+        if payment.outstanding_step().map(|(_, kind)| kind.tag()) != Some(tag) {
+            return;
+        }
+        let result = decide::step_effect(
+            &self.state,
+            &request.saga,
+            &request.account,
+            request.currency,
+            request.kind,
+        );
+        let (outcome, effect) = match result {
+            Ok(effect) => (StepOutcome::Done, effect),
+            Err(rejection) => (StepOutcome::Rejected(rejection), StepEffect::NONE),
+        };
+        self.emit(Event::PaymentStepAppliedLocally {
+            id,
+            tag,
+            account: request.account,
+            outcome,
+            effect,
+            at: self.now,
+        });
     }
 
     fn handle_line_step(&mut self, request: LineStepRequest) {
@@ -831,6 +882,7 @@ fn event_time(event: &Event) -> Option<TimestampMs> {
         | Event::BalanceChanged { at, .. }
         | Event::PaymentCreated { at, .. }
         | Event::PaymentStepCompleted { at, .. }
+        | Event::PaymentStepAppliedLocally { at, .. }
         | Event::PaymentCaptureRequested { at, .. }
         | Event::PaymentReleaseRequested { at, .. }
         | Event::StepApplied { at, .. }

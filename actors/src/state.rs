@@ -179,6 +179,22 @@ impl State {
                 outcome,
                 at,
             } => self.complete_step(id, *tag, *outcome, *at),
+            Event::PaymentStepAppliedLocally {
+                id,
+                tag,
+                account,
+                outcome,
+                effect,
+                at,
+            } => {
+                if *outcome == StepOutcome::Done {
+                    let account = self.account_mut(account);
+                    account.balance += effect.balance_delta;
+                    account.held += effect.held_delta;
+                    account.version += 1;
+                }
+                self.complete_step(id, *tag, *outcome, *at);
+            }
             Event::PaymentCaptureRequested { id, amount, at } => {
                 let payment = self.payment_mut(id);
                 payment.stage = Stage::Capture { amount: *amount };

@@ -99,8 +99,20 @@ impl Ledger {
                     *self.outside.entry(key.saga.clone()).or_default() -= effect.balance_delta;
                     self.touched.insert(key.saga.clone());
                 }
+                Event::PaymentStepAppliedLocally {
+                    id,
+                    outcome: StepOutcome::Done,
+                    effect,
+                    ..
+                } => {
+                    let saga = SagaId::Payment(id.clone());
+                    self.balances[shard] += effect.balance_delta;
+                    *self.outside.entry(saga.clone()).or_default() -= effect.balance_delta;
+                    self.touched.insert(saga);
+                }
                 Event::PaymentCreated { id, .. }
                 | Event::PaymentStepCompleted { id, .. }
+                | Event::PaymentStepAppliedLocally { id, .. }
                 | Event::PaymentCaptureRequested { id, .. }
                 | Event::PaymentReleaseRequested { id, .. } => {
                     self.touched.insert(SagaId::Payment(id.clone()));
