@@ -330,19 +330,23 @@ impl Engine {
                 refused[index] = Some(error);
             }
         }
-        let waits = receivers
-            .into_iter()
-            .zip(shard_of)
-            .map(|(receiver, shard)| {
-                let refused = refused[shard.0 as usize];
-                async move {
-                    match refused {
-                        Some(error) => Err(error),
-                        None => self.wait(receiver).await,
-                    }
-                }
+        // Awaited in order under one deadline: by the time the first answer is in,
+        // most others are too, so only the few still pending arm a timer (a timer
+        // and a join slot per command cost more than the shard's work on it).
+        let deadline = tokio::time::Instant::now() + self.inner.reply_timeout;
+        let mut replies = Vec::with_capacity(receivers.len());
+        for (receiver, shard) in receivers.into_iter().zip(shard_of) {
+            replies.push(match refused[shard.0 as usize] {
+                Some(error) => Err(error),
+                None => match tokio::time::timeout_at(deadline, receiver).await {
+                    Ok(Ok(result)) => result,
+                    // The shard dropped the request (it restarted with it in
+                    // flight), or the answer is late: either way, retry.
+                    Ok(Err(_)) | Err(_) => Err(EngineError::Retry),
+                },
             });
-        futures::future::join_all(waits).await
+        }
+        replies
     }
 
     /// Reads one entity from its shard.
