@@ -189,7 +189,7 @@ pub fn plan(state: &State, command: &Command) -> Plan {
             }
             Some(order) if order.is_final() => Plan::Answer(
                 Reply::Order {
-                    order: OrderView::from(order),
+                    order: OrderView::from(&**order),
                     replayed: false,
                 }
                 .into_replayed(),
@@ -315,7 +315,7 @@ fn replay_op(state: &State, command: &Command, record: &OpRecord) -> Plan {
             }
             Command::CancelOrder { id, .. } => match state.orders.get(id) {
                 Some(order) if order.is_final() => Reply::Order {
-                    order: OrderView::from(order),
+                    order: OrderView::from(&**order),
                     replayed: false,
                 },
                 Some(_) => return Plan::Wait(WaitFor::OrderCancel, true),
@@ -817,7 +817,7 @@ pub fn wake(state: &State, saga: &SagaId, wait: WaitFor) -> Option<Reply> {
                 return Some(Reply::rejected(Rejection::OrderAlreadyFinal));
             }
             return Some(Reply::Order {
-                order: OrderView::from(order),
+                order: OrderView::from(&**order),
                 replayed: false,
             });
         }

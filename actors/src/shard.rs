@@ -320,7 +320,7 @@ impl ShardCore {
             }
             Query::Order(id) => match state.orders.get(id) {
                 Some(order) => Reply::Order {
-                    order: OrderView::from(order),
+                    order: OrderView::from(&**order),
                     replayed: false,
                 },
                 None => Reply::rejected(Rejection::OrderNotFound),
@@ -584,7 +584,7 @@ impl ShardCore {
             let Some(order) = self.state.orders.get(id) else {
                 continue;
             };
-            let view = OrderView::from(order);
+            let view = OrderView::from(&**order);
             waiters.retain(|waiter| {
                 if !overdue(waiter) {
                     return true;

@@ -377,7 +377,7 @@ impl World {
         let traces = self.order_traces()?;
         let mut orders = BTreeMap::new();
         for core in self.nodes.iter().filter_map(|node| node.core.as_ref()) {
-            orders.extend(core.state.orders.iter());
+            orders.extend(core.state.orders.iter().map(|(id, order)| (id, &**order)));
         }
         let state_of = |key: &str| {
             let shard = self.router.shard_for(key).0 as usize;
@@ -819,7 +819,10 @@ impl World {
                         .payments
                         .get(id)
                         .is_some_and(|p| p.stage == Stage::Done),
-                    Some(SagaId::Order(id)) => replayed.orders.get(id).is_some_and(Order::is_final),
+                    Some(SagaId::Order(id)) => replayed
+                        .orders
+                        .get(id)
+                        .is_some_and(|order| order.is_final()),
                     None => false,
                 };
                 if let (true, Some(saga)) = (done, saga) {
