@@ -101,12 +101,8 @@ impl World {
 
     fn order(&self, id: &str) -> surge_actors::order::Order {
         let index = self.shard(id);
-        self.cores[index]
-            .state
-            .orders
-            .get(&oid(id))
-            .unwrap()
-            .clone()
+        let order = self.cores[index].state.orders.get(&oid(id)).unwrap();
+        (**order).clone()
     }
 
     fn item(&self, sku: &str) -> (u64, u64) {

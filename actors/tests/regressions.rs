@@ -1,10 +1,12 @@
-//! Regression tests for engine bugs found by the property tests and the simulator.
-//! Each test names the behaviour that broke, in one shard with instant delivery.
+//! Regression tests for engine bugs found by the property tests and the simulator,
+//! and for behaviours a hot-path optimization must keep. Each test names the
+//! behaviour, in one shard with instant delivery.
 
 use rust_decimal::Decimal;
 use surge_actors::command::{Command, Reply};
 use surge_actors::domain::{AccountId, Amount, Currency, OpId, PaymentId};
-use surge_actors::model::{PaymentStatus, Stage};
+use surge_actors::event::Event;
+use surge_actors::model::{PaymentStatus, Stage, StepOutcome, StepTag};
 use surge_actors::router::{Router, ShardId};
 use surge_actors::shard::{ShardCore, ShardLimits, Token};
 use surge_actors::state::State;
@@ -17,6 +19,8 @@ struct OneShard {
     now_ms: u64,
     next_token: Token,
     replies: Vec<(Token, Reply)>,
+    /// Everything journaled, in order.
+    journal: Vec<Event>,
 }
 
 impl OneShard {
@@ -32,6 +36,7 @@ impl OneShard {
             now_ms: 1_000,
             next_token: 0,
             replies: Vec::new(),
+            journal: Vec::new(),
         }
     }
 
@@ -46,6 +51,7 @@ impl OneShard {
         let batch = self.core.take_batch();
         assert!(batch.messages.is_empty(), "one shard sends no messages");
         self.replies.extend(batch.replies);
+        self.journal.extend(batch.events);
         self.core.commit();
     }
 
@@ -66,11 +72,25 @@ impl OneShard {
         let id = AccountId::parse(account).expect("valid id");
         self.core.state.accounts.get(&id).expect("account").held
     }
+
+    fn balance(&self, account: &str) -> Decimal {
+        let id = AccountId::parse(account).expect("valid id");
+        self.core.state.accounts.get(&id).expect("account").balance
+    }
+
+    /// The state a restart would rebuild from the journal.
+    fn replayed(&self) -> State {
+        let mut state = State::new(0);
+        for event in &self.journal {
+            state.apply(event);
+        }
+        state
+    }
 }
 
-fn setup_authorized_payment(shard: &mut OneShard, hold_timeout_ms: u64) -> PaymentId {
+/// Two funded accounts ("payer" with 100, "payee" with 0) on the one shard.
+fn setup_accounts(shard: &mut OneShard) {
     let usd = Currency::parse("USD").expect("known currency");
-    let max = Decimal::from(1_000_000);
     for id in ["payer", "payee"] {
         shard.send(Command::CreateAccount {
             id: AccountId::parse(id).expect("valid id"),
@@ -81,10 +101,50 @@ fn setup_authorized_payment(shard: &mut OneShard, hold_timeout_ms: u64) -> Payme
     shard.send(Command::Deposit {
         account: AccountId::parse("payer").expect("valid id"),
         id: OpId::parse("dep").expect("valid id"),
-        amount: Amount::from_decimal(Decimal::from(100), max).expect("amount"),
+        amount: Amount::from_decimal(Decimal::from(100), Decimal::from(1_000_000)).expect("amount"),
         currency: None,
         replayable: true,
     });
+}
+
+fn pay<'a>(shard: &'a mut OneShard, id: &str, amount: i64) -> &'a Reply {
+    let token = shard.send(Command::CreatePayment {
+        id: PaymentId::parse(id).expect("valid id"),
+        from: AccountId::parse("payer").expect("valid id"),
+        to: AccountId::parse("payee").expect("valid id"),
+        amount: Amount::from_decimal(Decimal::from(amount), Decimal::from(1_000_000))
+            .expect("amount"),
+        currency: Currency::parse("USD").expect("known currency"),
+        capture: true,
+        hold_timeout_ms: 60_000,
+    });
+    shard.reply(token)
+}
+
+/// The journaled events of one payment, as (kind, step, outcome).
+fn payment_events(journal: &[Event]) -> Vec<(&'static str, Option<StepTag>, Option<StepOutcome>)> {
+    journal
+        .iter()
+        .filter_map(|event| match event {
+            Event::PaymentCreated { .. } => Some(("created", None, None)),
+            Event::PaymentStepAppliedLocally { tag, outcome, .. } => {
+                Some(("local step", Some(*tag), Some(*outcome)))
+            }
+            Event::PaymentStepCompleted { tag, outcome, .. } => {
+                Some(("step completed", Some(*tag), Some(*outcome)))
+            }
+            Event::StepApplied { key, outcome, .. } => {
+                Some(("step applied", Some(key.tag), Some(*outcome)))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn setup_authorized_payment(shard: &mut OneShard, hold_timeout_ms: u64) -> PaymentId {
+    setup_accounts(shard);
+    let usd = Currency::parse("USD").expect("known currency");
+    let max = Decimal::from(1_000_000);
     let payment = PaymentId::parse("pay").expect("valid id");
     let token = shard.send(Command::CreatePayment {
         id: payment.clone(),
@@ -182,4 +242,59 @@ fn a_state_recovered_from_a_snapshot_keeps_the_configured_hash_seed() {
     let expected = StateHasher::with_seed(seed).hash_one("probe");
     assert_eq!(restored.accounts.hasher().hash_one("probe"), expected);
     assert_ne!(StateHasher::default().hash_one("probe"), expected);
+}
+
+#[test]
+fn a_payment_between_accounts_of_its_own_shard_is_three_events_and_no_step_records() {
+    let mut shard = OneShard::new();
+    setup_accounts(&mut shard);
+    match pay(&mut shard, "pay-local", 30) {
+        Reply::Payment { payment, .. } => assert_eq!(payment.status, PaymentStatus::Settled),
+        other => panic!("expected a settled payment, got {other:?}"),
+    }
+    assert_eq!(
+        payment_events(&shard.journal),
+        vec![
+            ("created", None, None),
+            ("local step", Some(StepTag::Debit), Some(StepOutcome::Done)),
+            ("local step", Some(StepTag::Credit), Some(StepOutcome::Done)),
+        ]
+    );
+    assert!(shard.core.state.steps.is_empty());
+    assert_eq!(shard.balance("payer"), Decimal::from(70));
+    assert_eq!(shard.balance("payee"), Decimal::from(30));
+    // A restart rebuilds exactly this state from the journal.
+    assert_eq!(shard.replayed(), shard.core.state);
+}
+
+#[test]
+fn a_same_shard_payment_without_the_funds_is_refused_and_moves_nothing() {
+    let mut shard = OneShard::new();
+    setup_accounts(&mut shard);
+    match pay(&mut shard, "pay-too-much", 130) {
+        Reply::Payment { payment, .. } => {
+            assert_eq!(payment.status, PaymentStatus::Rejected);
+            assert_eq!(
+                payment.code.map(|code| code.code()),
+                Some("insufficient_funds")
+            );
+        }
+        other => panic!("expected a rejected payment, got {other:?}"),
+    }
+    assert_eq!(
+        payment_events(&shard.journal),
+        vec![
+            ("created", None, None),
+            (
+                "local step",
+                Some(StepTag::Debit),
+                Some(StepOutcome::Rejected(
+                    surge_actors::rejection::Rejection::InsufficientFunds
+                ))
+            ),
+        ]
+    );
+    assert_eq!(shard.balance("payer"), Decimal::from(100));
+    assert_eq!(shard.balance("payee"), Decimal::ZERO);
+    assert_eq!(shard.replayed(), shard.core.state);
 }
