@@ -133,6 +133,17 @@ async fn start_in_process(
     if let Some(shards) = args.shards {
         settings.engine.shards = shards;
     }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    if settings.engine.shards > cores.div_ceil(2) {
+        // Not an error: a run may mean to measure exactly this.
+        eprintln!(
+            "note: {} shards on {cores} cores shared with the load generator; every \
+             cross-shard saga step is one more journal write in sequence, so fewer shards \
+             (--shards {}) fit this machine better (BENCHMARKS.md)",
+            settings.engine.shards,
+            cores.div_ceil(2)
+        );
+    }
     // A run must not pollute (or depend on) data/: unless the environment names
     // a journal, it gets a fresh SQLite file that is deleted afterwards.
     let data = if std::env::var_os("SURGE__STORAGE__URL").is_some() {
