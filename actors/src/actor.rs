@@ -2,10 +2,14 @@
 //! each batch to the journal in one append (group commit), and only then releases
 //! the batch's replies and messages. Runs under `actix::Supervisor`.
 //!
-//! Reads wait for the batch they arrived in, so no client ever sees state that is
-//! not durable. A panic in a handler is caught, the actor stops, and the supervisor
-//! restarts it: `started` then rebuilds the state from the journal, and clients
-//! whose requests were in flight get [`EngineError::Retry`].
+//! Writes are pipelined: while one batch is being written the shard goes on
+//! handling its mailbox into the next, which is written as soon as the first is
+//! durable (one write in flight per shard, so the journal stays in order). A read
+//! is answered from the state as it arrives and released with the batch whose
+//! changes that state includes, so no client ever sees state that is not durable.
+//! A panic in a handler is caught, the actor stops, and the supervisor restarts
+//! it: `started` then rebuilds the state from the journal, and clients whose
+//! requests were in flight get [`EngineError::Retry`].
 
 use crate::command::{Command, Query, Reply};
 use crate::engine::{EngineError, EngineObserver, ShardState, ShardStats};
@@ -114,7 +118,14 @@ pub struct ShardActor {
     durable_seq: u64,
     responders: HashMap<Token, Responder>,
     next_token: Token,
-    reads: Vec<(Query, Responder)>,
+    /// Answers to reads that saw the open batch's changes: released with it.
+    reads_open: Vec<(Reply, Responder)>,
+    /// Answers to reads that saw the batch being written: released with it.
+    reads_writing: Vec<(Reply, Responder)>,
+    /// A batch's journal write is in flight.
+    writing: bool,
+    /// An operator asked for a restart while a write was in flight.
+    restart_after_write: bool,
     flush_scheduled: bool,
     /// A journal write failed: the journal may hold more than memory does. Writes
     /// are refused until the shard has re-read the journal.
@@ -152,7 +163,10 @@ impl ShardActor {
             durable_seq: 0,
             responders: HashMap::new(),
             next_token: 0,
-            reads: Vec::new(),
+            reads_open: Vec::new(),
+            reads_writing: Vec::new(),
+            writing: false,
+            restart_after_write: false,
             flush_scheduled: false,
             resync_needed: false,
             resync_running: false,
@@ -203,19 +217,19 @@ impl ShardActor {
         }
     }
 
-    fn answer_reads(&mut self) {
-        let reads = std::mem::take(&mut self.reads);
-        for (query, responder) in reads {
-            let result = match &self.core {
-                Some(core) => Ok(core.query(&query)),
-                None => Err(EngineError::Retry),
-            };
-            let _ = responder.send(result);
+    /// Reads whose answers saw changes that will not become durable.
+    fn fail_reads(&mut self) {
+        let reads = std::mem::take(&mut self.reads_open)
+            .into_iter()
+            .chain(std::mem::take(&mut self.reads_writing));
+        for (_, responder) in reads {
+            let _ = responder.send(Err(EngineError::Retry));
         }
     }
 
-    /// The batch is durable: answer clients, send saga messages.
-    fn release(&mut self, batch: Batch) {
+    /// The batch is durable: answer clients and the reads that saw it, send saga
+    /// messages.
+    fn release(&mut self, batch: Batch, reads: Vec<(Reply, Responder)>) {
         if !batch.notices.is_empty() {
             self.settings.observer.notices(self.id, &batch.notices);
         }
@@ -232,7 +246,9 @@ impl ShardActor {
         for (to, messages) in by_shard {
             self.deliver(to, messages);
         }
-        self.answer_reads();
+        for (reply, responder) in reads {
+            let _ = responder.send(Ok(reply));
+        }
     }
 
     fn deliver(&mut self, to: ShardId, messages: Vec<ShardMessage>) {
@@ -264,22 +280,26 @@ impl ShardActor {
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
         self.flush_scheduled = false;
+        if self.writing {
+            // The write's completion flushes again.
+            return;
+        }
         let Some(core) = self.core.as_mut() else {
-            self.answer_reads();
             return;
         };
         if !core.batch_open() {
-            self.answer_reads();
             self.after_flush(ctx);
             return;
         }
         let batch = core.take_batch();
+        let reads = std::mem::take(&mut self.reads_open);
         if batch.events.is_empty() {
-            core.commit();
-            self.release(batch);
+            core.commit_batch(&batch);
+            self.release(batch, reads);
             self.after_flush(ctx);
             return;
         }
+        // Nothing is in flight, so everything before this batch is durable.
         let record =
             JournalRecord::encode(self.id, self.epoch, self.durable_seq + 1, &batch.events);
         let events = batch.events.len();
@@ -296,34 +316,59 @@ impl ShardActor {
                 ))),
             }
         };
-        // The actor waits: nothing else is handled until the batch is durable, and
-        // the mailbox fills up meanwhile into the next batch.
-        ctx.wait(write.into_actor(self).map(move |result, actor, ctx| {
-            let core = actor.core.as_mut().expect("core exists while a batch is written");
+        self.writing = true;
+        self.reads_writing = reads;
+        let done = write.into_actor(self).map(move |result, actor, ctx| {
+            actor.writing = false;
             actor
                 .settings
                 .observer
                 .batch_flushed(actor.id, events, started.elapsed(), result.is_ok());
+            let core = actor.core.as_mut().expect("core exists while a batch is written");
             match result {
                 Ok(()) => {
                     actor.durable_seq = last_seq;
-                    core.commit();
+                    core.commit_batch(&batch);
                     actor.stats.last_seq.store(last_seq, Ordering::Relaxed);
                     actor.stats.update_counts(&core.state);
                     actor.events_since_snapshot += events as u64;
-                    actor.release(batch);
-                    actor.after_flush(ctx);
+                    let reads = std::mem::take(&mut actor.reads_writing);
+                    actor.release(batch, reads);
+                    if actor.restart_after_write {
+                        actor.restart_after_write = false;
+                        ctx.stop();
+                        return;
+                    }
+                    // The next batch, handled meanwhile, goes out at once.
+                    actor.flush(ctx);
                 }
                 Err(error) => {
                     tracing::error!(shard = %actor.id, %error, events, "journal append failed; batch rolled back");
+                    // Everything after the durable point goes: this batch and the
+                    // one handled while it was written.
+                    let mut open = core.take_batch();
                     core.rollback(actor.durable_seq, &batch);
+                    open.new_waiters.retain(|token| !batch.new_waiters.contains(token));
+                    core.rollback(actor.durable_seq, &open);
                     actor.fail_batch(&batch);
+                    actor.fail_batch(&open);
+                    actor.fail_reads();
                     actor.resync_needed = true;
                     actor.stats.set_state(ShardState::Degraded);
-                    actor.answer_reads();
+                    if actor.restart_after_write {
+                        actor.restart_after_write = false;
+                        ctx.stop();
+                    }
                 }
             }
-        }));
+        });
+        if self.quiesce_wanted() {
+            // A snapshot (or shutdown) needs a moment with nothing undurable in
+            // memory: handle nothing else until this batch is durable.
+            ctx.wait(done);
+        } else {
+            ctx.spawn(done);
+        }
     }
 
     fn on_tick(&mut self, ctx: &mut Context<Self>) {
@@ -401,13 +446,28 @@ impl ShardActor {
     }
 
     fn maybe_snapshot(&mut self, ctx: &mut Context<Self>) {
+        if self.snapshot_due() {
+            self.snapshot(ctx);
+        }
+    }
+
+    /// Whether the next write should hold the mailbox until it is durable, so that
+    /// a snapshot (or a shutdown) finds nothing undurable in memory.
+    fn quiesce_wanted(&self) -> bool {
+        !self.snapshot_waiters.is_empty() || self.shutting_down || self.snapshot_due()
+    }
+
+    fn snapshot_due(&self) -> bool {
+        if self.snapshot_running {
+            return false;
+        }
         let Some(core) = self.core.as_ref() else {
-            return;
+            return false;
         };
-        // A snapshot encodes the whole state on the shard's thread. Waiting for at
-        // least as many events as the state has entries bounds its cost per event
-        // (each event pays for about one entry's encoding) however large the state
-        // grows, and bounds the replay at recovery to about one snapshot's worth.
+        // A snapshot copies and encodes the whole state. Waiting for at least as
+        // many events as the state has entries bounds its cost per event (each
+        // event pays for about one entry) however large the state grows, and
+        // bounds the replay at recovery to about one snapshot's worth.
         let every_events = self
             .settings
             .snapshot_every_events
@@ -415,9 +475,7 @@ impl ShardActor {
         let due_by_count = self.events_since_snapshot >= every_events;
         let due_by_time = self.events_since_snapshot > 0
             && self.last_snapshot_at.elapsed().as_secs() >= self.settings.snapshot_interval_s;
-        if due_by_count || due_by_time {
-            self.snapshot(ctx);
-        }
+        due_by_count || due_by_time
     }
 
     /// Copies the durable state between batches (so the copy is exactly what the
@@ -426,7 +484,7 @@ impl ShardActor {
     /// state in a flash sale; the copy shares every id (`Arc<str>`) and takes a
     /// fraction of that.
     fn snapshot(&mut self, ctx: &mut Context<Self>) {
-        if self.snapshot_running {
+        if self.snapshot_running || self.writing {
             return;
         }
         let Some(core) = self.core.as_ref() else {
@@ -501,7 +559,13 @@ impl ShardActor {
             ControlRequest::Restart => {
                 self.restart_waiters.push(reply);
                 self.stats.set_state(ShardState::Recovering);
-                ctx.stop();
+                if self.writing {
+                    // Stopping now would leave the clients of the batch in flight
+                    // guessing; its completion stops the shard.
+                    self.restart_after_write = true;
+                } else {
+                    ctx.stop();
+                }
             }
             ControlRequest::Panic => {
                 let _ = reply.send(Ok(ControlReply::Panicked));
@@ -606,9 +670,11 @@ impl Supervised for ShardActor {
         for (_, responder) in self.responders.drain() {
             let _ = responder.send(Err(EngineError::Retry));
         }
-        for (_, responder) in self.reads.drain(..) {
-            let _ = responder.send(Err(EngineError::Retry));
-        }
+        self.fail_reads();
+        // A write in flight was dropped with the context; its outcome is whatever
+        // the journal says when `started` reads it back.
+        self.writing = false;
+        self.restart_after_write = false;
         self.flush_scheduled = false;
         self.resync_needed = false;
         self.resync_running = false;
@@ -655,10 +721,22 @@ impl Handler<Submit> for ShardActor {
 impl Handler<Read> for ShardActor {
     type Result = ();
 
-    fn handle(&mut self, message: Read, ctx: &mut Context<Self>) {
+    fn handle(&mut self, message: Read, _ctx: &mut Context<Self>) {
         self.settings.observer.mailbox_received(self.id);
-        self.reads.push((message.query, message.reply));
-        self.schedule_flush(ctx);
+        let Some(core) = self.core.as_ref() else {
+            let _ = message.reply.send(Err(EngineError::Retry));
+            return;
+        };
+        // Answered from the state as it is now, released once everything that
+        // state includes is durable.
+        let reply = core.query(&message.query);
+        if core.batch_open() {
+            self.reads_open.push((reply, message.reply));
+        } else if self.writing {
+            self.reads_writing.push((reply, message.reply));
+        } else {
+            let _ = message.reply.send(Ok(reply));
+        }
     }
 }
 

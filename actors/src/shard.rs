@@ -116,6 +116,8 @@ pub struct Batch {
     /// Clients that started waiting on a saga in this batch; if the batch is rolled
     /// back they must be told to retry.
     pub new_waiters: Vec<Token>,
+    /// Where the state's undo logs ended when the batch was taken.
+    pub undo_mark: crate::state::UndoMark,
 }
 
 impl Batch {
@@ -414,20 +416,35 @@ impl ShardCore {
         self.answer_overdue_waiters();
     }
 
-    /// Takes what the current batch produced, for the owner to journal.
+    /// Takes what the current batch produced, for the owner to journal. Inputs
+    /// after this open the next batch, which may be handled while this one is
+    /// written (its changes stay undoable until `commit_batch`).
     pub fn take_batch(&mut self) -> Batch {
-        std::mem::take(&mut self.batch)
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.undo_mark = self.state.undo_mark();
+        self.batch_open = false;
+        batch
     }
 
-    /// The batch's events are durable: forget the undo log.
+    /// `batch` (the oldest taken and not yet committed) is durable: forget its part
+    /// of the undo log; batches taken or opened after it stay undoable.
+    pub fn commit_batch(&mut self, batch: &Batch) {
+        self.state.commit_through(batch.undo_mark);
+        if !self.batch_open && self.state.undo_is_empty() {
+            self.state.set_recording(false);
+        }
+    }
+
+    /// Everything handled so far is durable: forget the undo log.
     pub fn commit(&mut self) {
         self.state.commit();
         self.state.set_recording(false);
         self.batch_open = false;
     }
 
-    /// The batch's journal write failed: go back to the durable state. Returns the
-    /// tokens of clients that were waiting on sagas started in the lost batch.
+    /// The batch's journal write failed: go back to the durable state, undoing
+    /// every batch after it too (the owner takes the open one and fails it along).
+    /// Clients that started waiting on sagas in `batch` stop waiting.
     pub fn rollback(&mut self, durable_seq: u64, batch: &Batch) {
         self.state.rollback(durable_seq);
         self.state.set_recording(false);

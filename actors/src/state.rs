@@ -35,6 +35,10 @@ pub struct State {
     pub last_seq: u64,
 }
 
+/// How long each of the state's undo logs was when a batch was taken.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UndoMark([usize; 8]);
+
 impl State {
     pub fn new(hash_seed: u64) -> Self {
         let hasher = StateHasher::with_seed(hash_seed);
@@ -98,6 +102,39 @@ impl State {
         self.ops.commit();
         self.steps.commit();
         self.timers.commit();
+    }
+
+    /// Where every undo log ends now: what a batch taken now has changed.
+    pub fn undo_mark(&self) -> UndoMark {
+        UndoMark([
+            self.accounts.undo_len(),
+            self.payments.undo_len(),
+            self.items.undo_len(),
+            self.reservations.undo_len(),
+            self.orders.undo_len(),
+            self.ops.undo_len(),
+            self.steps.undo_len(),
+            self.timers.undo_len(),
+        ])
+    }
+
+    /// The changes up to `mark` are durable; later ones (batches still in
+    /// flight) can still be undone.
+    pub fn commit_through(&mut self, mark: UndoMark) {
+        let [accounts, payments, items, reservations, orders, ops, steps, timers] = mark.0;
+        self.accounts.commit_first(accounts);
+        self.payments.commit_first(payments);
+        self.items.commit_first(items);
+        self.reservations.commit_first(reservations);
+        self.orders.commit_first(orders);
+        self.ops.commit_first(ops);
+        self.steps.commit_first(steps);
+        self.timers.commit_first(timers);
+    }
+
+    /// Whether nothing is left to undo.
+    pub fn undo_is_empty(&self) -> bool {
+        self.undo_mark().0.iter().all(|&entries| entries == 0)
     }
 
     /// Goes back to the last commit point, as if the batch never happened.

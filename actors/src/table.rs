@@ -110,14 +110,29 @@ impl<K: Eq + Hash + Clone, V: Clone> UndoMap<K, V> {
         previous
     }
 
+    /// Turns recording on or off; switching forgets the undo log (turning it on
+    /// again while it is on keeps what it holds: batches may still be in flight).
     pub fn set_recording(&mut self, recording: bool) {
-        self.recording = recording;
-        self.undo.clear();
+        if self.recording != recording {
+            self.recording = recording;
+            self.undo.clear();
+        }
     }
 
     /// Forgets the undo log: everything so far is durable.
     pub fn commit(&mut self) {
         self.undo.clear();
+    }
+
+    /// Entries in the undo log (where a batch ends).
+    pub fn undo_len(&self) -> usize {
+        self.undo.len()
+    }
+
+    /// Forgets the first `entries` of the undo log: the changes of batches now
+    /// durable. Later entries stay, for batches still in flight.
+    pub fn commit_first(&mut self, entries: usize) {
+        self.undo.drain(..entries.min(self.undo.len()));
     }
 
     /// Restores the state of the last commit point.
@@ -195,13 +210,25 @@ impl<K: Ord + Clone> UndoSet<K> {
         self.set.is_empty()
     }
 
+    /// As [`UndoMap::set_recording`].
     pub fn set_recording(&mut self, recording: bool) {
-        self.recording = recording;
-        self.undo.clear();
+        if self.recording != recording {
+            self.recording = recording;
+            self.undo.clear();
+        }
     }
 
     pub fn commit(&mut self) {
         self.undo.clear();
+    }
+
+    pub fn undo_len(&self) -> usize {
+        self.undo.len()
+    }
+
+    /// As [`UndoMap::commit_first`].
+    pub fn commit_first(&mut self, entries: usize) {
+        self.undo.drain(..entries.min(self.undo.len()));
     }
 
     pub fn rollback(&mut self) {
