@@ -474,3 +474,100 @@ proptest! {
         harness.check_quiescence()?;
     }
 }
+
+/// What the actor does with pipelined writes, on one shard: a batch is taken and
+/// "written" while the next one is handled; a write then lands or fails. Whatever
+/// happens, memory must equal the replay of what landed plus the batches still in
+/// flight or open, and after a failure exactly the replay of what landed.
+#[derive(Debug, Clone)]
+enum WriteStep {
+    Command(Action),
+    /// The write in flight (if any) lands; the open batch becomes the one in flight.
+    Land,
+    /// The write in flight (if any) fails: everything after the durable point goes.
+    Fail,
+}
+
+fn write_step() -> impl Strategy<Value = WriteStep> {
+    prop_oneof![
+        4 => action()
+            .prop_filter("a client command", |a| to_command(a).is_some())
+            .prop_map(WriteStep::Command),
+        2 => Just(WriteStep::Land),
+        1 => Just(WriteStep::Fail),
+    ]
+}
+
+fn replay(events: &[Event]) -> State {
+    let mut state = State::new(HASH_SEED);
+    for event in events {
+        state.apply(event);
+    }
+    state
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn pipelined_writes_commit_and_roll_back_exactly_what_they_wrote(
+        steps in prop::collection::vec(write_step(), 1..150),
+    ) {
+        let limits = ShardLimits {
+            retention_ms: RETENTION_MS,
+            step_resend_ms: STEP_RESEND_MS,
+            ..ShardLimits::default()
+        };
+        let mut core = ShardCore::new(
+            surge_actors::ShardId(0),
+            Router::new(1),
+            limits,
+            State::new(HASH_SEED),
+        );
+        core.advance_clock(1_000);
+        let mut landed: Vec<Event> = Vec::new();
+        let mut in_flight: Option<surge_actors::shard::Batch> = None;
+        let mut token = 0;
+        for step in &steps {
+            match step {
+                WriteStep::Command(action) => {
+                    token += 1;
+                    let command = to_command(action).expect("filtered to commands");
+                    core.command(token, command);
+                }
+                WriteStep::Land => {
+                    if let Some(batch) = in_flight.take() {
+                        core.commit_batch(&batch);
+                        landed.extend(batch.events);
+                    }
+                    if core.batch_open() {
+                        in_flight = Some(core.take_batch());
+                    }
+                }
+                WriteStep::Fail => {
+                    if let Some(batch) = in_flight.take() {
+                        let durable_seq = landed.len() as u64;
+                        let open = core.take_batch();
+                        core.rollback(durable_seq, &batch);
+                        core.rollback(durable_seq, &open);
+                        prop_assert!(
+                            replay(&landed) == core.state,
+                            "after a failed write memory differs from what landed"
+                        );
+                    }
+                }
+            }
+            let mut expected: Vec<Event> = landed.clone();
+            if let Some(batch) = &in_flight {
+                expected.extend(batch.events.iter().cloned());
+            }
+            let live_without_open = core.batch_open();
+            if !live_without_open {
+                prop_assert!(
+                    replay(&expected) == core.state,
+                    "memory differs from the replay of what landed and what is in flight"
+                );
+            }
+        }
+    }
+}
