@@ -1,9 +1,10 @@
 //! The load generator's client: typed calls of API.md over one pooled HTTP
 //! client, each answering with an [`Outcome`] that the recorder counts.
 
+use super::http1::Http1;
 use crate::api::dto::{CreatePaymentRequest, PaymentsBatchRequest, PaymentsBatchResponse};
 use actix_web::web::Bytes;
-use reqwest::header::{HeaderValue, AUTHORIZATION};
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -13,6 +14,9 @@ use std::time::Duration;
 /// How long one request may take before it counts as an error. Generous: a
 /// request slower than this is a failure, not a latency sample.
 const REQUEST_TIMEOUT_S: u64 = 60;
+
+const JSON: &str = "application/json";
+const MSGPACK: &str = "application/msgpack";
 
 #[derive(Debug, Clone)]
 pub struct Tokens {
@@ -82,6 +86,8 @@ pub struct Api {
     base: String,
     tokens: Tokens,
     hot: Arc<HotPaths>,
+    /// The lean transport for measured requests, for plain `http://` targets.
+    fast: Option<Arc<Http1>>,
 }
 
 /// What every measured request would otherwise rebuild: parsing the URL and
@@ -120,11 +126,13 @@ impl Api {
             orders: url("/v1/orders")?,
             client_auth,
         });
+        let fast = Http1::for_base(&base, Duration::from_secs(REQUEST_TIMEOUT_S)).map(Arc::new);
         Ok(Self {
             http,
             base,
             tokens,
             hot,
+            fast,
         })
     }
 
@@ -169,8 +177,18 @@ impl Api {
         read(sent).await
     }
 
-    /// A measured request: prepared URL and header, the answer's raw bytes.
-    async fn post_hot(&self, url: &Url, body: &impl Serialize) -> (u16, Bytes) {
+    /// A measured JSON request: prepared URL and header, the answer's raw bytes.
+    async fn post_hot(&self, path: &'static str, url: &Url, body: &impl Serialize) -> (u16, Bytes) {
+        if let Some(fast) = &self.fast {
+            let body = match serde_json::to_vec(body) {
+                Ok(body) => Bytes::from(body),
+                Err(error) => return (0, Bytes::from(error.to_string())),
+            };
+            return fast
+                .post(path, &self.hot.client_auth, JSON, JSON, body)
+                .await
+                .unwrap_or_else(|failure| (0, Bytes::from_static(failure.label().as_bytes())));
+        }
         let sent = self
             .http
             .post(url.clone())
@@ -282,7 +300,9 @@ impl Api {
 
     /// `POST /v1/payments`: 201 settled, 422 with a business code.
     pub async fn payment(&self, payment: &CreatePaymentRequest) -> Outcome {
-        let (status, bytes) = self.post_hot(&self.hot.payments, payment).await;
+        let (status, bytes) = self
+            .post_hot("/v1/payments", &self.hot.payments, payment)
+            .await;
         match status {
             201 => match serde_json::from_slice::<PaymentAnswer>(&bytes) {
                 Ok(answer) => match answer.status.as_deref() {
@@ -308,30 +328,36 @@ impl Api {
     ) -> Vec<Outcome> {
         let count = payments.len();
         let body = PaymentsBatchRequest { payments };
-        let request = self
-            .http
-            .post(self.hot.payments_batch.clone())
-            .header(AUTHORIZATION, self.hot.client_auth.clone());
-        let request = if msgpack {
-            // Named fields: the server's decoder expects a map, like JSON's object.
-            match rmp_serde::to_vec_named(&body) {
-                Ok(bytes) => request
-                    .header("content-type", "application/msgpack")
-                    .header("accept", "application/msgpack")
-                    .body(bytes),
-                Err(error) => return vec![Outcome::Error(error.to_string()); count],
-            }
+        // Named fields for MessagePack: the server's decoder expects a map, like
+        // JSON's object.
+        let (encoded, content_type) = if msgpack {
+            (
+                rmp_serde::to_vec_named(&body).map_err(|e| e.to_string()),
+                MSGPACK,
+            )
         } else {
-            request.json(&body)
+            (serde_json::to_vec(&body).map_err(|e| e.to_string()), JSON)
         };
-        let response = match request.send().await {
-            Ok(response) => response,
-            Err(error) => return vec![Outcome::Error(transport_label(&error)); count],
+        let encoded = match encoded {
+            Ok(encoded) => Bytes::from(encoded),
+            Err(error) => return vec![Outcome::Error(error); count],
         };
-        let status = response.status().as_u16();
-        let bytes = match response.bytes().await {
-            Ok(bytes) => bytes,
-            Err(error) => return vec![Outcome::Error(transport_label(&error)); count],
+        let answer = match &self.fast {
+            Some(fast) => fast
+                .post(
+                    "/v1/payments/batch",
+                    &self.hot.client_auth,
+                    content_type,
+                    content_type,
+                    encoded,
+                )
+                .await
+                .map_err(|failure| failure.label().to_owned()),
+            None => self.post_batch_reqwest(encoded, content_type).await,
+        };
+        let (status, bytes) = match answer {
+            Ok(answer) => answer,
+            Err(label) => return vec![Outcome::Error(label); count],
         };
         if status != 200 {
             let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -365,10 +391,33 @@ impl Api {
         }
     }
 
+    async fn post_batch_reqwest(
+        &self,
+        body: Bytes,
+        content_type: &'static str,
+    ) -> Result<(u16, Bytes), String> {
+        let response = self
+            .http
+            .post(self.hot.payments_batch.clone())
+            .header(AUTHORIZATION, self.hot.client_auth.clone())
+            .header(CONTENT_TYPE, content_type)
+            .header(ACCEPT, content_type)
+            .body(body)
+            .send()
+            .await
+            .map_err(|error| transport_label(&error))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| transport_label(&error))?;
+        Ok((status, bytes))
+    }
+
     /// `POST /v1/orders`: 201 terminal or 202 in progress. Returns the outcome and
     /// the order as answered (when it was).
     pub async fn create_order(&self, order: &CreateOrder) -> (Outcome, Option<OrderJson>) {
-        let (status, bytes) = self.post_hot(&self.hot.orders, order).await;
+        let (status, bytes) = self.post_hot("/v1/orders", &self.hot.orders, order).await;
         match status {
             201 | 202 => match serde_json::from_slice::<OrderJson>(&bytes) {
                 Ok(answer) => {

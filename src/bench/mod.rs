@@ -9,6 +9,7 @@
 //! * [`baseline`]: the same operations as plain PostgreSQL transactions with row
 //!   locks, served by a minimal actix-web server.
 //! * [`client`]: the HTTP (and WebSocket) client the load generator speaks.
+//! * [`http1`]: the lean keep-alive HTTP/1.1 transport of its measured requests.
 //! * [`load`]: open- and closed-loop drivers, HDR latency recording, progress bar.
 //! * [`scenario`]: setup, request mix and verification of each scenario.
 //! * [`zipf`]: a Zipf sampler for skewed SKU and account choice.
@@ -17,6 +18,7 @@
 pub mod args;
 pub mod baseline;
 pub mod client;
+pub mod http1;
 pub mod load;
 pub mod report;
 pub mod scenario;
