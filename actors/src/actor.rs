@@ -345,10 +345,10 @@ impl ShardActor {
                 Err(error) => {
                     tracing::error!(shard = %actor.id, %error, events, "journal append failed; batch rolled back");
                     // Everything after the durable point goes: this batch and the
-                    // one handled while it was written.
-                    let mut open = core.take_batch();
+                    // one handled while it was written (the first rollback undoes
+                    // both; each drops its own batch's waiters).
+                    let open = core.take_batch();
                     core.rollback(actor.durable_seq, &batch);
-                    open.new_waiters.retain(|token| !batch.new_waiters.contains(token));
                     core.rollback(actor.durable_seq, &open);
                     actor.fail_batch(&batch);
                     actor.fail_batch(&open);
