@@ -233,8 +233,13 @@ fn format_cents(cents: i64) -> String {
 // The error is the handler's finished answer, returned at once; boxing it would
 // only add an allocation to the refusal path.
 #[allow(clippy::result_large_err)]
-fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpResponse> {
-    body::decode(bytes, Encoding::Json).map_err(|p| problem(400, "invalid_request", p.detail))
+/// Reads a single-object request body and parses it as JSON, or answers the
+/// problem as Surge would.
+async fn json_body<T: serde::de::DeserializeOwned>(
+    payload: web::Payload,
+) -> Result<T, HttpResponse> {
+    let bytes = read_body(payload, BODY_LIMIT_BYTES).await?;
+    body::decode(&bytes, Encoding::Json).map_err(|p| problem(400, "invalid_request", p.detail))
 }
 
 async fn read_body(
@@ -263,12 +268,8 @@ async fn create_account(
     pool: web::Data<PgPool>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let body = match read_body(payload, BODY_LIMIT_BYTES).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let account: CreateAccount = match parse_json(&body) {
-        Ok(a) => a,
+    let account: CreateAccount = match json_body(payload).await {
+        Ok(parsed) => parsed,
         Err(r) => return r,
     };
     let inserted = sqlx::query(
@@ -329,12 +330,8 @@ async fn deposit(
     account: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let body = match read_body(payload, BODY_LIMIT_BYTES).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let deposit: Deposit = match parse_json(&body) {
-        Ok(d) => d,
+    let deposit: Deposit = match json_body(payload).await {
+        Ok(parsed) => parsed,
         Err(r) => return r,
     };
     let Some(cents) = parse_cents(&deposit.amount) else {
@@ -559,12 +556,8 @@ async fn create_payment(
     pool: web::Data<PgPool>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let body = match read_body(payload, BODY_LIMIT_BYTES).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let request: CreatePaymentRequest = match parse_json(&body) {
-        Ok(p) => p,
+    let request: CreatePaymentRequest = match json_body(payload).await {
+        Ok(parsed) => parsed,
         Err(r) => return r,
     };
     let payment = match parse_payment(&request, 0) {
@@ -674,12 +667,8 @@ async fn create_item(
     pool: web::Data<PgPool>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let body = match read_body(payload, BODY_LIMIT_BYTES).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let item: CreateItem = match parse_json(&body) {
-        Ok(i) => i,
+    let item: CreateItem = match json_body(payload).await {
+        Ok(parsed) => parsed,
         Err(r) => return r,
     };
     let Some(price) = parse_cents(&item.price) else {
@@ -813,12 +802,8 @@ async fn create_order(
     pool: web::Data<PgPool>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let body = match read_body(payload, BODY_LIMIT_BYTES).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let order: CreateOrder = match parse_json(&body) {
-        Ok(o) => o,
+    let order: CreateOrder = match json_body(payload).await {
+        Ok(parsed) => parsed,
         Err(r) => return r,
     };
     let mut skus: Vec<&str> = order.lines.iter().map(|l| l.sku.as_str()).collect();
