@@ -338,12 +338,7 @@ impl Engine {
         for (receiver, shard) in receivers.into_iter().zip(shard_of) {
             replies.push(match refused[shard.0 as usize] {
                 Some(error) => Err(error),
-                None => match tokio::time::timeout_at(deadline, receiver).await {
-                    Ok(Ok(result)) => result,
-                    // The shard dropped the request (it restarted with it in
-                    // flight), or the answer is late: either way, retry.
-                    Ok(Err(_)) | Err(_) => Err(EngineError::Retry),
-                },
+                None => wait_until(deadline, receiver).await,
             });
         }
         replies
@@ -453,12 +448,23 @@ impl Engine {
         &self,
         receiver: oneshot::Receiver<Result<Reply, EngineError>>,
     ) -> Result<Reply, EngineError> {
-        match tokio::time::timeout(self.inner.reply_timeout, receiver).await {
-            Ok(Ok(result)) => result,
-            // The shard dropped the request: it restarted with it in flight.
-            Ok(Err(_)) => Err(EngineError::Retry),
-            Err(_) => Err(EngineError::Retry),
-        }
+        wait_until(
+            tokio::time::Instant::now() + self.inner.reply_timeout,
+            receiver,
+        )
+        .await
+    }
+}
+
+/// A shard's answer, or `Retry` if the shard dropped the request (it restarted
+/// with it in flight) or did not answer by `deadline`.
+async fn wait_until(
+    deadline: tokio::time::Instant,
+    receiver: oneshot::Receiver<Result<Reply, EngineError>>,
+) -> Result<Reply, EngineError> {
+    match tokio::time::timeout_at(deadline, receiver).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) | Err(_) => Err(EngineError::Retry),
     }
 }
 
