@@ -24,6 +24,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
+/// An open batch with at least this many events is written as soon as the journal
+/// is idle, without waiting for the mailbox to drain (see `schedule_flush`). Below
+/// it, a shard keeps draining its mailbox into the batch: small inputs group-commit.
+pub const FLUSH_AT_ONCE_EVENTS_MIN: usize = 4_096;
+
 /// Where a client's answer goes.
 pub type Responder = oneshot::Sender<Result<Reply, EngineError>>;
 
@@ -204,6 +209,18 @@ impl ShardActor {
     }
 
     fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
+        // A batch that is already large goes out now if the journal is idle, rather
+        // than after the mailbox drains: otherwise a few big client batches queued
+        // together are all handled before the first is written, and handling and
+        // writing take turns instead of overlapping.
+        let large = self
+            .core
+            .as_ref()
+            .is_some_and(|core| core.open_events() >= FLUSH_AT_ONCE_EVENTS_MIN);
+        if large && !self.writing {
+            self.flush(ctx);
+            return;
+        }
         if !self.flush_scheduled {
             self.flush_scheduled = true;
             ctx.notify(Flush);

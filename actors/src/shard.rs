@@ -233,6 +233,11 @@ impl ShardCore {
         self.batch_open
     }
 
+    /// Events in the open batch.
+    pub fn open_events(&self) -> usize {
+        self.batch.events.len()
+    }
+
     /// Handles a client command.
     pub fn command(&mut self, token: Token, command: Command) {
         self.open_batch();
