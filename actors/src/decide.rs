@@ -781,6 +781,34 @@ pub fn step_effect(
     }
 }
 
+/// The outcomes of a one-phase payment run entirely on its coordinator's shard
+/// (`Event::PaymentRunLocally`), in saga order: exactly what its debit, credit and
+/// refund would answer if each were handled as a local step after the one before.
+pub fn local_run_outcomes(state: &State, saga: &SagaId, terms: &PaymentTerms) -> Vec<StepOutcome> {
+    assert!(terms.capture, "only one-phase payments run locally");
+    assert!(
+        terms.from != terms.to,
+        "a payment to its own payer is refused at creation"
+    );
+    let amount = terms.amount;
+    let outcome = |account, kind| match step_effect(state, saga, account, terms.currency, kind) {
+        Ok(_) => StepOutcome::Done,
+        Err(rejection) => StepOutcome::Rejected(rejection),
+    };
+    let debit = outcome(&terms.from, StepKind::Debit { amount });
+    if debit != StepOutcome::Done {
+        return vec![debit];
+    }
+    // `from` and `to` differ, so the credit finds `to` as it is after the debit.
+    let credit = outcome(&terms.to, StepKind::Credit { amount });
+    if credit == StepOutcome::Done {
+        return vec![debit, credit];
+    }
+    // The refund gives `from` back exactly what the debit took from it, on an
+    // account that exists in the payment's currency: it cannot be refused.
+    vec![debit, credit, StepOutcome::Done]
+}
+
 fn record(
     key: StepKey,
     account: &crate::domain::AccountId,

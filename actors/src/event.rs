@@ -148,6 +148,46 @@ pub enum Event {
         effect: StepEffect,
         at: TimestampMs,
     },
+    /// A one-phase payment whose payer, payee and coordinator are all this shard,
+    /// run to its end in one event: created, then its steps in saga order (see
+    /// [`local_run_steps`]). Applying it is applying `PaymentCreated` and then one
+    /// `PaymentStepAppliedLocally` per step; each step's effect follows from the
+    /// terms and its outcome, so only the outcomes are journaled.
+    /// (After `PaymentStepAppliedLocally`: older journals keep their indices.)
+    PaymentRunLocally {
+        id: PaymentId,
+        terms: PaymentTerms,
+        outcomes: Vec<StepOutcome>,
+        at: TimestampMs,
+    },
+}
+
+/// The steps of a local run (`Event::PaymentRunLocally`), in saga order: the debit
+/// of `from`; once it is done, the credit of `to`; once that is refused, the refund
+/// of `from`. A refused step has no effect.
+pub fn local_run_steps<'a>(
+    terms: &'a PaymentTerms,
+    outcomes: &'a [StepOutcome],
+) -> impl Iterator<Item = (StepTag, &'a AccountId, StepOutcome, StepEffect)> + 'a {
+    let amount = terms.amount;
+    let steps = [
+        (StepTag::Debit, &terms.from, -amount),
+        (StepTag::Credit, &terms.to, amount),
+        (StepTag::Refund, &terms.from, amount),
+    ];
+    steps
+        .into_iter()
+        .zip(outcomes)
+        .map(|((tag, account, balance_delta), outcome)| {
+            let effect = match outcome {
+                StepOutcome::Done => StepEffect {
+                    balance_delta,
+                    held_delta: Decimal::ZERO,
+                },
+                StepOutcome::Rejected(_) => StepEffect::NONE,
+            };
+            (tag, account, *outcome, effect)
+        })
 }
 
 impl Event {
@@ -158,7 +198,8 @@ impl Event {
             | Event::PaymentStepCompleted { id, .. }
             | Event::PaymentCaptureRequested { id, .. }
             | Event::PaymentReleaseRequested { id, .. }
-            | Event::PaymentStepAppliedLocally { id, .. } => Some(SagaId::Payment(id.clone())),
+            | Event::PaymentStepAppliedLocally { id, .. }
+            | Event::PaymentRunLocally { id, .. } => Some(SagaId::Payment(id.clone())),
             Event::OrderCreated { id, .. }
             | Event::OrderStepCompleted { id, .. }
             | Event::OrderEndRequested { id, .. } => Some(SagaId::Order(id.clone())),

@@ -258,6 +258,7 @@ impl ShardCore {
             ) {
                 Ok(events) => {
                     for event in events {
+                        let event = self.run_locally_if_possible(event);
                         self.emit(event);
                     }
                     if let Some(outcome) = decide::op_outcome_after(&self.state, &command) {
@@ -281,6 +282,33 @@ impl ShardCore {
             },
         }
         self.drain_local();
+    }
+
+    /// A new one-phase payment whose payer and payee are both on this shard runs to
+    /// its end at once, as one event: one journal entry and no step messages, where
+    /// the saga would take a creation and a step event per debit, credit and refund.
+    fn run_locally_if_possible(&self, event: Event) -> Event {
+        match event {
+            Event::PaymentCreated {
+                id,
+                terms,
+                rejected: None,
+                at,
+            } if terms.capture
+                && self.router.shard_for(terms.from.as_str()) == self.id
+                && self.router.shard_for(terms.to.as_str()) == self.id =>
+            {
+                let saga = SagaId::Payment(id.clone());
+                let outcomes = decide::local_run_outcomes(&self.state, &saga, &terms);
+                Event::PaymentRunLocally {
+                    id,
+                    terms,
+                    outcomes,
+                    at,
+                }
+            }
+            event => event,
+        }
     }
 
     /// Answers a read from the current state. The owner must only release it once
@@ -529,6 +557,22 @@ impl ShardCore {
                 at,
                 ..
             } => notices.extend(account(id, *at)),
+            Event::PaymentRunLocally {
+                terms,
+                outcomes,
+                at,
+                ..
+            } => {
+                // Each account as the run left it, once per account it changed.
+                let debited = outcomes.first() == Some(&StepOutcome::Done);
+                let credited = outcomes.get(1) == Some(&StepOutcome::Done);
+                if debited {
+                    notices.extend(account(&terms.from, *at));
+                }
+                if credited {
+                    notices.extend(account(&terms.to, *at));
+                }
+            }
             Event::Restocked { sku, at, .. }
             | Event::Reserved { sku, at, .. }
             | Event::ReservationClosed { sku, at, .. } => notices.extend(item(sku, *at)),
@@ -905,6 +949,7 @@ fn event_time(event: &Event) -> Option<TimestampMs> {
         | Event::PaymentCreated { at, .. }
         | Event::PaymentStepCompleted { at, .. }
         | Event::PaymentStepAppliedLocally { at, .. }
+        | Event::PaymentRunLocally { at, .. }
         | Event::PaymentCaptureRequested { at, .. }
         | Event::PaymentReleaseRequested { at, .. }
         | Event::StepApplied { at, .. }

@@ -1,12 +1,14 @@
 //! A shard's state and `apply`, the only function that changes it.
 
 use crate::domain::{AccountId, OrderId, PaymentId, Sku, TimestampMs};
-use crate::event::Event;
+use crate::event::{local_run_steps, Event};
 use crate::model::{
-    Account, Ending, FirstOutcome, Item, OpKey, OpRecord, Payment, PaymentStatus, Reservation,
-    ReservationKey, ReservationStatus, Stage, StepKey, StepOutcome, StepRecord, StepTag, TimerKey,
+    Account, Ending, FirstOutcome, Item, OpKey, OpRecord, Payment, PaymentStatus, PaymentTerms,
+    Reservation, ReservationKey, ReservationStatus, Stage, StepEffect, StepKey, StepOutcome,
+    StepRecord, StepTag, TimerKey,
 };
 use crate::order::{Order, OrderStage};
+use crate::rejection::Rejection;
 use crate::table::{StateHasher, UndoMap, UndoSet};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -193,28 +195,7 @@ impl State {
                 terms,
                 rejected,
                 at,
-            } => {
-                let mut payment = Payment {
-                    id: id.clone(),
-                    terms: terms.clone(),
-                    status: PaymentStatus::Pending,
-                    code: None,
-                    stage: if terms.capture {
-                        Stage::Debit
-                    } else {
-                        Stage::Hold
-                    },
-                    captured_amount: Decimal::ZERO,
-                    hold_expires_at: None,
-                    first: None,
-                    created_at: *at,
-                    updated_at: *at,
-                };
-                if let Some(code) = rejected {
-                    finish(&mut payment, PaymentStatus::Rejected, Some(*code), *at);
-                }
-                self.payments.insert(id.clone(), Box::new(payment));
-            }
+            } => self.create_payment(id, terms, *rejected, *at),
             Event::PaymentStepCompleted {
                 id,
                 tag,
@@ -228,14 +209,25 @@ impl State {
                 outcome,
                 effect,
                 at,
+            } => self.apply_local_step(id, *tag, account, *outcome, *effect, *at),
+            Event::PaymentRunLocally {
+                id,
+                terms,
+                outcomes,
+                at,
             } => {
-                if *outcome == StepOutcome::Done {
-                    let account = self.account_mut(account);
-                    account.balance += effect.balance_delta;
-                    account.held += effect.held_delta;
-                    account.version += 1;
+                self.create_payment(id, terms, None, *at);
+                for (tag, account, outcome, effect) in local_run_steps(terms, outcomes) {
+                    self.apply_local_step(id, tag, account, outcome, effect, *at);
                 }
-                self.complete_step(id, *tag, *outcome, *at);
+                // The run is the whole payment: it must have ended (stays on in
+                // release builds; a journal that says otherwise is corrupt).
+                assert!(
+                    self.payments
+                        .get(id)
+                        .is_some_and(|payment| payment.first.is_some()),
+                    "local run of payment {id} did not end it"
+                );
             }
             Event::PaymentCaptureRequested { id, amount, at } => {
                 let payment = self.payment_mut(id);
@@ -424,6 +416,55 @@ impl State {
                 }
             }
         }
+    }
+
+    fn create_payment(
+        &mut self,
+        id: &PaymentId,
+        terms: &PaymentTerms,
+        rejected: Option<Rejection>,
+        at: TimestampMs,
+    ) {
+        let mut payment = Payment {
+            id: id.clone(),
+            terms: terms.clone(),
+            status: PaymentStatus::Pending,
+            code: None,
+            stage: if terms.capture {
+                Stage::Debit
+            } else {
+                Stage::Hold
+            },
+            captured_amount: Decimal::ZERO,
+            hold_expires_at: None,
+            first: None,
+            created_at: at,
+            updated_at: at,
+        };
+        if let Some(code) = rejected {
+            finish(&mut payment, PaymentStatus::Rejected, Some(code), at);
+        }
+        self.payments.insert(id.clone(), Box::new(payment));
+    }
+
+    /// A payment's step on an account of its coordinator's own shard: the account's
+    /// change and the payment's move together.
+    fn apply_local_step(
+        &mut self,
+        id: &PaymentId,
+        tag: StepTag,
+        account: &AccountId,
+        outcome: StepOutcome,
+        effect: StepEffect,
+        at: TimestampMs,
+    ) {
+        if outcome == StepOutcome::Done {
+            let account = self.account_mut(account);
+            account.balance += effect.balance_delta;
+            account.held += effect.held_delta;
+            account.version += 1;
+        }
+        self.complete_step(id, tag, outcome, at);
     }
 
     fn complete_step(&mut self, id: &PaymentId, tag: StepTag, outcome: StepOutcome, at: u64) {

@@ -5,8 +5,9 @@
 use rust_decimal::Decimal;
 use surge_actors::command::{Command, Reply};
 use surge_actors::domain::{AccountId, Amount, Currency, OpId, PaymentId};
-use surge_actors::event::Event;
+use surge_actors::event::{local_run_steps, Event};
 use surge_actors::model::{PaymentStatus, Stage, StepOutcome, StepTag};
+use surge_actors::rejection::Rejection;
 use surge_actors::router::{Router, ShardId};
 use surge_actors::shard::{ShardCore, ShardLimits, Token};
 use surge_actors::state::State;
@@ -121,11 +122,33 @@ fn pay<'a>(shard: &'a mut OneShard, id: &str, amount: i64) -> &'a Reply {
     shard.reply(token)
 }
 
-/// The journaled events of one payment, as (kind, step, outcome).
+/// The journaled events of one payment, as (kind, step, outcome); a local run is
+/// one entry per step, and `events` counts the journal entries.
 fn payment_events(journal: &[Event]) -> Vec<(&'static str, Option<StepTag>, Option<StepOutcome>)> {
     journal
         .iter()
-        .filter_map(|event| match event {
+        .flat_map(|event| match event {
+            Event::PaymentRunLocally {
+                terms, outcomes, ..
+            } => local_run_steps(terms, outcomes)
+                .map(|(tag, _, outcome, _)| ("run locally", Some(tag), Some(outcome)))
+                .collect(),
+            other => payment_event(other).into_iter().collect::<Vec<_>>(),
+        })
+        .collect()
+}
+
+/// Journal entries that belong to payments.
+fn payment_entries(journal: &[Event]) -> usize {
+    journal
+        .iter()
+        .filter(|event| event.saga().is_some())
+        .count()
+}
+
+fn payment_event(event: &Event) -> Option<(&'static str, Option<StepTag>, Option<StepOutcome>)> {
+    {
+        match event {
             Event::PaymentCreated { .. } => Some(("created", None, None)),
             Event::PaymentStepAppliedLocally { tag, outcome, .. } => {
                 Some(("local step", Some(*tag), Some(*outcome)))
@@ -137,8 +160,8 @@ fn payment_events(journal: &[Event]) -> Vec<(&'static str, Option<StepTag>, Opti
                 Some(("step applied", Some(key.tag), Some(*outcome)))
             }
             _ => None,
-        })
-        .collect()
+        }
+    }
 }
 
 fn setup_authorized_payment(shard: &mut OneShard, hold_timeout_ms: u64) -> PaymentId {
@@ -245,7 +268,7 @@ fn a_state_recovered_from_a_snapshot_keeps_the_configured_hash_seed() {
 }
 
 #[test]
-fn a_payment_between_accounts_of_its_own_shard_is_three_events_and_no_step_records() {
+fn a_payment_between_accounts_of_its_own_shard_is_one_event_and_no_step_records() {
     let mut shard = OneShard::new();
     setup_accounts(&mut shard);
     match pay(&mut shard, "pay-local", 30) {
@@ -255,11 +278,15 @@ fn a_payment_between_accounts_of_its_own_shard_is_three_events_and_no_step_recor
     assert_eq!(
         payment_events(&shard.journal),
         vec![
-            ("created", None, None),
-            ("local step", Some(StepTag::Debit), Some(StepOutcome::Done)),
-            ("local step", Some(StepTag::Credit), Some(StepOutcome::Done)),
+            ("run locally", Some(StepTag::Debit), Some(StepOutcome::Done)),
+            (
+                "run locally",
+                Some(StepTag::Credit),
+                Some(StepOutcome::Done)
+            ),
         ]
     );
+    assert_eq!(payment_entries(&shard.journal), 1);
     assert!(shard.core.state.steps.is_empty());
     assert_eq!(shard.balance("payer"), Decimal::from(70));
     assert_eq!(shard.balance("payee"), Decimal::from(30));
@@ -283,18 +310,61 @@ fn a_same_shard_payment_without_the_funds_is_refused_and_moves_nothing() {
     }
     assert_eq!(
         payment_events(&shard.journal),
+        vec![(
+            "run locally",
+            Some(StepTag::Debit),
+            Some(StepOutcome::Rejected(Rejection::InsufficientFunds))
+        )]
+    );
+    assert_eq!(payment_entries(&shard.journal), 1);
+    assert_eq!(shard.balance("payer"), Decimal::from(100));
+    assert_eq!(shard.balance("payee"), Decimal::ZERO);
+    assert_eq!(shard.replayed(), shard.core.state);
+}
+
+#[test]
+fn a_same_shard_payment_whose_credit_is_refused_is_refunded_in_the_same_event() {
+    let mut shard = OneShard::new();
+    setup_accounts(&mut shard);
+    shard.send(Command::CreateAccount {
+        id: AccountId::parse("euro-payee").expect("valid id"),
+        currency: Currency::parse("EUR").expect("known currency"),
+        overdraft_limit: Decimal::ZERO,
+    });
+    let token = shard.send(Command::CreatePayment {
+        id: PaymentId::parse("pay-euro").expect("valid id"),
+        from: AccountId::parse("payer").expect("valid id"),
+        to: AccountId::parse("euro-payee").expect("valid id"),
+        amount: Amount::from_decimal(Decimal::from(30), Decimal::from(1_000_000)).expect("amount"),
+        currency: Currency::parse("USD").expect("known currency"),
+        capture: true,
+        hold_timeout_ms: 60_000,
+    });
+    match shard.reply(token) {
+        Reply::Payment { payment, .. } => {
+            assert_eq!(payment.status, PaymentStatus::Rejected);
+            assert_eq!(payment.code, Some(Rejection::CurrencyMismatch));
+        }
+        other => panic!("expected a rejected payment, got {other:?}"),
+    }
+    assert_eq!(
+        payment_events(&shard.journal),
         vec![
-            ("created", None, None),
+            ("run locally", Some(StepTag::Debit), Some(StepOutcome::Done)),
             (
-                "local step",
-                Some(StepTag::Debit),
-                Some(StepOutcome::Rejected(
-                    surge_actors::rejection::Rejection::InsufficientFunds
-                ))
+                "run locally",
+                Some(StepTag::Credit),
+                Some(StepOutcome::Rejected(Rejection::CurrencyMismatch))
+            ),
+            (
+                "run locally",
+                Some(StepTag::Refund),
+                Some(StepOutcome::Done)
             ),
         ]
     );
+    assert_eq!(payment_entries(&shard.journal), 1);
+    // The debit went back: nothing moved, and a restart rebuilds the same state.
     assert_eq!(shard.balance("payer"), Decimal::from(100));
-    assert_eq!(shard.balance("payee"), Decimal::ZERO);
     assert_eq!(shard.replayed(), shard.core.state);
 }

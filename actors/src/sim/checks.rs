@@ -18,7 +18,7 @@ use super::workload::order_answers_agree;
 use super::world::World;
 use crate::command::{Command, OrderView, Reply};
 use crate::domain::{AccountId, OrderId, PaymentId, ReservationId, Sku};
-use crate::event::Event;
+use crate::event::{local_run_steps, Event};
 use crate::journal::{recover_state, Journal};
 use crate::model::{
     OpOutcome, PaymentStatus, ReservationKey, ReservationStatus, SagaId, Stage, StepKey, StepKind,
@@ -108,6 +108,21 @@ impl Ledger {
                     let saga = SagaId::Payment(id.clone());
                     self.balances[shard] += effect.balance_delta;
                     *self.outside.entry(saga.clone()).or_default() -= effect.balance_delta;
+                    self.touched.insert(saga);
+                }
+                Event::PaymentRunLocally {
+                    id,
+                    terms,
+                    outcomes,
+                    ..
+                } => {
+                    let saga = SagaId::Payment(id.clone());
+                    for (_, _, outcome, effect) in local_run_steps(terms, outcomes) {
+                        if outcome == StepOutcome::Done {
+                            self.balances[shard] += effect.balance_delta;
+                            *self.outside.entry(saga.clone()).or_default() -= effect.balance_delta;
+                        }
+                    }
                     self.touched.insert(saga);
                 }
                 Event::PaymentCreated { id, .. }
@@ -936,7 +951,7 @@ fn note_created(
         Event::AccountCreated { id, .. } => {
             created.insert(format!("account/{id}"));
         }
-        Event::PaymentCreated { id, .. } => {
+        Event::PaymentCreated { id, .. } | Event::PaymentRunLocally { id, .. } => {
             created.insert(format!("payment/{id}"));
         }
         Event::ItemCreated { sku, .. } => {
