@@ -52,6 +52,7 @@ pub struct EngineSettings {
     pub step_resend_ms: u64,
     pub snapshot_every_events: u64,
     pub snapshot_interval_s: u64,
+    pub flush_at_once_events_min: usize,
     pub idempotency_retention_ms: u64,
     pub hash_seed: u64,
 }

@@ -166,6 +166,7 @@ fn engine_config(settings: &Settings, observer: Arc<ServerObserver>) -> EngineCo
         hash_seed: engine.hash_seed,
         snapshot_every_events: engine.snapshot_every_events,
         snapshot_interval_s: engine.snapshot_interval_s,
+        flush_at_once_events_min: engine.flush_at_once_events_min,
         limits: ShardLimits {
             retention_ms: engine.idempotency_retention_ms,
             step_resend_ms: engine.step_resend_ms,

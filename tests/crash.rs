@@ -16,6 +16,9 @@ const STOCK: u64 = 40;
 /// Stock of the item orders buy; enough to sell out during the run.
 const ORDER_STOCK: u64 = 60;
 const ROUNDS: usize = 3;
+/// Workers that send batches of payments instead of single requests.
+const BATCH_WORKERS: usize = 2;
+const BATCH_PAYMENTS: usize = 200;
 
 /// A tiny deterministic generator; the seed is printed so a failure can be rerun.
 struct Rng(u64);
@@ -53,6 +56,9 @@ fn start(storage_url: &str, port: u16) -> Server {
         .env("SURGE__AUTH__JWT_SECRET", SECRET)
         .env("SURGE__ENGINE__SHARDS", "4")
         .env("SURGE__ENGINE__SNAPSHOT_EVERY_EVENTS", "300")
+        // Low, so that the batches below are written the moment the journal is
+        // idle (the path large client batches take) while the process is killed.
+        .env("SURGE__ENGINE__FLUSH_AT_ONCE_EVENTS_MIN", "32")
         .env("SURGE__RATE_LIMIT__REQUESTS_PER_S", "1000000")
         .env("SURGE__LOG__LEVEL", "warn")
         .stdout(Stdio::null())
@@ -172,6 +178,34 @@ async fn load(
 ) {
     let mut rng = Rng(seed ^ (worker as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     for n in 0.. {
+        if worker < BATCH_WORKERS {
+            let payments: Vec<Value> = (0..BATCH_PAYMENTS)
+                .map(|k| {
+                    let from = rng.below(ACCOUNTS as u64);
+                    let to = (from + 1 + rng.below(ACCOUNTS as u64 - 1)) % ACCOUNTS as u64;
+                    json!({"id": format!("b{round}-{worker}-{n}-{k}"), "from": format!("acc{from}"),
+                           "to": format!("acc{to}"), "amount": format!("0.{:02}", 1 + rng.below(99)),
+                           "currency": "USD"})
+                })
+                .collect();
+            let body = json!({ "payments": payments });
+            match post(&http, &token, format!("{base}/v1/payments/batch"), body).await {
+                Some((200, body)) => {
+                    let mut acknowledged = acknowledged.lock().unwrap();
+                    for result in body["results"].as_array().into_iter().flatten() {
+                        let status = result["status"].as_str().unwrap_or("");
+                        // "error" (503 retry inside the batch) promises nothing.
+                        if status == "settled" || status == "rejected" {
+                            let id = result["id"].as_str().unwrap_or("").to_owned();
+                            acknowledged.payments.push((id, status.to_owned()));
+                        }
+                    }
+                }
+                Some(_) => {}
+                None => return,
+            }
+            continue;
+        }
         let dice = rng.below(5);
         if dice == 1 {
             let buyer = rng.below(ACCOUNTS as u64);

@@ -24,11 +24,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// An open batch with at least this many events is written as soon as the journal
-/// is idle, without waiting for the mailbox to drain (see `schedule_flush`). Below
-/// it, a shard keeps draining its mailbox into the batch: small inputs group-commit.
-pub const FLUSH_AT_ONCE_EVENTS_MIN: usize = 4_096;
-
 /// Where a client's answer goes.
 pub type Responder = oneshot::Sender<Result<Reply, EngineError>>;
 
@@ -107,6 +102,10 @@ pub struct ShardSettings {
     pub snapshot_every_events: u64,
     /// ...or after this many seconds, if anything happened.
     pub snapshot_interval_s: u64,
+    /// An open batch with at least this many events is written as soon as the
+    /// journal is idle, without waiting for the mailbox to drain (see
+    /// `schedule_flush`); below it, small inputs keep group-committing.
+    pub flush_at_once_events_min: usize,
     pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
     pub observer: Arc<dyn EngineObserver>,
 }
@@ -216,7 +215,7 @@ impl ShardActor {
         let large = self
             .core
             .as_ref()
-            .is_some_and(|core| core.open_events() >= FLUSH_AT_ONCE_EVENTS_MIN);
+            .is_some_and(|core| core.open_events() >= self.settings.flush_at_once_events_min);
         if large && !self.writing {
             self.flush(ctx);
             return;

@@ -65,6 +65,8 @@ pub struct EngineConfig {
     pub hash_seed: u64,
     pub snapshot_every_events: u64,
     pub snapshot_interval_s: u64,
+    /// See `ShardSettings::flush_at_once_events_min`.
+    pub flush_at_once_events_min: usize,
     pub limits: ShardLimits,
     /// Wall clock in ms since the Unix epoch (tests inject their own).
     pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
@@ -83,12 +85,17 @@ impl Default for EngineConfig {
             hash_seed: 0,
             snapshot_every_events: 100_000,
             snapshot_interval_s: 300,
+            flush_at_once_events_min: FLUSH_AT_ONCE_EVENTS_MIN_DEFAULT,
             limits: ShardLimits::default(),
             clock: Arc::new(system_clock_ms),
             observer: Arc::new(NoObserver),
         }
     }
 }
+
+/// Events in an open batch that make it go to the journal at once when the journal
+/// is idle: a client batch of payments, not a few single requests.
+pub const FLUSH_AT_ONCE_EVENTS_MIN_DEFAULT: usize = 4_096;
 
 /// Milliseconds since the Unix epoch from the system clock.
 pub fn system_clock_ms() -> u64 {
@@ -261,6 +268,7 @@ impl Engine {
             hash_seed: config.hash_seed,
             snapshot_every_events: config.snapshot_every_events.max(1),
             snapshot_interval_s: config.snapshot_interval_s,
+            flush_at_once_events_min: config.flush_at_once_events_min.max(1),
             clock: config.clock.clone(),
             observer: observer.clone(),
         });
