@@ -12,21 +12,24 @@ use crate::rejection::Rejection;
 use crate::table::{StateHasher, UndoMap, UndoSet};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Everything a shard owns. Serialized whole (MessagePack) as a snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub accounts: UndoMap<AccountId, Account>,
-    /// Boxed: a payment is ~200 bytes and the map holds every payment of the
-    /// retention period, so inline values made every probe and every resize of a
-    /// multi-million-entry table touch ~10x the memory (perf: the map's insert and
-    /// the kernel zeroing its fresh pages led the shard's profile).
-    pub payments: UndoMap<PaymentId, Box<Payment>>,
+    /// Behind a pointer: a payment is ~200 bytes and the map holds every payment of
+    /// the retention period, so inline values made every probe and every resize of
+    /// a multi-million-entry table touch ~10x the memory (perf: the map's insert and
+    /// the kernel zeroing its fresh pages led the shard's profile). Shared (`Arc`),
+    /// so that a snapshot's copy of the state copies pointers, not payments; a
+    /// payment changed while a snapshot holds it is copied then (`payment_mut`).
+    pub payments: UndoMap<PaymentId, Arc<Payment>>,
     pub items: UndoMap<Sku, Item>,
     pub reservations: UndoMap<ReservationKey, Reservation>,
     /// Orders this shard coordinates.
-    /// Boxed for the same reason as `payments`.
-    pub orders: UndoMap<OrderId, Box<Order>>,
+    /// Shared pointers for the same reasons as `payments`.
+    pub orders: UndoMap<OrderId, Arc<Order>>,
     /// Idempotency records of non-creating operations.
     pub ops: UndoMap<OpKey, OpRecord>,
     /// Saga steps this shard has handled as an account owner.
@@ -360,7 +363,7 @@ impl State {
                 at,
             } => {
                 let order = Order::new(id.clone(), terms.clone(), *deadline, *at);
-                self.orders.insert(id.clone(), Box::new(order));
+                self.orders.insert(id.clone(), Arc::new(order));
                 self.timers
                     .insert((*deadline, TimerKey::OrderDeadline(id.clone())));
             }
@@ -444,7 +447,7 @@ impl State {
         if let Some(code) = rejected {
             finish(&mut payment, PaymentStatus::Rejected, Some(code), at);
         }
-        self.payments.insert(id.clone(), Box::new(payment));
+        self.payments.insert(id.clone(), Arc::new(payment));
     }
 
     /// A payment's step on an account of its coordinator's own shard: the account's
@@ -564,16 +567,22 @@ impl State {
             .unwrap_or_else(|| panic!("journal names unknown account {id}"))
     }
 
+    /// The payment to change: copied first if a snapshot still shares it.
     fn payment_mut(&mut self, id: &PaymentId) -> &mut Payment {
-        self.payments
-            .get_mut(id)
-            .unwrap_or_else(|| panic!("journal names unknown payment {id}"))
+        Arc::make_mut(
+            self.payments
+                .get_mut(id)
+                .unwrap_or_else(|| panic!("journal names unknown payment {id}")),
+        )
     }
 
+    /// The order to change: copied first if a snapshot still shares it.
     fn order_mut(&mut self, id: &OrderId) -> &mut Order {
-        self.orders
-            .get_mut(id)
-            .unwrap_or_else(|| panic!("journal names unknown order {id}"))
+        Arc::make_mut(
+            self.orders
+                .get_mut(id)
+                .unwrap_or_else(|| panic!("journal names unknown order {id}")),
+        )
     }
 
     fn item_mut(&mut self, sku: &Sku) -> &mut Item {
