@@ -286,7 +286,10 @@ impl ShardCore {
 
     /// A new one-phase payment whose payer and payee are both on this shard runs to
     /// its end at once, as one event: one journal entry and no step messages, where
-    /// the saga would take a creation and a step event per debit, credit and refund.
+    /// the saga would take a creation and a step event per debit and credit. A run
+    /// whose credit would be refused goes the saga's way instead (debit, credit,
+    /// refund as separate events): the payer's balance changes twice, and its feed
+    /// must see both versions, which one event's notices could not show.
     fn run_locally_if_possible(&self, event: Event) -> Event {
         match event {
             Event::PaymentCreated {
@@ -300,6 +303,14 @@ impl ShardCore {
             {
                 let saga = SagaId::Payment(id.clone());
                 let outcomes = decide::local_run_outcomes(&self.state, &saga, &terms);
+                if outcomes.len() > 2 {
+                    return Event::PaymentCreated {
+                        id,
+                        terms,
+                        rejected: None,
+                        at,
+                    };
+                }
                 Event::PaymentRunLocally {
                     id,
                     terms,
@@ -563,7 +574,9 @@ impl ShardCore {
                 at,
                 ..
             } => {
-                // Each account as the run left it, once per account it changed.
+                // Each account as the run left it: one change each (a run that
+                // would refund the payer is not made one event, see
+                // `run_locally_if_possible`), so each version is seen.
                 let debited = outcomes.first() == Some(&StepOutcome::Done);
                 let credited = outcomes.get(1) == Some(&StepOutcome::Done);
                 if debited {

@@ -7,6 +7,7 @@ use surge_actors::command::{Command, Reply};
 use surge_actors::domain::{AccountId, Amount, Currency, OpId, PaymentId};
 use surge_actors::event::{local_run_steps, Event};
 use surge_actors::model::{PaymentStatus, Stage, StepOutcome, StepTag};
+use surge_actors::notice::Notice;
 use surge_actors::rejection::Rejection;
 use surge_actors::router::{Router, ShardId};
 use surge_actors::shard::{ShardCore, ShardLimits, Token};
@@ -22,6 +23,8 @@ struct OneShard {
     replies: Vec<(Token, Reply)>,
     /// Everything journaled, in order.
     journal: Vec<Event>,
+    /// Everything the feeds heard, in order.
+    notices: Vec<Notice>,
 }
 
 impl OneShard {
@@ -38,6 +41,7 @@ impl OneShard {
             next_token: 0,
             replies: Vec::new(),
             journal: Vec::new(),
+            notices: Vec::new(),
         }
     }
 
@@ -53,6 +57,7 @@ impl OneShard {
         assert!(batch.messages.is_empty(), "one shard sends no messages");
         self.replies.extend(batch.replies);
         self.journal.extend(batch.events);
+        self.notices.extend(batch.notices);
         self.core.commit();
     }
 
@@ -77,6 +82,20 @@ impl OneShard {
     fn balance(&self, account: &str) -> Decimal {
         let id = AccountId::parse(account).expect("valid id");
         self.core.state.accounts.get(&id).expect("account").balance
+    }
+
+    /// The versions an account's feed was told, in order: a feed's `seq`, which
+    /// must grow by one without gaps.
+    fn account_versions(&self, account: &str) -> Vec<u64> {
+        self.notices
+            .iter()
+            .filter_map(|notice| match notice {
+                Notice::Account { account: view, .. } if view.id.as_str() == account => {
+                    Some(view.version)
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// The state a restart would rebuild from the journal.
@@ -288,6 +307,8 @@ fn a_payment_between_accounts_of_its_own_shard_is_one_event_and_no_step_records(
     );
     assert_eq!(payment_entries(&shard.journal), 1);
     assert!(shard.core.state.steps.is_empty());
+    assert_gap_free(&shard.account_versions("payer"));
+    assert_gap_free(&shard.account_versions("payee"));
     assert_eq!(shard.balance("payer"), Decimal::from(70));
     assert_eq!(shard.balance("payee"), Decimal::from(30));
     // A restart rebuilds exactly this state from the journal.
@@ -323,7 +344,7 @@ fn a_same_shard_payment_without_the_funds_is_refused_and_moves_nothing() {
 }
 
 #[test]
-fn a_same_shard_payment_whose_credit_is_refused_is_refunded_in_the_same_event() {
+fn a_same_shard_payment_whose_credit_is_refused_is_refunded_and_its_payer_feed_sees_both_changes() {
     let mut shard = OneShard::new();
     setup_accounts(&mut shard);
     shard.send(Command::CreateAccount {
@@ -350,21 +371,37 @@ fn a_same_shard_payment_whose_credit_is_refused_is_refunded_in_the_same_event() 
     assert_eq!(
         payment_events(&shard.journal),
         vec![
-            ("run locally", Some(StepTag::Debit), Some(StepOutcome::Done)),
+            ("created", None, None),
+            ("local step", Some(StepTag::Debit), Some(StepOutcome::Done)),
             (
-                "run locally",
+                "local step",
                 Some(StepTag::Credit),
                 Some(StepOutcome::Rejected(Rejection::CurrencyMismatch))
             ),
-            (
-                "run locally",
-                Some(StepTag::Refund),
-                Some(StepOutcome::Done)
-            ),
+            ("local step", Some(StepTag::Refund), Some(StepOutcome::Done)),
         ]
     );
-    assert_eq!(payment_entries(&shard.journal), 1);
+    // The payer's balance changed twice (debit, refund): its feed hears both.
+    let payer_versions = shard.account_versions("payer");
+    assert_gap_free(&payer_versions);
+    assert_eq!(
+        payer_versions.len(),
+        3,
+        "the deposit, the debit, the refund"
+    );
     // The debit went back: nothing moved, and a restart rebuilds the same state.
     assert_eq!(shard.balance("payer"), Decimal::from(100));
     assert_eq!(shard.replayed(), shard.core.state);
+}
+
+/// Versions that follow each other by one (a feed's `seq` without gaps).
+fn assert_gap_free(versions: &[u64]) {
+    assert!(!versions.is_empty(), "the feed heard of the account");
+    for pair in versions.windows(2) {
+        assert_eq!(
+            pair[1],
+            pair[0] + 1,
+            "feed versions {versions:?} have a gap"
+        );
+    }
 }
