@@ -27,9 +27,14 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens storage (migrating it), starts the shards, and binds the listener.
+    /// Binds the listener, opens storage (migrating it) and starts the shards.
     /// Must run inside the actix System.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // The port first: a second instance started by mistake must fail here,
+        // before it takes the shards' leases and so fences the running one's
+        // journal writes.
+        let listener = TcpListener::bind(&settings.http.addr)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.http.addr))?;
         let journal = storage::open(&storage_options(&settings)).await?;
         let metrics = web::Data::new(Metrics::new());
         let hub = Arc::new(FeedHub::default());
@@ -48,8 +53,6 @@ impl Application {
             hub,
         });
         let engine = Engine::start(engine_config(&settings, observer), journal);
-        let listener = TcpListener::bind(&settings.http.addr)
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.http.addr))?;
         let port = listener.local_addr()?.port();
         let server = run(listener, &settings, engine.clone(), metrics, feed)?;
         tracing::info!(port, shards = settings.engine.shards, storage = %redacted(&settings.storage.url), "surge listening");
