@@ -7,7 +7,10 @@ use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use surge::api::auth::{AuthKeys, Claims, Role};
+
+mod common;
+
+use common::{free_port, wait_ready};
 
 const SECRET: &str = "surge-crash-test-secret-0123456789";
 const ACCOUNTS: usize = 16;
@@ -33,14 +36,6 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Server {
@@ -71,28 +66,8 @@ fn start(storage_url: &str, port: u16) -> Server {
     }
 }
 
-async fn wait_ready(http: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(response) = http.get(format!("{base}/ready")).send().await {
-            if response.status() == 200 {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("surge did not become ready");
-}
-
 fn token() -> String {
-    let keys = AuthKeys::from_secret(SECRET.as_bytes());
-    keys.mint(&Claims {
-        sub: "crash-test".into(),
-        exp: surge_actors::engine::system_clock_ms() / 1000 + 3600,
-        role: Role::Operator,
-        accounts: None,
-    })
-    .unwrap()
+    common::operator_token(SECRET, "crash-test")
 }
 
 #[derive(Default, Clone)]

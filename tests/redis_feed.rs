@@ -10,29 +10,17 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use surge::api::auth::{AuthKeys, Claims, Role};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+mod common;
+
+use common::free_port;
+
 const SECRET: &str = "surge-redis-test-secret-0123456789";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn token() -> String {
-    AuthKeys::from_secret(SECRET.as_bytes())
-        .mint(&Claims {
-            sub: "redis-test".into(),
-            exp: surge_actors::engine::system_clock_ms() / 1000 + 3600,
-            role: Role::Operator,
-            accounts: None,
-        })
-        .unwrap()
+    common::operator_token(SECRET, "redis-test")
 }
 
 struct Node {

@@ -5,21 +5,15 @@
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use surge::api::auth::{AuthKeys, Claims, Role};
 use surge::startup::Application;
+
+mod common;
 
 const SECRET: &str = "surge-restart-test-secret-0123456789";
 const ACCOUNTS: usize = 12;
 
 fn token() -> String {
-    AuthKeys::from_secret(SECRET.as_bytes())
-        .mint(&Claims {
-            sub: "ops".into(),
-            exp: surge_actors::engine::system_clock_ms() / 1000 + 600,
-            role: Role::Operator,
-            accounts: None,
-        })
-        .unwrap()
+    common::operator_token(SECRET, "ops")
 }
 
 /// Sends until the answer is not 503: the same id makes retries safe.

@@ -6,17 +6,12 @@
 use serde_json::json;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use surge::api::auth::{AuthKeys, Claims, Role};
+
+mod common;
+
+use common::{free_port, wait_ready};
 
 const SECRET: &str = "surge-second-instance-secret-0123456789";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn start(storage_url: &str, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_surge"))
@@ -32,33 +27,9 @@ fn start(storage_url: &str, port: u16) -> Child {
         .expect("surge binary starts")
 }
 
-fn token() -> String {
-    AuthKeys::from_secret(SECRET.as_bytes())
-        .mint(&Claims {
-            sub: "second-instance-test".into(),
-            exp: surge_actors::engine::system_clock_ms() / 1000 + 3600,
-            role: Role::Operator,
-            accounts: None,
-        })
-        .unwrap()
-}
-
-async fn wait_ready(http: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(response) = http.get(format!("{base}/ready")).send().await {
-            if response.status() == 200 {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("surge did not become ready");
-}
-
 async fn create_account(http: &reqwest::Client, base: &str, id: &str) -> u16 {
     http.post(format!("{base}/v1/accounts"))
-        .bearer_auth(token())
+        .bearer_auth(common::operator_token(SECRET, "second-instance-test"))
         .json(&json!({"id": id, "currency": "USD"}))
         .send()
         .await
