@@ -506,6 +506,10 @@ pub fn decide_line_step(
     };
     let result = match (state.items.get(sku), kind) {
         (None, _) => Err(Rejection::ItemNotFound),
+        // The line was reserved before and its step record has since aged out (a
+        // resend outlived the retention period): answer as then, and never
+        // reserve the same line twice, which would count its units twice.
+        (Some(_), LineStepKind::Reserve { .. }) if reservation.is_some() => Ok(Vec::new()),
         (Some(item), LineStepKind::Reserve { quantity }) => {
             if item.available() < u64::from(quantity.get()) {
                 Err(Rejection::OutOfStock)

@@ -4,13 +4,14 @@
 
 use rust_decimal::Decimal;
 use surge_actors::command::{Command, Reply};
-use surge_actors::domain::{AccountId, Amount, Currency, OpId, PaymentId};
+use surge_actors::domain::{AccountId, Amount, Currency, OpId, OrderId, PaymentId, Quantity, Sku};
 use surge_actors::event::{local_run_steps, Event};
 use surge_actors::model::{PaymentStatus, Stage, StepOutcome, StepTag};
 use surge_actors::notice::Notice;
+use surge_actors::order::LineStepKind;
 use surge_actors::rejection::Rejection;
 use surge_actors::router::{Router, ShardId};
-use surge_actors::shard::{ShardCore, ShardLimits, Token};
+use surge_actors::shard::{LineStepRequest, ShardCore, ShardLimits, ShardMessage, Token};
 use surge_actors::state::State;
 
 const RETENTION_MS: u64 = 10_000;
@@ -404,4 +405,48 @@ fn assert_gap_free(versions: &[u64]) {
             "feed versions {versions:?} have a gap"
         );
     }
+}
+
+#[test]
+fn a_line_reserve_resent_after_its_record_aged_out_does_not_reserve_twice() {
+    // Found by the simulator (seeds 202 and 404 at 5,000 steps): a coordinator
+    // kept resending one line's reserve while its answers were lost; once the
+    // item shard's step record aged out, the resend reserved the line again and
+    // the item counted its units twice.
+    let mut shard = OneShard::new();
+    let sku = Sku::parse("gadget").expect("valid sku");
+    shard.send(Command::CreateItem {
+        sku: sku.clone(),
+        price: Amount::from_decimal(Decimal::from(5), Decimal::from(1_000_000)).expect("price"),
+        currency: Currency::parse("USD").expect("known currency"),
+        stock: 10,
+    });
+    let reserve = || {
+        ShardMessage::LineStep(LineStepRequest {
+            order: OrderId::parse("ord-elsewhere").expect("valid id"),
+            line: 0,
+            sku: sku.clone(),
+            kind: LineStepKind::Reserve {
+                quantity: Quantity::parse(2, 100).expect("quantity"),
+            },
+            reply_to: ShardId(0),
+        })
+    };
+    let reserved = |shard: &OneShard| shard.core.state.items.get(&sku).expect("item").reserved;
+    shard.core.message(reserve());
+    shard.flush();
+    assert_eq!(reserved(&shard), 2);
+    // Past the retention period: the step record is pruned, the reservation stays.
+    for _ in 0..4 {
+        shard.advance(RETENTION_MS);
+    }
+    assert!(
+        shard.core.state.steps.is_empty(),
+        "the step record aged out"
+    );
+    shard.core.message(reserve());
+    shard.flush();
+    assert_eq!(reserved(&shard), 2, "the line is reserved once");
+    assert_eq!(shard.core.state.reservations.len(), 1);
+    assert_eq!(shard.replayed(), shard.core.state);
 }
