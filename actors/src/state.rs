@@ -9,7 +9,7 @@ use crate::model::{
 };
 use crate::order::{Order, OrderStage};
 use crate::rejection::Rejection;
-use crate::table::{StateHasher, UndoMap, UndoSet};
+use crate::table::{StateHasher, UndoLog, UndoMap, UndoSet};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -40,9 +40,12 @@ pub struct State {
     pub last_seq: u64,
 }
 
+/// Undoable tables in a state (see `State::tables`).
+const TABLES: usize = 8;
+
 /// How long each of the state's undo logs was when a batch was taken.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct UndoMark([usize; 8]);
+pub struct UndoMark([usize; TABLES]);
 
 impl State {
     pub fn new(hash_seed: u64) -> Self {
@@ -85,73 +88,70 @@ impl State {
             + self.timers.len()
     }
 
+    /// Every table's undo log, in one fixed order (the order of `UndoMark`).
+    fn tables(&self) -> [&dyn UndoLog; TABLES] {
+        [
+            &self.accounts,
+            &self.payments,
+            &self.items,
+            &self.reservations,
+            &self.orders,
+            &self.ops,
+            &self.steps,
+            &self.timers,
+        ]
+    }
+
+    fn tables_mut(&mut self) -> [&mut dyn UndoLog; TABLES] {
+        [
+            &mut self.accounts,
+            &mut self.payments,
+            &mut self.items,
+            &mut self.reservations,
+            &mut self.orders,
+            &mut self.ops,
+            &mut self.steps,
+            &mut self.timers,
+        ]
+    }
+
     /// Turns undo recording on (live shard) or off (replay).
     pub fn set_recording(&mut self, recording: bool) {
-        self.accounts.set_recording(recording);
-        self.payments.set_recording(recording);
-        self.items.set_recording(recording);
-        self.reservations.set_recording(recording);
-        self.orders.set_recording(recording);
-        self.ops.set_recording(recording);
-        self.steps.set_recording(recording);
-        self.timers.set_recording(recording);
+        for table in self.tables_mut() {
+            table.set_recording(recording);
+        }
     }
 
     /// Everything applied so far is durable.
     pub fn commit(&mut self) {
-        self.accounts.commit();
-        self.payments.commit();
-        self.items.commit();
-        self.reservations.commit();
-        self.orders.commit();
-        self.ops.commit();
-        self.steps.commit();
-        self.timers.commit();
+        for table in self.tables_mut() {
+            table.commit();
+        }
     }
 
     /// Where every undo log ends now: what a batch taken now has changed.
     pub fn undo_mark(&self) -> UndoMark {
-        UndoMark([
-            self.accounts.undo_len(),
-            self.payments.undo_len(),
-            self.items.undo_len(),
-            self.reservations.undo_len(),
-            self.orders.undo_len(),
-            self.ops.undo_len(),
-            self.steps.undo_len(),
-            self.timers.undo_len(),
-        ])
+        UndoMark(self.tables().map(|table| table.undo_len()))
     }
 
     /// The changes up to `mark` are durable; later ones (batches still in
     /// flight) can still be undone.
     pub fn commit_through(&mut self, mark: UndoMark) {
-        let [accounts, payments, items, reservations, orders, ops, steps, timers] = mark.0;
-        self.accounts.commit_first(accounts);
-        self.payments.commit_first(payments);
-        self.items.commit_first(items);
-        self.reservations.commit_first(reservations);
-        self.orders.commit_first(orders);
-        self.ops.commit_first(ops);
-        self.steps.commit_first(steps);
-        self.timers.commit_first(timers);
+        for (table, entries) in self.tables_mut().into_iter().zip(mark.0) {
+            table.commit_first(entries);
+        }
     }
 
     /// Whether nothing is left to undo.
     pub fn undo_is_empty(&self) -> bool {
-        self.undo_mark().0.iter().all(|&entries| entries == 0)
+        self.tables().iter().all(|table| table.undo_len() == 0)
     }
 
     /// Goes back to the last commit point, as if the batch never happened.
     pub fn rollback(&mut self, last_seq: u64) {
-        self.accounts.rollback();
-        self.payments.rollback();
-        self.items.rollback();
-        self.reservations.rollback();
-        self.orders.rollback();
-        self.ops.rollback();
-        self.steps.rollback();
-        self.timers.rollback();
+        for table in self.tables_mut() {
+            table.rollback();
+        }
         self.last_seq = last_seq;
     }
 

@@ -18,7 +18,25 @@ use std::hash::Hash;
 /// hasher: for short ids the latter's state setup cost a fifth of a payment's CPU.
 pub type StateHasher = foldhash::fast::FixedState;
 
-/// A hash map whose changes can be undone back to the last [`UndoMap::commit`].
+/// A table's undo log: what a shard needs to take batches back or declare them
+/// durable, the same for every table (see `State`, which fans each call out to all
+/// of its tables).
+pub trait UndoLog {
+    /// Turns recording on or off; switching forgets the undo log (turning it on
+    /// again while it is on keeps what it holds: batches may still be in flight).
+    fn set_recording(&mut self, recording: bool);
+    /// Forgets the undo log: everything so far is durable.
+    fn commit(&mut self);
+    /// Entries in the undo log (where a batch ends).
+    fn undo_len(&self) -> usize;
+    /// Forgets the first `entries` of the undo log: the changes of batches now
+    /// durable. Later entries stay, for batches still in flight.
+    fn commit_first(&mut self, entries: usize);
+    /// Restores the state of the last commit point.
+    fn rollback(&mut self);
+}
+
+/// A hash map whose changes can be undone back to the last [`UndoLog::commit`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(bound(
     serialize = "K: Serialize + Eq + Hash, V: Serialize",
@@ -109,10 +127,12 @@ impl<K: Eq + Hash + Clone, V: Clone> UndoMap<K, V> {
         }
         previous
     }
+}
 
+impl<K: Eq + Hash + Clone, V: Clone> UndoLog for UndoMap<K, V> {
     /// Turns recording on or off; switching forgets the undo log (turning it on
     /// again while it is on keeps what it holds: batches may still be in flight).
-    pub fn set_recording(&mut self, recording: bool) {
+    fn set_recording(&mut self, recording: bool) {
         if self.recording != recording {
             self.recording = recording;
             self.undo.clear();
@@ -120,23 +140,23 @@ impl<K: Eq + Hash + Clone, V: Clone> UndoMap<K, V> {
     }
 
     /// Forgets the undo log: everything so far is durable.
-    pub fn commit(&mut self) {
+    fn commit(&mut self) {
         self.undo.clear();
     }
 
     /// Entries in the undo log (where a batch ends).
-    pub fn undo_len(&self) -> usize {
+    fn undo_len(&self) -> usize {
         self.undo.len()
     }
 
     /// Forgets the first `entries` of the undo log: the changes of batches now
     /// durable. Later entries stay, for batches still in flight.
-    pub fn commit_first(&mut self, entries: usize) {
+    fn commit_first(&mut self, entries: usize) {
         self.undo.drain(..entries.min(self.undo.len()));
     }
 
     /// Restores the state of the last commit point.
-    pub fn rollback(&mut self) {
+    fn rollback(&mut self) {
         while let Some((key, previous)) = self.undo.pop() {
             match previous {
                 Some(value) => {
@@ -216,29 +236,31 @@ impl<K: Ord + Clone> UndoSet<K> {
     pub fn is_empty(&self) -> bool {
         self.set.is_empty()
     }
+}
 
-    /// As [`UndoMap::set_recording`].
-    pub fn set_recording(&mut self, recording: bool) {
+impl<K: Ord + Clone> UndoLog for UndoSet<K> {
+    /// As for [`UndoMap`].
+    fn set_recording(&mut self, recording: bool) {
         if self.recording != recording {
             self.recording = recording;
             self.undo.clear();
         }
     }
 
-    pub fn commit(&mut self) {
+    fn commit(&mut self) {
         self.undo.clear();
     }
 
-    pub fn undo_len(&self) -> usize {
+    fn undo_len(&self) -> usize {
         self.undo.len()
     }
 
-    /// As [`UndoMap::commit_first`].
-    pub fn commit_first(&mut self, entries: usize) {
+    /// As for [`UndoMap`].
+    fn commit_first(&mut self, entries: usize) {
         self.undo.drain(..entries.min(self.undo.len()));
     }
 
-    pub fn rollback(&mut self) {
+    fn rollback(&mut self) {
         while let Some((key, was_present)) = self.undo.pop() {
             if was_present {
                 self.set.insert(key);
