@@ -782,9 +782,15 @@ pub fn step_effect(
 }
 
 /// The outcomes of a one-phase payment run entirely on its coordinator's shard
-/// (`Event::PaymentRunLocally`), in saga order: exactly what its debit, credit and
-/// refund would answer if each were handled as a local step after the one before.
-pub fn local_run_outcomes(state: &State, saga: &SagaId, terms: &PaymentTerms) -> Vec<StepOutcome> {
+/// (`Event::PaymentRunLocally`), in saga order: exactly what its debit and credit
+/// would answer if each were handled as a local step after the one before. `None`
+/// when the credit would be refused: a refund would follow, changing the payer a
+/// second time, and that run goes the saga's way (one notice per change).
+pub fn local_run_outcomes(
+    state: &State,
+    saga: &SagaId,
+    terms: &PaymentTerms,
+) -> Option<Vec<StepOutcome>> {
     assert!(terms.capture, "only one-phase payments run locally");
     assert!(
         terms.from != terms.to,
@@ -797,16 +803,11 @@ pub fn local_run_outcomes(state: &State, saga: &SagaId, terms: &PaymentTerms) ->
     };
     let debit = outcome(&terms.from, StepKind::Debit { amount });
     if debit != StepOutcome::Done {
-        return vec![debit];
+        return Some(vec![debit]);
     }
     // `from` and `to` differ, so the credit finds `to` as it is after the debit.
     let credit = outcome(&terms.to, StepKind::Credit { amount });
-    if credit == StepOutcome::Done {
-        return vec![debit, credit];
-    }
-    // The refund gives `from` back exactly what the debit took from it, on an
-    // account that exists in the payment's currency: it cannot be refused.
-    vec![debit, credit, StepOutcome::Done]
+    (credit == StepOutcome::Done).then(|| vec![debit, credit])
 }
 
 fn record(

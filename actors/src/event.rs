@@ -163,8 +163,8 @@ pub enum Event {
 }
 
 /// The steps of a local run (`Event::PaymentRunLocally`), in saga order: the debit
-/// of `from`; once it is done, the credit of `to`; once that is refused, the refund
-/// of `from`. A refused step has no effect.
+/// of `from`, then, once it is done, the credit of `to`. A refused step has no
+/// effect. (A run whose credit is refused is not journaled as one event.)
 pub fn local_run_steps<'a>(
     terms: &'a PaymentTerms,
     outcomes: &'a [StepOutcome],
@@ -173,7 +173,6 @@ pub fn local_run_steps<'a>(
     let steps = [
         (StepTag::Debit, &terms.from, -amount),
         (StepTag::Credit, &terms.to, amount),
-        (StepTag::Refund, &terms.from, amount),
     ];
     steps
         .into_iter()

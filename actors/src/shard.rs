@@ -10,7 +10,7 @@
 use crate::command::{Command, OrderView, PaymentView, Query, Reply, ReservationView};
 use crate::decide::{self, Plan, WaitFor};
 use crate::domain::{AccountId, Currency, OrderId, PaymentId, Sku, TimestampMs};
-use crate::event::Event;
+use crate::event::{local_run_steps, Event};
 use crate::model::{
     OpRecord, ReservationKey, ReservationStatus, SagaId, Stage, StepEffect, StepKind, StepOutcome,
     StepTag, TimerKey,
@@ -302,20 +302,19 @@ impl ShardCore {
                 && self.router.shard_for(terms.to.as_str()) == self.id =>
             {
                 let saga = SagaId::Payment(id.clone());
-                let outcomes = decide::local_run_outcomes(&self.state, &saga, &terms);
-                if outcomes.len() > 2 {
-                    return Event::PaymentCreated {
+                match decide::local_run_outcomes(&self.state, &saga, &terms) {
+                    Some(outcomes) => Event::PaymentRunLocally {
+                        id,
+                        terms,
+                        outcomes,
+                        at,
+                    },
+                    None => Event::PaymentCreated {
                         id,
                         terms,
                         rejected: None,
                         at,
-                    };
-                }
-                Event::PaymentRunLocally {
-                    id,
-                    terms,
-                    outcomes,
-                    at,
+                    },
                 }
             }
             event => event,
@@ -574,16 +573,12 @@ impl ShardCore {
                 at,
                 ..
             } => {
-                // Each account as the run left it: one change each (a run that
-                // would refund the payer is not made one event, see
-                // `run_locally_if_possible`), so each version is seen.
-                let debited = outcomes.first() == Some(&StepOutcome::Done);
-                let credited = outcomes.get(1) == Some(&StepOutcome::Done);
-                if debited {
-                    notices.extend(account(&terms.from, *at));
-                }
-                if credited {
-                    notices.extend(account(&terms.to, *at));
+                // Each account as the run left it: a run changes each account at
+                // most once (see `run_locally_if_possible`), so each version is seen.
+                for (_, id, outcome, _) in local_run_steps(terms, outcomes) {
+                    if outcome == StepOutcome::Done {
+                        notices.extend(account(id, *at));
+                    }
                 }
             }
             Event::Restocked { sku, at, .. }
