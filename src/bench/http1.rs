@@ -279,30 +279,26 @@ async fn read_response<R: AsyncRead + Unpin>(
 
 /// The body's framing and whether the server will close the connection after it.
 fn framing(response: &httparse::Response<'_, '_>) -> Result<(Framing, bool), Failure> {
-    let mut framing = Framing::UntilClose;
+    let mut length = None;
+    let mut chunked = false;
     let mut close = response.version == Some(0);
     for header in response.headers.iter() {
         let value = std::str::from_utf8(header.value).map_err(|_| Failure::Transport)?;
         if header.name.eq_ignore_ascii_case("content-length") {
-            let length = value.trim().parse().map_err(|_| Failure::Transport)?;
-            framing = Framing::Length(length);
+            length = Some(value.trim().parse().map_err(|_| Failure::Transport)?);
         } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
-            if value.to_ascii_lowercase().contains("chunked") {
-                // Chunked wins over any length (RFC 9112, 6.3).
-                return Ok((Framing::Chunked, close || connection_closes(response)));
-            }
+            chunked |= value.to_ascii_lowercase().contains("chunked");
         } else if header.name.eq_ignore_ascii_case("connection") {
             close = value.eq_ignore_ascii_case("close");
         }
     }
+    // Chunked wins over any length (RFC 9112, 6.3).
+    let framing = match (chunked, length) {
+        (true, _) => Framing::Chunked,
+        (false, Some(length)) => Framing::Length(length),
+        (false, None) => Framing::UntilClose,
+    };
     Ok((framing, close))
-}
-
-fn connection_closes(response: &httparse::Response<'_, '_>) -> bool {
-    response.headers.iter().any(|header| {
-        header.name.eq_ignore_ascii_case("connection")
-            && header.value.eq_ignore_ascii_case(b"close")
-    })
 }
 
 /// Reads a chunked body (chunk extensions and trailers are skipped).
