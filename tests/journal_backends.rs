@@ -188,3 +188,185 @@ async fn an_unknown_storage_url_is_a_clear_error() {
     };
     assert!(error.contains("unsupported storage url"), "{error}");
 }
+
+/// Direct access to a journal's database, to damage it or to write rows the way
+/// an older version of Surge did.
+enum Db {
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+impl Db {
+    async fn open(url: &str) -> Self {
+        if url.starts_with("postgres") {
+            Db::Postgres(sqlx::PgPool::connect(url).await.unwrap())
+        } else {
+            Db::Sqlite(sqlx::SqlitePool::connect(url).await.unwrap())
+        }
+    }
+
+    /// A snapshot stored as heads were before chunking: the payload inline.
+    async fn insert_inline_snapshot(&self, snapshot: &Snapshot) {
+        let (shard, seq) = (snapshot.shard.0 as i32, snapshot.seq as i64);
+        let checksum = snapshot.checksum as i64;
+        match self {
+            Db::Postgres(pool) => sqlx::query(
+                "INSERT INTO snapshots (shard, seq, payload, checksum) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(shard)
+            .bind(seq)
+            .bind(&snapshot.payload)
+            .bind(checksum)
+            .execute(pool)
+            .await
+            .map(drop),
+            Db::Sqlite(pool) => sqlx::query(
+                "INSERT INTO snapshots (shard, seq, payload, checksum) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .bind(shard)
+            .bind(seq)
+            .bind(&snapshot.payload)
+            .bind(checksum)
+            .execute(pool)
+            .await
+            .map(drop),
+        }
+        .unwrap();
+    }
+
+    async fn delete_chunk(&self, shard: ShardId, seq: u64, chunk: i32) {
+        let sql = "DELETE FROM snapshot_chunks WHERE shard = $1 AND seq = $2 AND chunk = $3";
+        let deleted = match self {
+            Db::Postgres(pool) => sqlx::query(sql)
+                .bind(shard.0 as i32)
+                .bind(seq as i64)
+                .bind(chunk)
+                .execute(pool)
+                .await
+                .unwrap()
+                .rows_affected(),
+            Db::Sqlite(pool) => sqlx::query(&sql.replace('$', "?"))
+                .bind(shard.0 as i32)
+                .bind(seq as i64)
+                .bind(chunk)
+                .execute(pool)
+                .await
+                .unwrap()
+                .rows_affected(),
+        };
+        assert_eq!(deleted, 1, "chunk {chunk} of snapshot {seq} was stored");
+    }
+
+    async fn chunk_rows(&self, shard: ShardId, seq: u64) -> i64 {
+        let sql = "SELECT count(*) FROM snapshot_chunks WHERE shard = $1 AND seq = $2";
+        match self {
+            Db::Postgres(pool) => sqlx::query_scalar(sql)
+                .bind(shard.0 as i32)
+                .bind(seq as i64)
+                .fetch_one(pool)
+                .await
+                .unwrap(),
+            Db::Sqlite(pool) => sqlx::query_scalar(&sql.replace('$', "?"))
+                .bind(shard.0 as i32)
+                .bind(seq as i64)
+                .fetch_one(pool)
+                .await
+                .unwrap(),
+        }
+    }
+}
+
+/// A state whose snapshot spans several chunks.
+fn state_with_accounts(accounts: u64) -> State {
+    let mut state = State::new(0);
+    for i in 0..accounts {
+        state.apply(&account_created(&format!("account-{i}"), i));
+    }
+    state
+}
+
+async fn snapshots_span_chunks_prune_them_and_survive_a_torn_newest(url: String) {
+    let journal = storage::open(&options(url.clone())).await.unwrap();
+    let db = Db::open(&url).await;
+    let shard = ShardId(7);
+    journal.acquire(shard).await.unwrap();
+
+    let mut state = state_with_accounts(100_000);
+    let first = Snapshot::encode(shard, &state);
+    assert!(
+        first.payload.len() > 3 * storage::SNAPSHOT_CHUNK_BYTES_MAX,
+        "the test needs a snapshot of several chunks, got {} bytes",
+        first.payload.len()
+    );
+    journal.save_snapshot(first.clone()).await.unwrap();
+    let loaded = journal.load(shard).await.unwrap().snapshot.unwrap();
+    assert_eq!(loaded, first);
+    assert_eq!(loaded.decode().unwrap(), state);
+    // Saving the same sequence number again stores nothing new.
+    journal.save_snapshot(first.clone()).await.unwrap();
+    assert_eq!(
+        journal.load(shard).await.unwrap().snapshot,
+        Some(first.clone())
+    );
+
+    state.apply(&account_created("one-more", 100_000));
+    let second = Snapshot::encode(shard, &state);
+    journal.save_snapshot(second.clone()).await.unwrap();
+    assert_eq!(
+        journal.load(shard).await.unwrap().snapshot,
+        Some(second.clone())
+    );
+
+    // A torn newest snapshot (a chunk gone) is skipped for the one before.
+    db.delete_chunk(shard, second.seq, 2).await;
+    assert_eq!(
+        journal.load(shard).await.unwrap().snapshot,
+        Some(first.clone())
+    );
+
+    // Only the two newest snapshots are kept, and the chunks of older ones go too.
+    state.apply(&account_created("and-another", 100_001));
+    let third = Snapshot::encode(shard, &state);
+    journal.save_snapshot(third.clone()).await.unwrap();
+    assert_eq!(
+        journal.load(shard).await.unwrap().snapshot,
+        Some(third.clone())
+    );
+    assert_eq!(db.chunk_rows(shard, first.seq).await, 0);
+    assert!(db.chunk_rows(shard, third.seq).await > 3);
+}
+
+async fn a_snapshot_stored_inline_before_chunking_still_loads(url: String) {
+    let journal = storage::open(&options(url.clone())).await.unwrap();
+    let db = Db::open(&url).await;
+    let shard = ShardId(2);
+    journal.acquire(shard).await.unwrap();
+    let state = state_with_accounts(100);
+    let legacy = Snapshot::encode(shard, &state);
+    db.insert_inline_snapshot(&legacy).await;
+    let loaded = journal.load(shard).await.unwrap().snapshot.unwrap();
+    assert_eq!(loaded, legacy);
+    assert_eq!(loaded.decode().unwrap(), state);
+}
+
+#[tokio::test]
+async fn postgres_snapshots_span_chunks_prune_them_and_survive_a_torn_newest() {
+    snapshots_span_chunks_prune_them_and_survive_a_torn_newest(fresh_postgres().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_snapshots_span_chunks_prune_them_and_survive_a_torn_newest() {
+    let (_dir, url) = fresh_sqlite();
+    snapshots_span_chunks_prune_them_and_survive_a_torn_newest(url).await;
+}
+
+#[tokio::test]
+async fn a_postgres_snapshot_stored_inline_before_chunking_still_loads() {
+    a_snapshot_stored_inline_before_chunking_still_loads(fresh_postgres().await).await;
+}
+
+#[tokio::test]
+async fn a_sqlite_snapshot_stored_inline_before_chunking_still_loads() {
+    let (_dir, url) = fresh_sqlite();
+    a_snapshot_stored_inline_before_chunking_still_loads(url).await;
+}

@@ -1,9 +1,13 @@
 //! The PostgreSQL journal (production backend).
 
 use super::writer::{GroupWriter, WriteRecords};
-use super::{checksum_from_sql, checksum_to_sql, timeout, unavailable, StorageOptions};
+use super::{
+    checksum_from_sql, checksum_to_sql, snapshot_chunk_count, snapshot_chunks, timeout,
+    unavailable, valid_snapshot, ChunkAssembler, StorageOptions,
+};
 use anyhow::Context as _;
 use futures::future::BoxFuture;
+use futures::TryStreamExt as _;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use std::collections::HashSet;
@@ -151,24 +155,7 @@ impl Journal for PostgresJournal {
     fn load(&self, shard: ShardId) -> BoxFuture<'static, Result<Recovered, JournalError>> {
         let pool = self.pool.clone();
         Box::pin(async move {
-            let snapshot_rows = sqlx::query(
-                "SELECT seq, payload, checksum FROM snapshots
-                 WHERE shard = $1 ORDER BY seq DESC LIMIT 2",
-            )
-            .bind(shard.0 as i32)
-            .fetch_all(&pool)
-            .await
-            .map_err(unavailable)?;
-            let snapshot = newest_valid_snapshot(
-                shard,
-                snapshot_rows.iter().map(|row| {
-                    (
-                        row.get::<i64, _>(0) as u64,
-                        row.get::<Vec<u8>, _>(1),
-                        checksum_from_sql(row.get::<i64, _>(2)),
-                    )
-                }),
-            );
+            let snapshot = load_snapshot(&pool, shard).await?;
             let after = snapshot.as_ref().map_or(0, |s| s.seq) as i64;
             let rows = sqlx::query(
                 "SELECT first_seq, last_seq, epoch, payload, checksum FROM journal
@@ -198,15 +185,42 @@ impl Journal for PostgresJournal {
         let pool = self.pool.clone();
         Box::pin(async move {
             let shard = snapshot.shard.0 as i32;
+            let seq = snapshot.seq as i64;
             let mut tx = pool.begin().await.map_err(unavailable)?;
+            // A snapshot at this sequence number is already stored (asked for twice
+            // with nothing in between): the state it holds is the same.
+            let stored = sqlx::query("SELECT 1 FROM snapshots WHERE shard = $1 AND seq = $2")
+                .bind(shard)
+                .bind(seq)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            if stored.is_some() {
+                return tx.commit().await.map_err(unavailable);
+            }
+            for (index, chunk) in snapshot_chunks(&snapshot.payload) {
+                sqlx::query(
+                    "INSERT INTO snapshot_chunks (shard, seq, chunk, payload)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (shard, seq, chunk) DO NOTHING",
+                )
+                .bind(shard)
+                .bind(seq)
+                .bind(index)
+                .bind(chunk)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            }
+            // The head goes last: recovery only looks for chunks a head announces.
             sqlx::query(
-                "INSERT INTO snapshots (shard, seq, payload, checksum) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (shard, seq) DO NOTHING",
+                "INSERT INTO snapshots (shard, seq, payload, checksum, chunks, bytes)
+                 VALUES ($1, $2, ''::bytea, $3, $4, $5) ON CONFLICT (shard, seq) DO NOTHING",
             )
             .bind(shard)
-            .bind(snapshot.seq as i64)
-            .bind(&snapshot.payload)
+            .bind(seq)
             .bind(checksum_to_sql(snapshot.checksum))
+            .bind(snapshot_chunk_count(&snapshot.payload))
+            .bind(snapshot.payload.len() as i64)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
@@ -215,6 +229,14 @@ impl Journal for PostgresJournal {
                 "DELETE FROM snapshots WHERE shard = $1 AND seq < (
                      SELECT min(seq) FROM (SELECT seq FROM snapshots WHERE shard = $1
                                            ORDER BY seq DESC LIMIT 2) AS kept)",
+            )
+            .bind(shard)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            sqlx::query(
+                "DELETE FROM snapshot_chunks WHERE shard = $1
+                 AND seq < (SELECT min(seq) FROM snapshots WHERE shard = $1)",
             )
             .bind(shard)
             .execute(&mut *tx)
@@ -234,22 +256,42 @@ impl Journal for PostgresJournal {
     }
 }
 
-/// The newest snapshot whose checksum holds; a torn or corrupt newest snapshot
-/// falls back to the one before (whose journal is still kept).
-pub(crate) fn newest_valid_snapshot(
-    shard: ShardId,
-    rows: impl Iterator<Item = (u64, Vec<u8>, u64)>,
-) -> Option<Snapshot> {
-    for (seq, payload, checksum) in rows {
-        if surge_actors::journal::checksum(&payload) == checksum {
-            return Some(Snapshot {
-                shard,
-                seq,
-                payload,
-                checksum,
-            });
+/// The newest snapshot whose payload is complete and whose checksum holds; a torn
+/// or corrupt newest snapshot falls back to the one before (whose journal is kept).
+async fn load_snapshot(pool: &PgPool, shard: ShardId) -> Result<Option<Snapshot>, JournalError> {
+    let heads = sqlx::query(
+        "SELECT seq, payload, checksum, chunks, bytes FROM snapshots
+         WHERE shard = $1 ORDER BY seq DESC LIMIT 2",
+    )
+    .bind(shard.0 as i32)
+    .fetch_all(pool)
+    .await
+    .map_err(unavailable)?;
+    for head in heads {
+        let seq: i64 = head.get(0);
+        let chunks: i32 = head.get(3);
+        let payload = if chunks == 0 {
+            Some(head.get::<Vec<u8>, _>(1))
+        } else {
+            let mut assembler = ChunkAssembler::new(chunks, head.get(4));
+            let mut rows = sqlx::query(
+                "SELECT chunk, payload FROM snapshot_chunks
+                 WHERE shard = $1 AND seq = $2 ORDER BY chunk",
+            )
+            .bind(shard.0 as i32)
+            .bind(seq)
+            .fetch(pool);
+            while let Some(row) = rows.try_next().await.map_err(unavailable)? {
+                if !assembler.push(row.get(0), row.get::<&[u8], _>(1)) {
+                    break;
+                }
+            }
+            assembler.finish()
+        };
+        let checksum = checksum_from_sql(head.get::<i64, _>(2));
+        if let Some(snapshot) = valid_snapshot(shard, seq as u64, payload, checksum) {
+            return Ok(Some(snapshot));
         }
-        tracing::error!(%shard, seq, "snapshot checksum mismatch; using an older snapshot");
     }
-    None
+    Ok(None)
 }

@@ -1,10 +1,13 @@
 //! The SQLite journal (embedded default): WAL mode, full synchronous commits.
 
-use super::postgres::newest_valid_snapshot;
 use super::writer::{GroupWriter, WriteRecords};
-use super::{checksum_from_sql, checksum_to_sql, timeout, unavailable, StorageOptions};
+use super::{
+    checksum_from_sql, checksum_to_sql, snapshot_chunk_count, snapshot_chunks, timeout,
+    unavailable, valid_snapshot, ChunkAssembler, StorageOptions,
+};
 use anyhow::Context as _;
 use futures::future::BoxFuture;
+use futures::TryStreamExt as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use std::str::FromStr;
@@ -138,24 +141,7 @@ impl Journal for SqliteJournal {
     fn load(&self, shard: ShardId) -> BoxFuture<'static, Result<Recovered, JournalError>> {
         let pool = self.pool.clone();
         Box::pin(async move {
-            let snapshot_rows = sqlx::query(
-                "SELECT seq, payload, checksum FROM snapshots
-                 WHERE shard = ?1 ORDER BY seq DESC LIMIT 2",
-            )
-            .bind(shard.0 as i64)
-            .fetch_all(&pool)
-            .await
-            .map_err(unavailable)?;
-            let snapshot = newest_valid_snapshot(
-                shard,
-                snapshot_rows.iter().map(|row| {
-                    (
-                        row.get::<i64, _>(0) as u64,
-                        row.get::<Vec<u8>, _>(1),
-                        checksum_from_sql(row.get::<i64, _>(2)),
-                    )
-                }),
-            );
+            let snapshot = load_snapshot(&pool, shard).await?;
             let after = snapshot.as_ref().map_or(0, |s| s.seq) as i64;
             let rows = sqlx::query(
                 "SELECT first_seq, last_seq, epoch, payload, checksum FROM journal
@@ -185,15 +171,42 @@ impl Journal for SqliteJournal {
         let pool = self.pool.clone();
         Box::pin(async move {
             let shard = snapshot.shard.0 as i64;
+            let seq = snapshot.seq as i64;
             let mut tx = pool.begin().await.map_err(unavailable)?;
+            // A snapshot at this sequence number is already stored (asked for twice
+            // with nothing in between): the state it holds is the same.
+            let stored = sqlx::query("SELECT 1 FROM snapshots WHERE shard = ?1 AND seq = ?2")
+                .bind(shard)
+                .bind(seq)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            if stored.is_some() {
+                return tx.commit().await.map_err(unavailable);
+            }
+            for (index, chunk) in snapshot_chunks(&snapshot.payload) {
+                sqlx::query(
+                    "INSERT OR IGNORE INTO snapshot_chunks (shard, seq, chunk, payload)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .bind(shard)
+                .bind(seq)
+                .bind(index)
+                .bind(chunk)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            }
+            // The head goes last: recovery only looks for chunks a head announces.
             sqlx::query(
-                "INSERT OR IGNORE INTO snapshots (shard, seq, payload, checksum)
-                 VALUES (?1, ?2, ?3, ?4)",
+                "INSERT OR IGNORE INTO snapshots (shard, seq, payload, checksum, chunks, bytes)
+                 VALUES (?1, ?2, X'', ?3, ?4, ?5)",
             )
             .bind(shard)
-            .bind(snapshot.seq as i64)
-            .bind(&snapshot.payload)
+            .bind(seq)
             .bind(checksum_to_sql(snapshot.checksum))
+            .bind(snapshot_chunk_count(&snapshot.payload))
+            .bind(snapshot.payload.len() as i64)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
@@ -201,6 +214,14 @@ impl Journal for SqliteJournal {
                 "DELETE FROM snapshots WHERE shard = ?1 AND seq < (
                      SELECT min(seq) FROM (SELECT seq FROM snapshots WHERE shard = ?1
                                            ORDER BY seq DESC LIMIT 2))",
+            )
+            .bind(shard)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            sqlx::query(
+                "DELETE FROM snapshot_chunks WHERE shard = ?1
+                 AND seq < (SELECT min(seq) FROM snapshots WHERE shard = ?1)",
             )
             .bind(shard)
             .execute(&mut *tx)
@@ -218,4 +239,47 @@ impl Journal for SqliteJournal {
             tx.commit().await.map_err(unavailable)
         })
     }
+}
+
+/// The newest snapshot whose payload is complete and whose checksum holds; a torn
+/// or corrupt newest snapshot falls back to the one before (whose journal is kept).
+async fn load_snapshot(
+    pool: &SqlitePool,
+    shard: ShardId,
+) -> Result<Option<Snapshot>, JournalError> {
+    let heads = sqlx::query(
+        "SELECT seq, payload, checksum, chunks, bytes FROM snapshots
+         WHERE shard = ?1 ORDER BY seq DESC LIMIT 2",
+    )
+    .bind(shard.0 as i64)
+    .fetch_all(pool)
+    .await
+    .map_err(unavailable)?;
+    for head in heads {
+        let seq: i64 = head.get(0);
+        let chunks: i32 = head.get(3);
+        let payload = if chunks == 0 {
+            Some(head.get::<Vec<u8>, _>(1))
+        } else {
+            let mut assembler = ChunkAssembler::new(chunks, head.get(4));
+            let mut rows = sqlx::query(
+                "SELECT chunk, payload FROM snapshot_chunks
+                 WHERE shard = ?1 AND seq = ?2 ORDER BY chunk",
+            )
+            .bind(shard.0 as i64)
+            .bind(seq)
+            .fetch(pool);
+            while let Some(row) = rows.try_next().await.map_err(unavailable)? {
+                if !assembler.push(row.get(0), row.get::<&[u8], _>(1)) {
+                    break;
+                }
+            }
+            assembler.finish()
+        };
+        let checksum = checksum_from_sql(head.get::<i64, _>(2));
+        if let Some(snapshot) = valid_snapshot(shard, seq as u64, payload, checksum) {
+            return Ok(Some(snapshot));
+        }
+    }
+    Ok(None)
 }
