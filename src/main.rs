@@ -82,3 +82,22 @@ async fn run() -> anyhow::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The option index is not named by libmimalloc-sys for mimalloc v3, so check
+    /// it against what only the purge delay looks like: its default of 1000 ms,
+    /// unless overridden from the environment. A libmimalloc-sys upgrade that
+    /// reorders mimalloc's options fails here instead of setting another option.
+    #[test]
+    fn the_purge_delay_option_index_names_mimallocs_purge_delay() {
+        // SAFETY: reads one integer option.
+        let value = unsafe { libmimalloc_sys::mi_option_get(MIMALLOC_OPTION_PURGE_DELAY) };
+        match std::env::var("MIMALLOC_PURGE_DELAY") {
+            Ok(set) => assert_eq!(value.to_string(), set),
+            Err(_) => assert_eq!(value, 1000, "mimalloc's default purge delay"),
+        }
+    }
+}
