@@ -201,8 +201,31 @@ impl Db {
         if url.starts_with("postgres") {
             Db::Postgres(sqlx::PgPool::connect(url).await.unwrap())
         } else {
-            Db::Sqlite(sqlx::SqlitePool::connect(url).await.unwrap())
+            let options = url
+                .parse::<sqlx::sqlite::SqliteConnectOptions>()
+                .unwrap()
+                .create_if_missing(true);
+            Db::Sqlite(sqlx::SqlitePool::connect_with(options).await.unwrap())
         }
+    }
+
+    /// The schema as the first release created it, before snapshots had chunks.
+    async fn create_schema_before_chunking(&self) {
+        match self {
+            Db::Postgres(pool) => sqlx::raw_sql(include_str!(
+                "../migrations/postgres/20261125000001_journal.sql"
+            ))
+            .execute(pool)
+            .await
+            .map(drop),
+            Db::Sqlite(pool) => sqlx::raw_sql(include_str!(
+                "../migrations/sqlite/20261125000001_journal.sql"
+            ))
+            .execute(pool)
+            .await
+            .map(drop),
+        }
+        .unwrap();
     }
 
     /// A snapshot stored as heads were before chunking: the payload inline.
@@ -278,9 +301,13 @@ impl Db {
 
 /// A state whose snapshot spans several chunks.
 fn state_with_accounts(accounts: u64) -> State {
+    state_with_accounts_named(accounts, "account")
+}
+
+fn state_with_accounts_named(accounts: u64, prefix: &str) -> State {
     let mut state = State::new(0);
     for i in 0..accounts {
-        state.apply(&account_created(&format!("account-{i}"), i));
+        state.apply(&account_created(&format!("{prefix}-{i}"), i));
     }
     state
 }
@@ -302,7 +329,22 @@ async fn snapshots_span_chunks_prune_them_and_survive_a_torn_newest(url: String)
     let loaded = journal.load(shard).await.unwrap().snapshot.unwrap();
     assert_eq!(loaded, first);
     assert_eq!(loaded.decode().unwrap(), state);
-    // Saving the same sequence number again stores nothing new.
+    // Another encoding at the same sequence number replaces the first whole: one
+    // head never describes chunks of two encodings.
+    let mut other = state_with_accounts_named(100_000, "other");
+    other.last_seq = first.seq;
+    let replacement = Snapshot::encode(shard, &other);
+    assert_eq!(replacement.seq, first.seq);
+    assert_ne!(replacement.payload, first.payload);
+    journal.save_snapshot(replacement.clone()).await.unwrap();
+    assert_eq!(
+        journal.load(shard).await.unwrap().snapshot,
+        Some(replacement.clone())
+    );
+    assert_eq!(
+        db.chunk_rows(shard, first.seq).await,
+        chunk_count(&replacement)
+    );
     journal.save_snapshot(first.clone()).await.unwrap();
     assert_eq!(
         journal.load(shard).await.unwrap().snapshot,
@@ -333,17 +375,73 @@ async fn snapshots_span_chunks_prune_them_and_survive_a_torn_newest(url: String)
         Some(third.clone())
     );
     assert_eq!(db.chunk_rows(shard, first.seq).await, 0);
-    assert!(db.chunk_rows(shard, third.seq).await > 3);
+    assert_eq!(
+        db.chunk_rows(shard, second.seq).await,
+        chunk_count(&second) - 1
+    );
+    assert_eq!(db.chunk_rows(shard, third.seq).await, chunk_count(&third));
 }
 
+fn chunk_count(snapshot: &Snapshot) -> i64 {
+    snapshot
+        .payload
+        .len()
+        .div_ceil(storage::SNAPSHOT_CHUNK_BYTES_MAX) as i64
+}
+
+/// A snapshot of several chunks is saved while the shard's appends keep coming:
+/// both succeed (SQLite has one writer at a time; the save must wait its turn,
+/// not fail).
+async fn a_snapshot_saves_while_appends_keep_coming(url: String) {
+    let journal = storage::open(&options(url)).await.unwrap();
+    let shard = ShardId(5);
+    let epoch = journal.acquire(shard).await.unwrap();
+    let state = state_with_accounts(100_000);
+    let snapshot = Snapshot::encode(shard, &state);
+    let appends = {
+        let journal = journal.clone();
+        async move {
+            for seq in 1..=200u64 {
+                journal
+                    .append(JournalRecord::encode(
+                        shard,
+                        epoch,
+                        seq,
+                        &[account_created(&format!("late-{seq}"), seq)],
+                    ))
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    let (saved, ()) = tokio::join!(journal.save_snapshot(snapshot.clone()), appends);
+    saved.unwrap();
+    let recovered = journal.load(shard).await.unwrap();
+    assert_eq!(recovered.snapshot, Some(snapshot));
+}
+
+#[tokio::test]
+async fn a_postgres_snapshot_saves_while_appends_keep_coming() {
+    a_snapshot_saves_while_appends_keep_coming(fresh_postgres().await).await;
+}
+
+#[tokio::test]
+async fn a_sqlite_snapshot_saves_while_appends_keep_coming() {
+    let (_dir, url) = fresh_sqlite();
+    a_snapshot_saves_while_appends_keep_coming(url).await;
+}
+
+/// A database written before chunking (its snapshot inline) is migrated at start
+/// and its snapshot still loads.
 async fn a_snapshot_stored_inline_before_chunking_still_loads(url: String) {
-    let journal = storage::open(&options(url.clone())).await.unwrap();
     let db = Db::open(&url).await;
+    db.create_schema_before_chunking().await;
     let shard = ShardId(2);
-    journal.acquire(shard).await.unwrap();
     let state = state_with_accounts(100);
     let legacy = Snapshot::encode(shard, &state);
     db.insert_inline_snapshot(&legacy).await;
+    let journal = storage::open(&options(url.clone())).await.unwrap();
+    journal.acquire(shard).await.unwrap();
     let loaded = journal.load(shard).await.unwrap().snapshot.unwrap();
     assert_eq!(loaded, legacy);
     assert_eq!(loaded.decode().unwrap(), state);

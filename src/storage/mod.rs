@@ -105,9 +105,11 @@ pub(crate) struct ChunkAssembler {
 
 impl ChunkAssembler {
     pub(crate) fn new(expected: i32, bytes: i64) -> Self {
+        // Capped by what the chunks can hold: `bytes` comes from the database,
+        // which may be damaged.
+        let bytes_max = (expected.max(0) as usize).saturating_mul(SNAPSHOT_CHUNK_BYTES_MAX);
         Self {
-            // Capped: `bytes` comes from the database, which may be damaged.
-            payload: Vec::with_capacity((bytes.max(0) as usize).min(1 << 32)),
+            payload: Vec::with_capacity((bytes.max(0) as usize).min(bytes_max)),
             next: 0,
             expected,
         }

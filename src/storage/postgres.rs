@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use futures::future::BoxFuture;
 use futures::TryStreamExt as _;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -155,7 +155,16 @@ impl Journal for PostgresJournal {
     fn load(&self, shard: ShardId) -> BoxFuture<'static, Result<Recovered, JournalError>> {
         let pool = self.pool.clone();
         Box::pin(async move {
-            let snapshot = load_snapshot(&pool, shard).await?;
+            // One consistent view of snapshots and journal: a snapshot saved
+            // meanwhile prunes the older snapshot and the journal before it, which
+            // separate reads could see half of (a fallback snapshot whose chunks or
+            // following records are gone).
+            let mut tx = pool.begin().await.map_err(unavailable)?;
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            let snapshot = load_snapshot(&mut tx, shard).await?;
             let after = snapshot.as_ref().map_or(0, |s| s.seq) as i64;
             let rows = sqlx::query(
                 "SELECT first_seq, last_seq, epoch, payload, checksum FROM journal
@@ -163,7 +172,7 @@ impl Journal for PostgresJournal {
             )
             .bind(shard.0 as i32)
             .bind(after)
-            .fetch_all(&pool)
+            .fetch_all(&mut *tx)
             .await
             .map_err(unavailable)?;
             let records = rows
@@ -177,6 +186,7 @@ impl Journal for PostgresJournal {
                     checksum: checksum_from_sql(row.get::<i64, _>(4)),
                 })
                 .collect();
+            tx.commit().await.map_err(unavailable)?;
             Ok(Recovered { snapshot, records })
         })
     }
@@ -187,21 +197,28 @@ impl Journal for PostgresJournal {
             let shard = snapshot.shard.0 as i32;
             let seq = snapshot.seq as i64;
             let mut tx = pool.begin().await.map_err(unavailable)?;
-            // A snapshot at this sequence number is already stored (asked for twice
-            // with nothing in between): the state it holds is the same.
-            let stored = sqlx::query("SELECT 1 FROM snapshots WHERE shard = $1 AND seq = $2")
+            // A snapshot at this sequence number may be stored already (asked for
+            // twice with nothing in between, or a torn one that recovery skipped).
+            // It is replaced whole: the same state can encode to other bytes (map
+            // order), and one head must never describe chunks of two encodings.
+            // (A write first, too: SQLite then takes its write lock at once and
+            // waits for the journal's writer instead of failing to upgrade.)
+            sqlx::query("DELETE FROM snapshots WHERE shard = $1 AND seq = $2")
                 .bind(shard)
                 .bind(seq)
-                .fetch_optional(&mut *tx)
+                .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
-            if stored.is_some() {
-                return tx.commit().await.map_err(unavailable);
-            }
+            sqlx::query("DELETE FROM snapshot_chunks WHERE shard = $1 AND seq = $2")
+                .bind(shard)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
             for (index, chunk) in snapshot_chunks(&snapshot.payload) {
                 sqlx::query(
                     "INSERT INTO snapshot_chunks (shard, seq, chunk, payload)
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (shard, seq, chunk) DO NOTHING",
+                     VALUES ($1, $2, $3, $4)",
                 )
                 .bind(shard)
                 .bind(seq)
@@ -214,7 +231,7 @@ impl Journal for PostgresJournal {
             // The head goes last: recovery only looks for chunks a head announces.
             sqlx::query(
                 "INSERT INTO snapshots (shard, seq, payload, checksum, chunks, bytes)
-                 VALUES ($1, $2, ''::bytea, $3, $4, $5) ON CONFLICT (shard, seq) DO NOTHING",
+                 VALUES ($1, $2, ''::bytea, $3, $4, $5)",
             )
             .bind(shard)
             .bind(seq)
@@ -258,13 +275,16 @@ impl Journal for PostgresJournal {
 
 /// The newest snapshot whose payload is complete and whose checksum holds; a torn
 /// or corrupt newest snapshot falls back to the one before (whose journal is kept).
-async fn load_snapshot(pool: &PgPool, shard: ShardId) -> Result<Option<Snapshot>, JournalError> {
+async fn load_snapshot(
+    conn: &mut PgConnection,
+    shard: ShardId,
+) -> Result<Option<Snapshot>, JournalError> {
     let heads = sqlx::query(
         "SELECT seq, payload, checksum, chunks, bytes FROM snapshots
          WHERE shard = $1 ORDER BY seq DESC LIMIT 2",
     )
     .bind(shard.0 as i32)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await
     .map_err(unavailable)?;
     for head in heads {
@@ -280,7 +300,7 @@ async fn load_snapshot(pool: &PgPool, shard: ShardId) -> Result<Option<Snapshot>
             )
             .bind(shard.0 as i32)
             .bind(seq)
-            .fetch(pool);
+            .fetch(&mut *conn);
             while let Some(row) = rows.try_next().await.map_err(unavailable)? {
                 if !assembler.push(row.get(0), row.get::<&[u8], _>(1)) {
                     break;

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use futures::future::BoxFuture;
 use futures::TryStreamExt as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{Row, SqliteConnection, SqlitePool};
 use std::str::FromStr;
 use std::sync::Arc;
 use surge_actors::journal::{JournalRecord, Recovered, Snapshot};
@@ -141,7 +141,12 @@ impl Journal for SqliteJournal {
     fn load(&self, shard: ShardId) -> BoxFuture<'static, Result<Recovered, JournalError>> {
         let pool = self.pool.clone();
         Box::pin(async move {
-            let snapshot = load_snapshot(&pool, shard).await?;
+            // One consistent view of snapshots and journal (in WAL mode a read
+            // transaction sees the database as of its first read): a snapshot saved
+            // meanwhile prunes the older snapshot and the journal before it, which
+            // separate reads could see half of.
+            let mut tx = pool.begin().await.map_err(unavailable)?;
+            let snapshot = load_snapshot(&mut tx, shard).await?;
             let after = snapshot.as_ref().map_or(0, |s| s.seq) as i64;
             let rows = sqlx::query(
                 "SELECT first_seq, last_seq, epoch, payload, checksum FROM journal
@@ -149,7 +154,7 @@ impl Journal for SqliteJournal {
             )
             .bind(shard.0 as i64)
             .bind(after)
-            .fetch_all(&pool)
+            .fetch_all(&mut *tx)
             .await
             .map_err(unavailable)?;
             let records = rows
@@ -163,6 +168,7 @@ impl Journal for SqliteJournal {
                     checksum: checksum_from_sql(row.get::<i64, _>(4)),
                 })
                 .collect();
+            tx.commit().await.map_err(unavailable)?;
             Ok(Recovered { snapshot, records })
         })
     }
@@ -173,20 +179,27 @@ impl Journal for SqliteJournal {
             let shard = snapshot.shard.0 as i64;
             let seq = snapshot.seq as i64;
             let mut tx = pool.begin().await.map_err(unavailable)?;
-            // A snapshot at this sequence number is already stored (asked for twice
-            // with nothing in between): the state it holds is the same.
-            let stored = sqlx::query("SELECT 1 FROM snapshots WHERE shard = ?1 AND seq = ?2")
+            // A snapshot at this sequence number may be stored already (asked for
+            // twice with nothing in between, or a torn one that recovery skipped).
+            // It is replaced whole: the same state can encode to other bytes (map
+            // order), and one head must never describe chunks of two encodings.
+            // (A write first, too: SQLite then takes its write lock at once and
+            // waits for the journal's writer instead of failing to upgrade.)
+            sqlx::query("DELETE FROM snapshots WHERE shard = ?1 AND seq = ?2")
                 .bind(shard)
                 .bind(seq)
-                .fetch_optional(&mut *tx)
+                .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
-            if stored.is_some() {
-                return tx.commit().await.map_err(unavailable);
-            }
+            sqlx::query("DELETE FROM snapshot_chunks WHERE shard = ?1 AND seq = ?2")
+                .bind(shard)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
             for (index, chunk) in snapshot_chunks(&snapshot.payload) {
                 sqlx::query(
-                    "INSERT OR IGNORE INTO snapshot_chunks (shard, seq, chunk, payload)
+                    "INSERT INTO snapshot_chunks (shard, seq, chunk, payload)
                      VALUES (?1, ?2, ?3, ?4)",
                 )
                 .bind(shard)
@@ -199,7 +212,7 @@ impl Journal for SqliteJournal {
             }
             // The head goes last: recovery only looks for chunks a head announces.
             sqlx::query(
-                "INSERT OR IGNORE INTO snapshots (shard, seq, payload, checksum, chunks, bytes)
+                "INSERT INTO snapshots (shard, seq, payload, checksum, chunks, bytes)
                  VALUES (?1, ?2, X'', ?3, ?4, ?5)",
             )
             .bind(shard)
@@ -244,7 +257,7 @@ impl Journal for SqliteJournal {
 /// The newest snapshot whose payload is complete and whose checksum holds; a torn
 /// or corrupt newest snapshot falls back to the one before (whose journal is kept).
 async fn load_snapshot(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     shard: ShardId,
 ) -> Result<Option<Snapshot>, JournalError> {
     let heads = sqlx::query(
@@ -252,7 +265,7 @@ async fn load_snapshot(
          WHERE shard = ?1 ORDER BY seq DESC LIMIT 2",
     )
     .bind(shard.0 as i64)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await
     .map_err(unavailable)?;
     for head in heads {
@@ -268,7 +281,7 @@ async fn load_snapshot(
             )
             .bind(shard.0 as i64)
             .bind(seq)
-            .fetch(pool);
+            .fetch(&mut *conn);
             while let Some(row) = rows.try_next().await.map_err(unavailable)? {
                 if !assembler.push(row.get(0), row.get::<&[u8], _>(1)) {
                     break;
