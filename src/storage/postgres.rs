@@ -201,8 +201,6 @@ impl Journal for PostgresJournal {
             // twice with nothing in between, or a torn one that recovery skipped).
             // It is replaced whole: the same state can encode to other bytes (map
             // order), and one head must never describe chunks of two encodings.
-            // (A write first, too: SQLite then takes its write lock at once and
-            // waits for the journal's writer instead of failing to upgrade.)
             sqlx::query("DELETE FROM snapshots WHERE shard = $1 AND seq = $2")
                 .bind(shard)
                 .bind(seq)
