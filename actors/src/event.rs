@@ -160,6 +160,22 @@ pub enum Event {
         outcomes: Vec<StepOutcome>,
         at: TimestampMs,
     },
+    /// A new order whose every line's item is on the order's own shard, and whose
+    /// every line that shard would refuse to reserve, ended at once: created, then
+    /// each line's reservation answered with its refusal, in line order (see
+    /// [`crate::order::local_refusals`]). Applying it is applying `OrderCreated`
+    /// and then one `OrderStepCompleted` per line, with the item's price as its
+    /// shard would report it. No step message was ever sent, so no step record is
+    /// kept. A refusal leaves the stock as it was, so only the order changes.
+    /// (Last in the enum: older journals keep their indices.)
+    OrderRefusedLocally {
+        id: OrderId,
+        terms: OrderTerms,
+        deadline: TimestampMs,
+        /// One per line, in line order.
+        refusals: Vec<Rejection>,
+        at: TimestampMs,
+    },
 }
 
 /// The steps of a local run (`Event::PaymentRunLocally`), in saga order: the debit
@@ -200,6 +216,7 @@ impl Event {
             | Event::PaymentStepAppliedLocally { id, .. }
             | Event::PaymentRunLocally { id, .. } => Some(SagaId::Payment(id.clone())),
             Event::OrderCreated { id, .. }
+            | Event::OrderRefusedLocally { id, .. }
             | Event::OrderStepCompleted { id, .. }
             | Event::OrderEndRequested { id, .. } => Some(SagaId::Order(id.clone())),
             _ => None,

@@ -510,20 +510,21 @@ pub fn decide_line_step(
         // resend outlived the retention period): answer as then, and never
         // reserve the same line twice, which would count its units twice.
         (Some(_), LineStepKind::Reserve { .. }) if reservation.is_some() => Ok(Vec::new()),
-        (Some(item), LineStepKind::Reserve { quantity }) => {
-            if item.available() < u64::from(quantity.get()) {
-                Err(Rejection::OutOfStock)
-            } else {
-                // The order, not the clock, ends this reservation: it never expires
-                // on its own, so a commit after authorization cannot fail.
-                Ok(vec![Event::Reserved {
-                    sku: sku.clone(),
-                    id: reservation_key.id.clone(),
-                    quantity: quantity.get(),
-                    ttl_ms: 0,
-                    expires_at: TimestampMs::MAX,
-                    at: now,
-                }])
+        (Some(_), LineStepKind::Reserve { quantity }) => {
+            match reserve_refusal(state, sku, quantity) {
+                Some(rejection) => Err(rejection),
+                None => {
+                    // The order, not the clock, ends this reservation: it never expires
+                    // on its own, so a commit after authorization cannot fail.
+                    Ok(vec![Event::Reserved {
+                        sku: sku.clone(),
+                        id: reservation_key.id.clone(),
+                        quantity: quantity.get(),
+                        ttl_ms: 0,
+                        expires_at: TimestampMs::MAX,
+                        at: now,
+                    }])
+                }
             }
         }
         (Some(_), LineStepKind::Commit) => match reservation.map(|r| r.status) {
@@ -547,6 +548,35 @@ pub fn decide_line_step(
         at: now,
     });
     (events, outcome)
+}
+
+/// Why an item's shard would refuse to reserve `quantity` of `sku` for an order
+/// line that holds no reservation yet; `None` when it would reserve it.
+pub fn reserve_refusal(state: &State, sku: &Sku, quantity: Quantity) -> Option<Rejection> {
+    match state.items.get(sku) {
+        None => Some(Rejection::ItemNotFound),
+        Some(item) if item.available() < u64::from(quantity.get()) => Some(Rejection::OutOfStock),
+        Some(_) => None,
+    }
+}
+
+/// The refusal of every line of a new order, in line order, when the items'
+/// shard (`state`) would refuse every one of them; `None` as soon as one line
+/// would be reserved. Such an order ends rejected without changing any stock,
+/// which is what lets its shard run it in one event
+/// (`Event::OrderRefusedLocally`) when the items are its own: the saga would send
+/// every reserve at once, each would find the stock as it is now, and every
+/// answer would be a refusal. An order with a line that would be reserved goes
+/// the saga's way, since that line's stock is taken and given back.
+///
+/// The order must be new: a reservation for one of its lines can only come from
+/// its own saga, so none exists yet.
+pub fn local_refusals(state: &State, terms: &OrderTerms) -> Option<Vec<Rejection>> {
+    terms
+        .lines
+        .iter()
+        .map(|line| reserve_refusal(state, &line.sku, line.quantity))
+        .collect()
 }
 
 /// The price an item's shard reports with its answer.

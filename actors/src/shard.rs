@@ -284,6 +284,11 @@ impl ShardCore {
         self.drain_local();
     }
 
+    /// A new order whose items are all on this shard and would all refuse their
+    /// line ends at once, as one event (`Event::OrderRefusedLocally`), instead of a
+    /// creation, a step record per line and a step answer per line. In a flash
+    /// sale most orders are such refusals once the hot item has sold out.
+    ///
     /// A new one-phase payment whose payer and payee are both on this shard runs to
     /// its end at once, as one event: one journal entry and no step messages, where
     /// the saga would take a creation and a step event per debit and credit. A run
@@ -313,6 +318,32 @@ impl ShardCore {
                         id,
                         terms,
                         rejected: None,
+                        at,
+                    },
+                }
+            }
+            Event::OrderCreated {
+                id,
+                terms,
+                deadline,
+                at,
+            } if terms
+                .lines
+                .iter()
+                .all(|line| self.router.shard_for(line.sku.as_str()) == self.id) =>
+            {
+                match order::local_refusals(&self.state, &terms) {
+                    Some(refusals) => Event::OrderRefusedLocally {
+                        id,
+                        terms,
+                        deadline,
+                        refusals,
+                        at,
+                    },
+                    None => Event::OrderCreated {
+                        id,
+                        terms,
+                        deadline,
                         at,
                     },
                 }
@@ -585,6 +616,7 @@ impl ShardCore {
             | Event::Reserved { sku, at, .. }
             | Event::ReservationClosed { sku, at, .. } => notices.extend(item(sku, *at)),
             Event::OrderCreated { id, .. }
+            | Event::OrderRefusedLocally { id, .. }
             | Event::OrderStepCompleted { id, .. }
             | Event::OrderEndRequested { id, .. } => {
                 let Some(order) = state.orders.get(id) else {
@@ -966,6 +998,7 @@ fn event_time(event: &Event) -> Option<TimestampMs> {
         | Event::Reserved { at, .. }
         | Event::ReservationClosed { at, .. }
         | Event::OrderCreated { at, .. }
+        | Event::OrderRefusedLocally { at, .. }
         | Event::OrderStepCompleted { at, .. }
         | Event::OrderEndRequested { at, .. }
         | Event::LineStepApplied { at, .. } => Some(*at),

@@ -7,7 +7,7 @@ use crate::model::{
     Reservation, ReservationKey, ReservationStatus, Stage, StepEffect, StepKey, StepOutcome,
     StepRecord, StepTag, TimerKey,
 };
-use crate::order::{Order, OrderStage};
+use crate::order::{Order, OrderStage, OrderStatus};
 use crate::rejection::Rejection;
 use crate::table::{StateHasher, UndoLog, UndoMap, UndoSet};
 use rust_decimal::Decimal;
@@ -366,6 +366,34 @@ impl State {
                 self.orders.insert(id.clone(), Arc::new(order));
                 self.timers
                     .insert((*deadline, TimerKey::OrderDeadline(id.clone())));
+            }
+            Event::OrderRefusedLocally {
+                id,
+                terms,
+                deadline,
+                refusals,
+                at,
+            } => {
+                // The journal's own shape: stays on in release builds, since a
+                // journal that says otherwise is corrupt.
+                assert_eq!(
+                    refusals.len(),
+                    terms.lines.len(),
+                    "local refusal of order {id} has one refusal per line"
+                );
+                let mut order = Order::new(id.clone(), terms.clone(), *deadline, *at);
+                for (index, (line, refusal)) in terms.lines.iter().zip(refusals).enumerate() {
+                    let price = crate::order::item_price(self, &line.sku);
+                    let tag = StepTag::ReserveLine(index as u16);
+                    order.on_reply(tag, StepOutcome::Rejected(*refusal), price, *at);
+                }
+                assert!(
+                    order.is_final() && order.status == OrderStatus::Rejected,
+                    "local refusal of order {id} did not reject it"
+                );
+                // Created and ended in one event: its deadline timer would be filed
+                // and taken out again, so it is never filed.
+                self.orders.insert(id.clone(), Arc::new(order));
             }
             Event::OrderStepCompleted {
                 id,

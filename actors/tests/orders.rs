@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use surge_actors::command::{Command, Reply};
 use surge_actors::domain::{AccountId, Amount, Currency, OpId, OrderId, Quantity, Sku};
 use surge_actors::event::Event;
+use surge_actors::notice::Notice;
 use surge_actors::order::{OrderLine, OrderStatus, OrderTerms};
 use surge_actors::router::{Router, ShardId};
 use surge_actors::shard::{ShardCore, ShardLimits, ShardMessage, Token};
@@ -20,6 +21,8 @@ struct World {
     cores: Vec<ShardCore>,
     /// Every event each shard journaled, for replay checks.
     journals: Vec<Vec<Event>>,
+    /// Every notice each shard gave its feeds.
+    notices: Vec<Vec<Notice>>,
     in_flight: VecDeque<(ShardId, ShardMessage)>,
     replies: Vec<(Token, Reply)>,
     now: u64,
@@ -39,6 +42,7 @@ impl World {
                 .map(|i| ShardCore::new(ShardId(i), router, limits.clone(), State::new(0)))
                 .collect(),
             journals: (0..SHARDS).map(|_| Vec::new()).collect(),
+            notices: (0..SHARDS).map(|_| Vec::new()).collect(),
             in_flight: VecDeque::new(),
             replies: Vec::new(),
             now: 1_000_000,
@@ -50,10 +54,53 @@ impl World {
         Router::new(SHARDS).shard_for(key).0 as usize
     }
 
+    /// The first id `{prefix}{n}` that lives on (`on`) or off (`!on`) `shard`.
+    fn id_where(&self, prefix: &str, shard: usize, on: bool) -> String {
+        (0..)
+            .map(|n| format!("{prefix}{n}"))
+            .find(|id| (self.shard(id) == shard) == on)
+            .expect("some id routes anywhere")
+    }
+
+    /// What the feeds heard of an order, as (version, status, reason).
+    fn order_notices(&self, id: &str) -> Vec<(u64, OrderStatus, Option<Rejection>)> {
+        self.notices[self.shard(id)]
+            .iter()
+            .filter_map(|notice| match notice {
+                Notice::Order {
+                    id: of,
+                    status,
+                    reason,
+                    version,
+                    ..
+                } if of.as_str() == id => Some((*version, *status, *reason)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The kinds of event a shard journaled about an order.
+    fn order_events(&self, id: &str) -> Vec<&'static str> {
+        self.journals[self.shard(id)]
+            .iter()
+            .filter_map(|event| match event {
+                Event::OrderCreated { id: of, .. } if of.as_str() == id => Some("created"),
+                Event::OrderRefusedLocally { id: of, .. } if of.as_str() == id => {
+                    Some("refused locally")
+                }
+                Event::OrderStepCompleted { id: of, .. } if of.as_str() == id => {
+                    Some("step completed")
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     fn flush(&mut self, index: usize) {
         let batch = self.cores[index].take_batch();
         self.cores[index].commit();
         self.journals[index].extend(batch.events);
+        self.notices[index].extend(batch.notices);
         self.replies.extend(batch.replies);
         for envelope in batch.messages {
             self.in_flight.push_back((envelope.to, envelope.message));
@@ -402,5 +449,86 @@ fn a_second_cancel_with_its_own_key_answers_cancelled_again_when_retried() {
         order_status(world.reply(retry).unwrap()),
         (OrderStatus::Cancelled, None)
     );
+    world.assert_replay_matches();
+}
+
+#[test]
+fn an_order_its_own_shard_refuses_ends_in_one_event_as_the_saga_would_end_it() {
+    let mut world = World::new();
+    world.setup("100", &[("tv", "30.00", 1)]);
+    let tv_shard = world.shard("tv");
+    // The only unit goes to a first order.
+    world.command(create_order("first", &[("tv", 1)]));
+    world.pump(1_000);
+    assert_eq!(world.order("first").status, OrderStatus::Confirmed);
+    let local = world.id_where("local", tv_shard, true);
+    let remote = world.id_where("remote", tv_shard, false);
+    let refused_here = world.command(create_order(&local, &[("tv", 1), ("tv", 1)]));
+    let refused_there = world.command(create_order(&remote, &[("tv", 1), ("tv", 1)]));
+    world.pump(1_000);
+
+    assert_eq!(world.order_events(&local), ["refused locally"]);
+    assert_eq!(
+        world.order_events(&remote),
+        ["created", "step completed", "step completed"]
+    );
+    // The one event leaves the order, the answer and the feed exactly as the saga
+    // leaves them.
+    let rejected = (OrderStatus::Rejected, Some(Rejection::OutOfStock));
+    assert_eq!(order_status(world.reply(refused_here).unwrap()), rejected);
+    assert_eq!(order_status(world.reply(refused_there).unwrap()), rejected);
+    let (here, there) = (world.order(&local), world.order(&remote));
+    assert_eq!((here.status, here.reason), rejected);
+    assert_eq!(here.stage, there.stage);
+    assert_eq!(here.lines, there.lines);
+    assert_eq!(here.history, there.history);
+    assert_eq!((here.total, here.currency), (there.total, there.currency));
+    let notices = [
+        (1, OrderStatus::Pending, None),
+        (2, OrderStatus::Rejected, Some(Rejection::OutOfStock)),
+    ];
+    assert_eq!(world.order_notices(&local), notices);
+    assert_eq!(world.order_notices(&remote), notices);
+    // Nothing waits on it: no deadline, no step record.
+    let state = &world.cores[tv_shard].state;
+    assert!(!state
+        .timers
+        .iter()
+        .any(|(_, key)| format!("{key:?}").contains(&local)));
+    assert!(!state
+        .steps
+        .iter()
+        .any(|(key, _)| format!("{key:?}").contains(&local)));
+    assert_eq!(world.item("tv"), (0, 0));
+    world.assert_replay_matches();
+    // A retry answers the same, and a crash replays the one event.
+    world.crash(tv_shard);
+    let retry = world.command(create_order(&local, &[("tv", 1), ("tv", 1)]));
+    assert_eq!(order_status(world.reply(retry).unwrap()), rejected);
+    assert_eq!(world.order_events(&local), ["refused locally"]);
+}
+
+#[test]
+fn an_order_with_a_line_its_own_shard_would_reserve_goes_the_sagas_way() {
+    let mut world = World::new();
+    world.setup("100", &[("tv", "30.00", 0)]);
+    let tv_shard = world.shard("tv");
+    let cable = world.id_where("cable", tv_shard, true);
+    world.command(Command::CreateItem {
+        sku: sku_of(&cable),
+        price: Amount::parse("2.50", Decimal::MAX).unwrap(),
+        currency: usd(),
+        stock: 10,
+    });
+    let order = world.id_where("order", tv_shard, true);
+    let token = world.command(create_order(&order, &[("tv", 1), (&cable, 2)]));
+    world.pump(1_000);
+    // The cable's stock is taken and given back: that needs the saga's steps.
+    assert_eq!(world.order_events(&order)[0], "created");
+    assert_eq!(
+        order_status(world.reply(token).unwrap()),
+        (OrderStatus::Rejected, Some(Rejection::OutOfStock))
+    );
+    assert_eq!(world.item(&cable), (10, 0));
     world.assert_replay_matches();
 }

@@ -133,6 +133,7 @@ impl Ledger {
                     self.touched.insert(SagaId::Payment(id.clone()));
                 }
                 Event::OrderCreated { id, .. }
+                | Event::OrderRefusedLocally { id, .. }
                 | Event::OrderStepCompleted { id, .. }
                 | Event::OrderEndRequested { id, .. } => {
                     self.touched.insert(SagaId::Order(id.clone()));
@@ -957,7 +958,7 @@ fn note_created(
         Event::ItemCreated { sku, .. } => {
             created.insert(format!("item/{sku}"));
         }
-        Event::OrderCreated { id, .. } => {
+        Event::OrderCreated { id, .. } | Event::OrderRefusedLocally { id, .. } => {
             created.insert(format!("order/{id}"));
         }
         Event::Reserved { sku, id, .. } => {
