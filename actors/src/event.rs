@@ -176,6 +176,21 @@ pub enum Event {
         refusals: Vec<Rejection>,
         at: TimestampMs,
     },
+    /// A new order whose items, payer and merchant are all on the order's own
+    /// shard, and whose every step that shard would carry out, run to its end at
+    /// once: confirmed. Applying it ([`crate::state::State::apply_with`]) takes
+    /// the saga's steps in the saga's order (every line reserved, the total held,
+    /// the merchant checked, every line committed, the total captured and
+    /// credited), each with the effect its step would have had; see
+    /// [`crate::order::local_run`] for when a run qualifies. No step message was
+    /// ever sent, so no step record is kept. (Last in the enum: older journals
+    /// keep their indices.)
+    OrderRunLocally {
+        id: OrderId,
+        terms: OrderTerms,
+        deadline: TimestampMs,
+        at: TimestampMs,
+    },
 }
 
 /// The steps of a local run (`Event::PaymentRunLocally`), in saga order: the debit
@@ -217,6 +232,7 @@ impl Event {
             | Event::PaymentRunLocally { id, .. } => Some(SagaId::Payment(id.clone())),
             Event::OrderCreated { id, .. }
             | Event::OrderRefusedLocally { id, .. }
+            | Event::OrderRunLocally { id, .. }
             | Event::OrderStepCompleted { id, .. }
             | Event::OrderEndRequested { id, .. } => Some(SagaId::Order(id.clone())),
             _ => None,

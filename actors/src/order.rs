@@ -579,6 +579,65 @@ pub fn local_refusals(state: &State, terms: &OrderTerms) -> Option<Vec<Rejection
         .collect()
 }
 
+/// What a local run of a new order (`Event::OrderRunLocally`) takes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalRun {
+    /// Each line's unit price, in line order.
+    pub unit_prices: Vec<Decimal>,
+    pub currency: Currency,
+    pub total: Decimal,
+}
+
+/// The run of a new order on the shard (`state`) that holds its items, its payer
+/// and its merchant, when every step of its saga would succeed there, in the
+/// saga's order: every line reserved (each line finds the stock the lines before
+/// it left), the total held on the payer, the merchant checked, the lines
+/// committed, the total captured and credited. `None` when any step would be
+/// refused: that order goes the saga's way, which also gives back what it took.
+/// An order paid to its own payer goes the saga's way too, so that each account
+/// here changes in one direction at a time.
+///
+/// The order must be new: a reservation for one of its lines can only come from
+/// its own saga, so none exists yet.
+pub fn local_run(state: &State, terms: &OrderTerms) -> Option<LocalRun> {
+    if terms.account == terms.merchant {
+        return None;
+    }
+    let mut unit_prices = Vec::with_capacity(terms.lines.len());
+    let mut currency = None;
+    let mut total = Decimal::ZERO;
+    for (index, line) in terms.lines.iter().enumerate() {
+        let item = state.items.get(&line.sku)?;
+        // Lines are few (ORDER_LINES_MAX): a scan beats a map here.
+        let taken_before: u64 = terms.lines[..index]
+            .iter()
+            .filter(|earlier| earlier.sku == line.sku)
+            .map(|earlier| u64::from(earlier.quantity.get()))
+            .sum();
+        let quantity = u64::from(line.quantity.get());
+        if item.available() < taken_before + quantity {
+            return None;
+        }
+        if *currency.get_or_insert(item.currency) != item.currency {
+            return None;
+        }
+        total = total.checked_add(item.price.checked_mul(Decimal::from(quantity))?)?;
+        unit_prices.push(item.price);
+    }
+    let currency = currency?;
+    let payer = state.accounts.get(&terms.account)?;
+    let merchant = state.accounts.get(&terms.merchant)?;
+    let steps_succeed = payer.currency == currency
+        && payer.available() >= total
+        && merchant.currency == currency
+        && merchant.balance.checked_add(total).is_some();
+    steps_succeed.then_some(LocalRun {
+        unit_prices,
+        currency,
+        total,
+    })
+}
+
 /// The price an item's shard reports with its answer.
 pub fn item_price(state: &State, sku: &Sku) -> Option<(Decimal, Currency)> {
     state.items.get(sku).map(|item| (item.price, item.currency))

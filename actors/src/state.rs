@@ -1,13 +1,13 @@
 //! A shard's state and `apply`, the only function that changes it.
 
-use crate::domain::{AccountId, OrderId, PaymentId, Sku, TimestampMs};
+use crate::domain::{AccountId, OrderId, PaymentId, ReservationId, Sku, TimestampMs};
 use crate::event::{local_run_steps, Event};
 use crate::model::{
     Account, Ending, FirstOutcome, Item, OpKey, OpRecord, Payment, PaymentStatus, PaymentTerms,
     Reservation, ReservationKey, ReservationStatus, Stage, StepEffect, StepKey, StepOutcome,
     StepRecord, StepTag, TimerKey,
 };
-use crate::order::{Order, OrderStage, OrderStatus};
+use crate::order::{Order, OrderStage, OrderStatus, OrderTerms};
 use crate::rejection::Rejection;
 use crate::table::{StateHasher, UndoLog, UndoMap, UndoSet};
 use rust_decimal::Decimal;
@@ -38,6 +38,13 @@ pub struct State {
     pub timers: UndoSet<(TimestampMs, TimerKey)>,
     /// Sequence number of the last applied event.
     pub last_seq: u64,
+}
+
+/// An account or an item that an event changed (see `State::apply_with`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Changed<'a> {
+    Account(&'a AccountId),
+    Item(&'a Sku),
 }
 
 /// Undoable tables in a state (see `State::tables`).
@@ -159,8 +166,23 @@ impl State {
     /// so an entity an event names exists; a missing one means a corrupt journal,
     /// and the shard must stop rather than guess.
     pub fn apply(&mut self, event: &Event) {
+        self.apply_with(event, &mut |_, _| {});
+    }
+
+    /// Applies one event, and calls `changed` with the state as it stands after each
+    /// change to an account or an item that happens in the middle of the event: an
+    /// order run locally (`Event::OrderRunLocally`) changes its payer and its items
+    /// twice, and feeds must see every version. (For every other event, what
+    /// changed is read from the state after it.)
+    pub fn apply_with(&mut self, event: &Event, changed: &mut dyn FnMut(&State, Changed<'_>)) {
         self.last_seq += 1;
         match event {
+            Event::OrderRunLocally {
+                id,
+                terms,
+                deadline,
+                at,
+            } => self.run_order_locally(id, terms, *deadline, *at, changed),
             Event::AccountCreated {
                 id,
                 currency,
@@ -570,6 +592,103 @@ impl State {
 
     /// The hold of `closing`'s payment is gone: its step record, kept while the hold
     /// was active, now ages out together with the record of the step that closed it.
+    /// `Event::OrderRunLocally`: the saga's steps in the saga's order, each with the
+    /// effect its step would have had, and the order moved by each answer exactly
+    /// as `OrderStepCompleted` moves it.
+    fn run_order_locally(
+        &mut self,
+        id: &OrderId,
+        terms: &OrderTerms,
+        deadline: TimestampMs,
+        at: TimestampMs,
+        changed: &mut dyn FnMut(&State, Changed<'_>),
+    ) {
+        // The run was decided against this very state; if it no longer succeeds,
+        // the journal is corrupt (stays on in release builds).
+        let run = crate::order::local_run(self, terms)
+            .unwrap_or_else(|| panic!("journal runs order {id} locally, which cannot succeed"));
+        let total = run.total;
+        let mut order = Order::new(id.clone(), terms.clone(), deadline, at);
+        let reservation_key = |index: usize, line: &crate::order::OrderLine| ReservationKey {
+            sku: line.sku.clone(),
+            id: ReservationId::for_order_line(id, index as u16),
+        };
+        for (index, line) in terms.lines.iter().enumerate() {
+            let key = reservation_key(index, line);
+            let quantity = line.quantity.get();
+            // What the item's shard records for an order's line (see
+            // `order::decide_line_step`): it never expires on its own.
+            self.reservations.insert(
+                key.clone(),
+                Reservation {
+                    sku: key.sku,
+                    id: key.id,
+                    quantity,
+                    ttl_ms: 0,
+                    status: ReservationStatus::Held,
+                    expires_at: TimestampMs::MAX,
+                    created_at: at,
+                },
+            );
+            let item = self.item_mut(&line.sku);
+            item.reserved += u64::from(quantity);
+            item.version += 1;
+            changed(self, Changed::Item(&line.sku));
+            let price = Some((run.unit_prices[index], run.currency));
+            order.on_reply(
+                StepTag::ReserveLine(index as u16),
+                StepOutcome::Done,
+                price,
+                at,
+            );
+        }
+        let payer = self.account_mut(&terms.account);
+        payer.held += total;
+        payer.version += 1;
+        changed(self, Changed::Account(&terms.account));
+        order.on_reply(StepTag::Hold, StepOutcome::Done, None, at);
+        // Checking the merchant changes nothing.
+        order.on_reply(StepTag::Validate, StepOutcome::Done, None, at);
+        for (index, line) in terms.lines.iter().enumerate() {
+            let key = reservation_key(index, line);
+            let reservation = self
+                .reservations
+                .get_mut(&key)
+                .expect("reserved above in this run");
+            reservation.status = ReservationStatus::Committed;
+            let quantity = u64::from(line.quantity.get());
+            let item = self.item_mut(&line.sku);
+            item.reserved -= quantity;
+            item.on_hand -= quantity;
+            item.version += 1;
+            changed(self, Changed::Item(&line.sku));
+            order.on_reply(
+                StepTag::CommitLine(index as u16),
+                StepOutcome::Done,
+                None,
+                at,
+            );
+        }
+        let payer = self.account_mut(&terms.account);
+        payer.balance -= total;
+        payer.held -= total;
+        payer.version += 1;
+        changed(self, Changed::Account(&terms.account));
+        order.on_reply(StepTag::Capture, StepOutcome::Done, None, at);
+        let merchant = self.account_mut(&terms.merchant);
+        merchant.balance += total;
+        merchant.version += 1;
+        changed(self, Changed::Account(&terms.merchant));
+        order.on_reply(StepTag::Credit, StepOutcome::Done, None, at);
+        assert!(
+            order.is_final() && order.status == OrderStatus::Confirmed,
+            "local run of order {id} did not confirm it"
+        );
+        // Created and ended in one event: its deadline timer would be filed and
+        // taken out again, so it is never filed.
+        self.orders.insert(id.clone(), Arc::new(order));
+    }
+
     fn close_hold_record(&mut self, closing: &StepKey, expires_at: TimestampMs) {
         let hold = TimerKey::Step(StepKey {
             saga: closing.saga.clone(),

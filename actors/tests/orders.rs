@@ -5,8 +5,11 @@
 use rust_decimal::Decimal;
 use std::collections::VecDeque;
 use surge_actors::command::{Command, Reply};
-use surge_actors::domain::{AccountId, Amount, Currency, OpId, OrderId, Quantity, Sku};
+use surge_actors::domain::{
+    AccountId, Amount, Currency, OpId, OrderId, Quantity, ReservationId, Sku,
+};
 use surge_actors::event::Event;
+use surge_actors::model::ReservationKey;
 use surge_actors::notice::Notice;
 use surge_actors::order::{OrderLine, OrderStatus, OrderTerms};
 use surge_actors::router::{Router, ShardId};
@@ -88,6 +91,7 @@ impl World {
                 Event::OrderRefusedLocally { id: of, .. } if of.as_str() == id => {
                     Some("refused locally")
                 }
+                Event::OrderRunLocally { id: of, .. } if of.as_str() == id => Some("run locally"),
                 Event::OrderStepCompleted { id: of, .. } if of.as_str() == id => {
                     Some("step completed")
                 }
@@ -531,4 +535,202 @@ fn an_order_with_a_line_its_own_shard_would_reserve_goes_the_sagas_way() {
     );
     assert_eq!(world.item(&cable), (10, 0));
     world.assert_replay_matches();
+}
+
+/// A buyer, a merchant and two items that all live on the buyer's shard.
+struct Shop {
+    world: World,
+    shard: usize,
+    merchant: String,
+    tv: String,
+    cable: String,
+}
+
+impl Shop {
+    fn open(funds: &str, tv_stock: u64) -> Self {
+        let mut world = World::new();
+        let shard = world.shard("buyer");
+        let merchant = world.id_where("merchant", shard, true);
+        let tv = world.id_where("tv", shard, true);
+        let cable = world.id_where("cable", shard, true);
+        for id in ["buyer", merchant.as_str()] {
+            world.command(Command::CreateAccount {
+                id: aid(id),
+                currency: usd(),
+                overdraft_limit: Decimal::ZERO,
+            });
+        }
+        world.command(Command::Deposit {
+            account: aid("buyer"),
+            id: OpId::parse("d1").unwrap(),
+            amount: Amount::parse(funds, Decimal::MAX).unwrap(),
+            currency: None,
+            replayable: true,
+        });
+        for (sku, price, stock) in [(&tv, "30.00", tv_stock), (&cable, "2.50", 10)] {
+            world.command(Command::CreateItem {
+                sku: sku_of(sku),
+                price: Amount::parse(price, Decimal::MAX).unwrap(),
+                currency: usd(),
+                stock,
+            });
+        }
+        Self {
+            world,
+            shard,
+            merchant,
+            tv,
+            cable,
+        }
+    }
+
+    /// Places an order to the shop's merchant under an id that lives on the
+    /// shop's shard (`here`) or on another one, and runs the world until it ends.
+    fn order(&mut self, prefix: &str, here: bool, lines: &[(&str, u32)]) -> (String, Token) {
+        let id = self.world.id_where(prefix, self.shard, here);
+        let mut command = create_order(&id, lines);
+        if let Command::CreateOrder { terms, .. } = &mut command {
+            terms.merchant = aid(&self.merchant);
+        }
+        let token = self.world.command(command);
+        self.world.pump(1_000);
+        (id, token)
+    }
+
+    /// Every version of the shop's accounts and items its feeds heard, in order.
+    fn feed(&self) -> Vec<String> {
+        self.world.notices[self.shard]
+            .iter()
+            .filter_map(|notice| match notice {
+                Notice::Account { account, .. } => Some(format!("{account:?}")),
+                Notice::Item { item, .. } => Some(format!("{item:?}")),
+                Notice::Order { .. } => None,
+            })
+            .collect()
+    }
+
+    fn versions(&self) -> Vec<(Decimal, Decimal, u64)> {
+        let state = &self.world.cores[self.shard].state;
+        let account = |id: &str| {
+            let account = state.accounts.get(&aid(id)).unwrap();
+            (account.balance, account.held, account.version)
+        };
+        let item = |sku: &str| {
+            let item = state.items.get(&sku_of(sku)).unwrap();
+            let stock = |units: u64| Decimal::from(units);
+            (stock(item.on_hand), stock(item.reserved), item.version)
+        };
+        vec![
+            account("buyer"),
+            account(&self.merchant),
+            item(&self.tv),
+            item(&self.cable),
+        ]
+    }
+}
+
+#[test]
+fn an_order_run_on_its_own_shard_confirms_in_one_event_as_the_saga_would() {
+    let mut here = Shop::open("100", 5);
+    let mut there = Shop::open("100", 5);
+    let money = here.world.money();
+    let (tv, cable) = (here.tv.clone(), here.cable.clone());
+    // The second tv line finds the stock the first one took.
+    let lines = [(tv.as_str(), 2), (tv.as_str(), 1), (cable.as_str(), 3)];
+    let (local, local_token) = here.order("order", true, &lines);
+    let (remote, remote_token) = there.order("order", false, &lines);
+
+    assert_eq!(here.world.order_events(&local), ["run locally"]);
+    assert_eq!(there.world.order_events(&remote)[0], "created");
+    let confirmed = (OrderStatus::Confirmed, None);
+    assert_eq!(
+        order_status(here.world.reply(local_token).unwrap()),
+        confirmed
+    );
+    assert_eq!(
+        order_status(there.world.reply(remote_token).unwrap()),
+        confirmed
+    );
+    let (a, b) = (here.world.order(&local), there.world.order(&remote));
+    assert_eq!((a.status, a.stage, a.total), (b.status, b.stage, b.total));
+    assert_eq!((&a.lines, &a.history), (&b.lines, &b.history));
+    assert_eq!(a.total, Some(Decimal::new(9750, 2)));
+    // Every account and item, and every version of them the feeds heard.
+    assert_eq!(here.versions(), there.versions());
+    assert_eq!(here.feed(), there.feed());
+    let statuses = [
+        OrderStatus::Pending,
+        OrderStatus::Reserved,
+        OrderStatus::Authorized,
+        OrderStatus::Confirmed,
+    ];
+    let expected: Vec<_> = (1..).zip(statuses).map(|(v, s)| (v, s, None)).collect();
+    assert_eq!(here.world.order_notices(&local), expected);
+    assert_eq!(there.world.order_notices(&remote), expected);
+    // The lines' reservations, committed.
+    let reservations = |shop: &Shop, order: &str| {
+        let state = &shop.world.cores[shop.shard].state;
+        (0..lines.len() as u16)
+            .map(|line| {
+                let id = ReservationId::for_order_line(&oid(order), line);
+                let sku = sku_of(lines[usize::from(line)].0);
+                let found = state.reservations.get(&ReservationKey { sku, id }).unwrap();
+                (found.quantity, found.status, found.expires_at, found.ttl_ms)
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(reservations(&here, &local), reservations(&there, &remote));
+    // Nothing waits on it: no deadline, no reservation expiry, no step record.
+    let state = &here.world.cores[here.shard].state;
+    assert!(state
+        .timers
+        .iter()
+        .all(|(_, key)| !format!("{key:?}").contains(&local)));
+    assert!(state
+        .steps
+        .iter()
+        .all(|(key, _)| !format!("{key:?}").contains(&local)));
+    assert_eq!(here.world.money(), money);
+    here.world.assert_replay_matches();
+    // A crash replays the one event, and a retry answers the same.
+    here.world.crash(here.shard);
+    let mut retry = create_order(&local, &lines);
+    if let Command::CreateOrder { terms, .. } = &mut retry {
+        terms.merchant = aid(&here.merchant);
+    }
+    let retry = here.world.command(retry);
+    assert_eq!(order_status(here.world.reply(retry).unwrap()), confirmed);
+    assert_eq!(here.world.order_events(&local), ["run locally"]);
+}
+
+#[test]
+fn an_order_the_payer_cannot_pay_goes_the_sagas_way_and_gives_the_stock_back() {
+    let mut shop = Shop::open("10", 5);
+    let tv = shop.tv.clone();
+    let (order, token) = shop.order("order", true, &[(tv.as_str(), 1)]);
+    assert_eq!(shop.world.order_events(&order)[0], "created");
+    assert_eq!(
+        order_status(shop.world.reply(token).unwrap()),
+        (OrderStatus::Rejected, Some(Rejection::InsufficientFunds))
+    );
+    assert_eq!(shop.world.item(&tv), (5, 0));
+    assert_eq!(
+        shop.world.account("buyer"),
+        (Decimal::from(10), Decimal::ZERO)
+    );
+    shop.world.assert_replay_matches();
+}
+
+#[test]
+fn an_order_whose_second_line_finds_the_stock_its_first_took_goes_the_sagas_way() {
+    let mut shop = Shop::open("100", 2);
+    let tv = shop.tv.clone();
+    let (order, token) = shop.order("order", true, &[(tv.as_str(), 2), (tv.as_str(), 1)]);
+    assert_eq!(shop.world.order_events(&order)[0], "created");
+    assert_eq!(
+        order_status(shop.world.reply(token).unwrap()),
+        (OrderStatus::Rejected, Some(Rejection::OutOfStock))
+    );
+    assert_eq!(shop.world.item(&tv), (2, 0));
+    shop.world.assert_replay_matches();
 }

@@ -134,6 +134,9 @@ impl Ledger {
                 }
                 Event::OrderCreated { id, .. }
                 | Event::OrderRefusedLocally { id, .. }
+                // The capture and the credit of a local run are on this shard, in
+                // the same event: no money leaves the shard's balances.
+                | Event::OrderRunLocally { id, .. }
                 | Event::OrderStepCompleted { id, .. }
                 | Event::OrderEndRequested { id, .. } => {
                     self.touched.insert(SagaId::Order(id.clone()));
@@ -719,6 +722,37 @@ impl World {
                             ));
                         }
                     },
+                    Event::OrderRunLocally { id, terms, .. } => {
+                        // Its steps took effect on this shard with the total of its
+                        // lines at their items' prices (prices never change).
+                        let state = self.nodes[shard]
+                            .core
+                            .as_ref()
+                            .map(|core| &core.state)
+                            .ok_or_else(|| format!("shard {shard} is down at the end"))?;
+                        let total: Option<Decimal> = terms
+                            .lines
+                            .iter()
+                            .map(|line| {
+                                let item = state.items.get(&line.sku)?;
+                                Some(item.price * Decimal::from(line.quantity.get()))
+                            })
+                            .sum();
+                        let total = total.ok_or_else(|| {
+                            format!("order {id} ran locally on an item shard {shard} lacks")
+                        })?;
+                        let trace = traces.entry(id.clone()).or_default();
+                        *trace.balance.entry(terms.account.clone()).or_default() -= total;
+                        *trace.balance.entry(terms.merchant.clone()).or_default() += total;
+                        for tag in [
+                            StepTag::Hold,
+                            StepTag::Validate,
+                            StepTag::Capture,
+                            StepTag::Credit,
+                        ] {
+                            *trace.done.entry(tag).or_default() += 1;
+                        }
+                    }
                     Event::LineStepApplied {
                         key:
                             StepKey {
@@ -958,7 +992,9 @@ fn note_created(
         Event::ItemCreated { sku, .. } => {
             created.insert(format!("item/{sku}"));
         }
-        Event::OrderCreated { id, .. } | Event::OrderRefusedLocally { id, .. } => {
+        Event::OrderCreated { id, .. }
+        | Event::OrderRefusedLocally { id, .. }
+        | Event::OrderRunLocally { id, .. } => {
             created.insert(format!("order/{id}"));
         }
         Event::Reserved { sku, id, .. } => {
