@@ -9,7 +9,7 @@ use crate::model::{
     Ending, OpKey, OpRecord, PaymentTerms, ReservationStatus, SagaId, StepEffect, StepKey,
     StepOutcome, StepTag,
 };
-use crate::order::{OrderEnding, OrderTerms};
+use crate::order::{OrderEnding, OrderTerms, ReportedPrice};
 use crate::rejection::Rejection;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -164,16 +164,17 @@ pub enum Event {
     /// every line that shard would refuse to reserve, ended at once: created, then
     /// each line's reservation answered with its refusal, in line order (see
     /// [`crate::order::local_refusals`]). Applying it is applying `OrderCreated`
-    /// and then one `OrderStepCompleted` per line, with the item's price as its
-    /// shard would report it. No step message was ever sent, so no step record is
-    /// kept. A refusal leaves the stock as it was, so only the order changes.
-    /// (Last in the enum: older journals keep their indices.)
+    /// and then one `OrderStepCompleted` per line. No step message was ever sent,
+    /// so no step record is kept. A refusal leaves the stock as it was, so only the
+    /// order changes. (Last in the enum: older journals keep their indices.)
     OrderRefusedLocally {
         id: OrderId,
         terms: OrderTerms,
         deadline: TimestampMs,
-        /// One per line, in line order.
-        refusals: Vec<Rejection>,
+        /// One per line, in line order: the refusal, and the item's price and
+        /// currency as its shard reports them with the answer (none for a
+        /// missing item).
+        refusals: Vec<(Rejection, ReportedPrice)>,
         at: TimestampMs,
     },
     /// A new order whose items, payer and merchant are all on the order's own
@@ -181,14 +182,17 @@ pub enum Event {
     /// once: confirmed. Applying it ([`crate::state::State::apply_with`]) takes
     /// the saga's steps in the saga's order (every line reserved, the total held,
     /// the merchant checked, every line committed, the total captured and
-    /// credited), each with the effect its step would have had; see
-    /// [`crate::order::local_run`] for when a run qualifies. No step message was
-    /// ever sent, so no step record is kept. (Last in the enum: older journals
-    /// keep their indices.)
+    /// credited), each with the effect its step had when the run was decided (see
+    /// [`crate::order::local_run`]); the total follows from the prices, as the
+    /// order computes it. No step message was ever sent, so no step record is
+    /// kept. (Last in the enum: older journals keep their indices.)
     OrderRunLocally {
         id: OrderId,
         terms: OrderTerms,
         deadline: TimestampMs,
+        /// Each line's unit price, in line order, all in `currency`.
+        unit_prices: Vec<Decimal>,
+        currency: Currency,
         at: TimestampMs,
     },
 }

@@ -21,6 +21,10 @@ use crate::state::State;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+/// An item's unit price and currency as its shard reports them with a line
+/// step's answer; none when the item does not exist.
+pub type ReportedPrice = Option<(Decimal, Currency)>;
+
 /// Most lines one order may have (API.md: 1–50).
 pub const ORDER_LINES_MAX: usize = 50;
 
@@ -571,11 +575,20 @@ pub fn reserve_refusal(state: &State, sku: &Sku, quantity: Quantity) -> Option<R
 ///
 /// The order must be new: a reservation for one of its lines can only come from
 /// its own saga, so none exists yet.
-pub fn local_refusals(state: &State, terms: &OrderTerms) -> Option<Vec<Rejection>> {
+pub fn local_refusals(
+    state: &State,
+    terms: &OrderTerms,
+) -> Option<Vec<(Rejection, ReportedPrice)>> {
+    if terms.lines.is_empty() {
+        return None;
+    }
     terms
         .lines
         .iter()
-        .map(|line| reserve_refusal(state, &line.sku, line.quantity))
+        .map(|line| {
+            let refusal = reserve_refusal(state, &line.sku, line.quantity)?;
+            Some((refusal, item_price(state, &line.sku)))
+        })
         .collect()
 }
 
@@ -594,13 +607,14 @@ pub struct LocalRun {
 /// it left), the total held on the payer, the merchant checked, the lines
 /// committed, the total captured and credited. `None` when any step would be
 /// refused: that order goes the saga's way, which also gives back what it took.
-/// An order paid to its own payer goes the saga's way too, so that each account
-/// here changes in one direction at a time.
+/// An order paid to its own payer goes the saga's way too: the merchant's credit
+/// is checked here against the balance before the capture, which is only right
+/// when the merchant is not the payer.
 ///
 /// The order must be new: a reservation for one of its lines can only come from
 /// its own saga, so none exists yet.
 pub fn local_run(state: &State, terms: &OrderTerms) -> Option<LocalRun> {
-    if terms.account == terms.merchant {
+    if terms.account == terms.merchant || terms.lines.is_empty() {
         return None;
     }
     let mut unit_prices = Vec::with_capacity(terms.lines.len());

@@ -290,14 +290,16 @@ impl ShardCore {
     /// sale most orders are such refusals once the hot item has sold out. A new
     /// order whose items, payer and merchant are all here, and whose every step
     /// would succeed, is confirmed at once (`Event::OrderRunLocally`) instead of
-    /// about fifteen events and six step records.
+    /// six events per line and nine more, and two step records per line and four
+    /// more.
     ///
     /// A new one-phase payment whose payer and payee are both on this shard runs to
     /// its end at once, as one event: one journal entry and no step messages, where
     /// the saga would take a creation and a step event per debit and credit. A run
     /// whose credit would be refused goes the saga's way instead (debit, credit,
     /// refund as separate events): the payer's balance changes twice, and its feed
-    /// must see both versions, which one event's notices could not show.
+    /// must see both versions, while `PaymentRunLocally`'s notices are read from the
+    /// state after it.
     fn run_locally_if_possible(&self, event: Event) -> Event {
         match event {
             Event::PaymentCreated {
@@ -346,11 +348,15 @@ impl ShardCore {
                         refusals,
                         at,
                     }
-                } else if accounts_here && order::local_run(&self.state, &terms).is_some() {
+                } else if let Some(run) =
+                    order::local_run(&self.state, &terms).filter(|_| accounts_here)
+                {
                     Event::OrderRunLocally {
                         id,
                         terms,
                         deadline,
+                        unit_prices: run.unit_prices,
+                        currency: run.currency,
                         at,
                     }
                 } else {
@@ -626,30 +632,16 @@ impl ShardCore {
             Event::Restocked { sku, at, .. }
             | Event::Reserved { sku, at, .. }
             | Event::ReservationClosed { sku, at, .. } => notices.extend(item(sku, *at)),
+            // (A local run's statuses were heard as it went, in `emit`.)
             Event::OrderCreated { id, .. }
             | Event::OrderRefusedLocally { id, .. }
-            | Event::OrderRunLocally { id, .. }
             | Event::OrderStepCompleted { id, .. }
             | Event::OrderEndRequested { id, .. } => {
                 let Some(order) = state.orders.get(id) else {
                     return;
                 };
                 for index in order_version_before..order.history.len() {
-                    let (status, at) = order.history[index];
-                    let previous = index.checked_sub(1).map(|i| order.history[i].0);
-                    notices.push(Notice::Order {
-                        id: id.clone(),
-                        account: order.terms.account.clone(),
-                        status,
-                        previous,
-                        reason: if status.is_final() {
-                            order.reason
-                        } else {
-                            None
-                        },
-                        version: index as u64 + 1,
-                        at,
-                    });
+                    notices.push(order_notice(order, index));
                 }
             }
             _ => {}
@@ -993,9 +985,32 @@ fn saga_of(command: &Command) -> Option<SagaId> {
     }
 }
 
-/// What feeds hear of an account or an item as it stands in `state`.
+/// What feeds hear of an order's status at `index` in its history.
+fn order_notice(order: &order::Order, index: usize) -> Notice {
+    let (status, at) = order.history[index];
+    Notice::Order {
+        id: order.id.clone(),
+        account: order.terms.account.clone(),
+        status,
+        previous: index.checked_sub(1).map(|i| order.history[i].0),
+        reason: if status.is_final() {
+            order.reason
+        } else {
+            None
+        },
+        version: index as u64 + 1,
+        at,
+    }
+}
+
+/// What feeds hear of an account, an item or an order's latest status as it
+/// stands in `state`.
 fn changed_notice(state: &State, changed: Changed<'_>, at: TimestampMs) -> Option<Notice> {
     match changed {
+        Changed::Order(id) => state.orders.get(id).and_then(|order| {
+            let latest = order.history.len().checked_sub(1)?;
+            Some(order_notice(order, latest))
+        }),
         Changed::Account(id) => state.accounts.get(id).map(|account| Notice::Account {
             account: account.into(),
             at,

@@ -40,11 +40,21 @@ pub struct State {
     pub last_seq: u64,
 }
 
-/// An account or an item that an event changed (see `State::apply_with`).
+/// What an event changed in its middle (see `State::apply_with`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Changed<'a> {
     Account(&'a AccountId),
     Item(&'a Sku),
+    /// The order took on a new status (the last in its history).
+    Order(&'a OrderId),
+}
+
+/// The journaled part of a local order run (`Event::OrderRunLocally`).
+struct LocalRun<'a> {
+    deadline: TimestampMs,
+    unit_prices: &'a [Decimal],
+    currency: crate::domain::Currency,
+    at: TimestampMs,
 }
 
 /// Undoable tables in a state (see `State::tables`).
@@ -170,10 +180,10 @@ impl State {
     }
 
     /// Applies one event, and calls `changed` with the state as it stands after each
-    /// change to an account or an item that happens in the middle of the event: an
-    /// order run locally (`Event::OrderRunLocally`) changes its payer and its items
-    /// twice, and feeds must see every version. (For every other event, what
-    /// changed is read from the state after it.)
+    /// change that happens in the middle of the event: an order run locally
+    /// (`Event::OrderRunLocally`) changes its payer and its items twice and its own
+    /// status four times, and feeds must hear every version, in order. (For every
+    /// other event, what changed is read from the state after it.)
     pub fn apply_with(&mut self, event: &Event, changed: &mut dyn FnMut(&State, Changed<'_>)) {
         self.last_seq += 1;
         match event {
@@ -181,8 +191,18 @@ impl State {
                 id,
                 terms,
                 deadline,
+                unit_prices,
+                currency,
                 at,
-            } => self.run_order_locally(id, terms, *deadline, *at, changed),
+            } => {
+                let run = LocalRun {
+                    deadline: *deadline,
+                    unit_prices,
+                    currency: *currency,
+                    at: *at,
+                };
+                self.run_order_locally(id, terms, run, changed)
+            }
             Event::AccountCreated {
                 id,
                 currency,
@@ -404,10 +424,9 @@ impl State {
                     "local refusal of order {id} has one refusal per line"
                 );
                 let mut order = Order::new(id.clone(), terms.clone(), *deadline, *at);
-                for (index, (line, refusal)) in terms.lines.iter().zip(refusals).enumerate() {
-                    let price = crate::order::item_price(self, &line.sku);
+                for (index, (refusal, price)) in refusals.iter().enumerate() {
                     let tag = StepTag::ReserveLine(index as u16);
-                    order.on_reply(tag, StepOutcome::Rejected(*refusal), price, *at);
+                    order.on_reply(tag, StepOutcome::Rejected(*refusal), *price, *at);
                 }
                 assert!(
                     order.is_final() && order.status == OrderStatus::Rejected,
@@ -590,31 +609,34 @@ impl State {
         }
     }
 
-    /// The hold of `closing`'s payment is gone: its step record, kept while the hold
-    /// was active, now ages out together with the record of the step that closed it.
     /// `Event::OrderRunLocally`: the saga's steps in the saga's order, each with the
     /// effect its step would have had, and the order moved by each answer exactly
-    /// as `OrderStepCompleted` moves it.
+    /// as `OrderStepCompleted` moves it. `changed` hears every version of every
+    /// account, item and order status the run goes through, in that order.
     fn run_order_locally(
         &mut self,
         id: &OrderId,
         terms: &OrderTerms,
-        deadline: TimestampMs,
-        at: TimestampMs,
+        run: LocalRun<'_>,
         changed: &mut dyn FnMut(&State, Changed<'_>),
     ) {
-        // The run was decided against this very state; if it no longer succeeds,
-        // the journal is corrupt (stays on in release builds).
-        let run = crate::order::local_run(self, terms)
-            .unwrap_or_else(|| panic!("journal runs order {id} locally, which cannot succeed"));
-        let total = run.total;
-        let mut order = Order::new(id.clone(), terms.clone(), deadline, at);
-        let reservation_key = |index: usize, line: &crate::order::OrderLine| ReservationKey {
-            sku: line.sku.clone(),
+        // The journal's own shape: stays on in release builds, since a journal
+        // that says otherwise is corrupt.
+        assert_eq!(
+            run.unit_prices.len(),
+            terms.lines.len(),
+            "local run of order {id} has one price per line"
+        );
+        let at = run.at;
+        let order = Order::new(id.clone(), terms.clone(), run.deadline, at);
+        self.orders.insert(id.clone(), Arc::new(order));
+        changed(self, Changed::Order(id));
+        let reservation_key = |index: usize| ReservationKey {
+            sku: terms.lines[index].sku.clone(),
             id: ReservationId::for_order_line(id, index as u16),
         };
         for (index, line) in terms.lines.iter().enumerate() {
-            let key = reservation_key(index, line);
+            let key = reservation_key(index);
             let quantity = line.quantity.get();
             // What the item's shard records for an order's line (see
             // `order::decide_line_step`): it never expires on its own.
@@ -633,27 +655,32 @@ impl State {
             let item = self.item_mut(&line.sku);
             item.reserved += u64::from(quantity);
             item.version += 1;
+            // No oversell (stays on in release builds).
+            assert!(
+                item.reserved <= item.on_hand,
+                "local run of order {id} oversells {item:?}"
+            );
             changed(self, Changed::Item(&line.sku));
             let price = Some((run.unit_prices[index], run.currency));
-            order.on_reply(
-                StepTag::ReserveLine(index as u16),
-                StepOutcome::Done,
-                price,
-                at,
-            );
+            self.answer_locally(id, StepTag::ReserveLine(index as u16), price, at, changed);
         }
+        // The order priced its lines as the saga would (`Order::on_reply`).
+        let total = self
+            .orders
+            .get(id)
+            .and_then(|order| order.total)
+            .unwrap_or_else(|| panic!("local run of order {id} did not price it"));
         let payer = self.account_mut(&terms.account);
         payer.held += total;
         payer.version += 1;
         changed(self, Changed::Account(&terms.account));
-        order.on_reply(StepTag::Hold, StepOutcome::Done, None, at);
+        self.answer_locally(id, StepTag::Hold, None, at, changed);
         // Checking the merchant changes nothing.
-        order.on_reply(StepTag::Validate, StepOutcome::Done, None, at);
+        self.answer_locally(id, StepTag::Validate, None, at, changed);
         for (index, line) in terms.lines.iter().enumerate() {
-            let key = reservation_key(index, line);
             let reservation = self
                 .reservations
-                .get_mut(&key)
+                .get_mut(&reservation_key(index))
                 .expect("reserved above in this run");
             reservation.status = ReservationStatus::Committed;
             let quantity = u64::from(line.quantity.get());
@@ -662,33 +689,48 @@ impl State {
             item.on_hand -= quantity;
             item.version += 1;
             changed(self, Changed::Item(&line.sku));
-            order.on_reply(
-                StepTag::CommitLine(index as u16),
-                StepOutcome::Done,
-                None,
-                at,
-            );
+            self.answer_locally(id, StepTag::CommitLine(index as u16), None, at, changed);
         }
         let payer = self.account_mut(&terms.account);
         payer.balance -= total;
         payer.held -= total;
         payer.version += 1;
         changed(self, Changed::Account(&terms.account));
-        order.on_reply(StepTag::Capture, StepOutcome::Done, None, at);
+        self.answer_locally(id, StepTag::Capture, None, at, changed);
         let merchant = self.account_mut(&terms.merchant);
         merchant.balance += total;
         merchant.version += 1;
         changed(self, Changed::Account(&terms.merchant));
-        order.on_reply(StepTag::Credit, StepOutcome::Done, None, at);
+        self.answer_locally(id, StepTag::Credit, None, at, changed);
+        // Created and ended in one event: its deadline timer would be filed and
+        // taken out again, so it is never filed.
+        let order = self.orders.get(id).expect("inserted above");
         assert!(
             order.is_final() && order.status == OrderStatus::Confirmed,
             "local run of order {id} did not confirm it"
         );
-        // Created and ended in one event: its deadline timer would be filed and
-        // taken out again, so it is never filed.
-        self.orders.insert(id.clone(), Arc::new(order));
     }
 
+    /// A local run's step is done: the order moves as `OrderStepCompleted` moves it,
+    /// and `changed` hears of a new status.
+    fn answer_locally(
+        &mut self,
+        id: &OrderId,
+        tag: StepTag,
+        price: Option<(Decimal, crate::domain::Currency)>,
+        at: TimestampMs,
+        changed: &mut dyn FnMut(&State, Changed<'_>),
+    ) {
+        let order = self.order_mut(id);
+        let statuses = order.history.len();
+        order.on_reply(tag, StepOutcome::Done, price, at);
+        if order.history.len() > statuses {
+            changed(self, Changed::Order(id));
+        }
+    }
+
+    /// The hold of `closing`'s payment is gone: its step record, kept while the hold
+    /// was active, now ages out together with the record of the step that closed it.
     fn close_hold_record(&mut self, closing: &StepKey, expires_at: TimestampMs) {
         let hold = TimerKey::Step(StepKey {
             saga: closing.saga.clone(),

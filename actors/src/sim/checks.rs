@@ -724,7 +724,11 @@ impl World {
                     },
                     Event::OrderRunLocally { id, terms, .. } => {
                         // Its steps took effect on this shard with the total of its
-                        // lines at their items' prices (prices never change).
+                        // lines at their items' prices (prices never change). That
+                        // the run moves exactly what the saga would, to the right
+                        // accounts, is checked against the saga itself in
+                        // `tests/orders.rs`; here the shard's balance sum and the
+                        // held amounts guard it.
                         let state = self.nodes[shard]
                             .core
                             .as_ref()
