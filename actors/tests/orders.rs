@@ -10,7 +10,7 @@ use surge_actors::domain::{
     AccountId, Amount, Currency, OpId, OrderId, Quantity, ReservationId, Sku,
 };
 use surge_actors::event::Event;
-use surge_actors::model::ReservationKey;
+use surge_actors::model::{ReservationKey, ReservationStatus};
 use surge_actors::notice::Notice;
 use surge_actors::order::{OrderLine, OrderStatus, OrderTerms};
 use surge_actors::router::{Router, ShardId};
@@ -197,7 +197,13 @@ impl World {
     }
 
     fn setup(&mut self, funds: &str, items: &[(&str, &str, u64)]) {
-        for id in ["buyer", "merchant"] {
+        self.setup_selling_for("merchant", funds, items);
+    }
+
+    /// Accounts "buyer" (with `funds`) and `merchant`, and `items` as (sku, price,
+    /// stock).
+    fn setup_selling_for(&mut self, merchant: &str, funds: &str, items: &[(&str, &str, u64)]) {
+        for id in ["buyer", merchant] {
             self.command(Command::CreateAccount {
                 id: aid(id),
                 currency: usd(),
@@ -554,28 +560,11 @@ impl Shop {
         let merchant = world.id_where("merchant", shard, true);
         let tv = world.id_where("tv", shard, true);
         let cable = world.id_where("cable", shard, true);
-        for id in ["buyer", merchant.as_str()] {
-            world.command(Command::CreateAccount {
-                id: aid(id),
-                currency: usd(),
-                overdraft_limit: Decimal::ZERO,
-            });
-        }
-        world.command(Command::Deposit {
-            account: aid("buyer"),
-            id: OpId::parse("d1").unwrap(),
-            amount: Amount::parse(funds, Decimal::MAX).unwrap(),
-            currency: None,
-            replayable: true,
-        });
-        for (sku, price, stock) in [(&tv, "30.00", tv_stock), (&cable, "2.50", 10)] {
-            world.command(Command::CreateItem {
-                sku: sku_of(sku),
-                price: Amount::parse(price, Decimal::MAX).unwrap(),
-                currency: usd(),
-                stock,
-            });
-        }
+        let items = [
+            (tv.as_str(), "30.00", tv_stock),
+            (cable.as_str(), "2.50", 10),
+        ];
+        world.setup_selling_for(&merchant, funds, &items);
         Self {
             world,
             shard,
@@ -606,6 +595,25 @@ impl Shop {
                 Notice::Account { account, .. } => Some(format!("{account:?}")),
                 Notice::Item { item, .. } => Some(format!("{item:?}")),
                 Notice::Order { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Each line's reservation, as (quantity, status, expiry, ttl).
+    fn reservations(
+        &self,
+        order: &str,
+        lines: &[(&str, u32)],
+    ) -> Vec<Option<(u32, ReservationStatus, u64, u64)>> {
+        let state = &self.world.cores[self.shard].state;
+        (0..lines.len() as u16)
+            .map(|line| {
+                let id = ReservationId::for_order_line(&oid(order), line);
+                let sku = sku_of(lines[usize::from(line)].0);
+                state
+                    .reservations
+                    .get(&ReservationKey { sku, id })
+                    .map(|r| (r.quantity, r.status, r.expires_at, r.ttl_ms))
             })
             .collect()
     }
@@ -682,18 +690,10 @@ fn an_order_run_on_its_own_shard_confirms_in_one_event_as_the_saga_would() {
     );
     assert_eq!(last, run.len() - 1);
     // The lines' reservations, committed.
-    let reservations = |shop: &Shop, order: &str| {
-        let state = &shop.world.cores[shop.shard].state;
-        (0..lines.len() as u16)
-            .map(|line| {
-                let id = ReservationId::for_order_line(&oid(order), line);
-                let sku = sku_of(lines[usize::from(line)].0);
-                let found = state.reservations.get(&ReservationKey { sku, id }).unwrap();
-                (found.quantity, found.status, found.expires_at, found.ttl_ms)
-            })
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(reservations(&here, &local), reservations(&there, &remote));
+    assert_eq!(
+        here.reservations(&local, &lines),
+        there.reservations(&remote, &lines)
+    );
     // Nothing waits on it: no deadline, no reservation expiry, no step record.
     let state = &here.world.cores[here.shard].state;
     assert!(state
@@ -792,20 +792,10 @@ proptest! {
         prop_assert_eq!(here.versions(), there.versions());
         prop_assert_eq!(here.feed(), there.feed());
         prop_assert_eq!(here.world.order_notices(&local), there.world.order_notices(&remote));
-        let reservations = |shop: &Shop, order: &str| {
-            let state = &shop.world.cores[shop.shard].state;
-            (0..lines.len() as u16)
-                .map(|line| {
-                    let id = ReservationId::for_order_line(&oid(order), line);
-                    let sku = sku_of(lines[usize::from(line)].0);
-                    state
-                        .reservations
-                        .get(&ReservationKey { sku, id })
-                        .map(|r| (r.quantity, r.status, r.expires_at, r.ttl_ms))
-                })
-                .collect::<Vec<_>>()
-        };
-        prop_assert_eq!(reservations(&here, &local), reservations(&there, &remote));
+        prop_assert_eq!(
+            here.reservations(&local, &lines),
+            there.reservations(&remote, &lines)
+        );
         here.world.assert_replay_matches();
     }
 }
