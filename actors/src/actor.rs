@@ -245,15 +245,15 @@ impl ShardActor {
 
     /// The batch is durable: answer clients and the reads that saw it, send saga
     /// messages.
-    fn release(&mut self, batch: Batch, reads: Vec<(Reply, Responder)>) {
+    fn release(&mut self, mut batch: Batch, reads: Vec<(Reply, Responder)>) {
         if !batch.notices.is_empty() {
             self.settings.observer.notices(self.id, &batch.notices);
         }
-        for (token, reply) in batch.replies {
+        for (token, reply) in batch.replies.drain(..) {
             self.answer(token, Ok(reply));
         }
         let mut by_shard: HashMap<ShardId, Vec<ShardMessage>> = HashMap::new();
-        for envelope in batch.messages {
+        for envelope in batch.messages.drain(..) {
             by_shard
                 .entry(envelope.to)
                 .or_default()
@@ -264,6 +264,9 @@ impl ShardActor {
         }
         for (reply, responder) in reads {
             let _ = responder.send(Ok(reply));
+        }
+        if let Some(core) = self.core.as_mut() {
+            core.recycle(batch);
         }
     }
 
