@@ -631,12 +631,14 @@ impl State {
         let order = Order::new(id.clone(), terms.clone(), run.deadline, at);
         self.orders.insert(id.clone(), Arc::new(order));
         changed(self, Changed::Order(id));
-        let reservation_key = |index: usize| ReservationKey {
-            sku: terms.lines[index].sku.clone(),
-            id: ReservationId::for_order_line(id, index as u16),
-        };
-        for (index, line) in terms.lines.iter().enumerate() {
-            let key = reservation_key(index);
+        let keys: Vec<ReservationKey> = (0..terms.lines.len())
+            .map(|index| ReservationKey {
+                sku: terms.lines[index].sku.clone(),
+                id: ReservationId::for_order_line(id, index as u16),
+            })
+            .collect();
+        for (index, (line, key)) in terms.lines.iter().zip(&keys).enumerate() {
+            let key = key.clone();
             let quantity = line.quantity.get();
             // What the item's shard records for an order's line (see
             // `order::decide_line_step`): it never expires on its own.
@@ -677,10 +679,10 @@ impl State {
         self.answer_locally(id, StepTag::Hold, None, at, changed);
         // Checking the merchant changes nothing.
         self.answer_locally(id, StepTag::Validate, None, at, changed);
-        for (index, line) in terms.lines.iter().enumerate() {
+        for (index, (line, key)) in terms.lines.iter().zip(&keys).enumerate() {
             let reservation = self
                 .reservations
-                .get_mut(&reservation_key(index))
+                .get_mut(key)
                 .expect("reserved above in this run");
             reservation.status = ReservationStatus::Committed;
             let quantity = u64::from(line.quantity.get());
