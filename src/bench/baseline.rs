@@ -35,7 +35,6 @@ use serde::Deserialize;
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool, Row};
-use std::net::TcpListener;
 use std::str::FromStr;
 
 /// Connections to PostgreSQL across all HTTP workers (DESIGN.md's baseline
@@ -134,7 +133,7 @@ impl Baseline {
         let keys = web::Data::new(AuthKeys::from_secret(
             settings.auth.jwt_secret.expose_secret().as_bytes(),
         ));
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let listener = crate::startup::listen("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             // Each worker has its own runtime, so each gets its own pool: its
