@@ -598,7 +598,6 @@ pub struct LocalRun {
     /// Each line's unit price, in line order.
     pub unit_prices: Vec<Decimal>,
     pub currency: Currency,
-    pub total: Decimal,
 }
 
 /// The run of a new order on the shard (`state`) that holds its items, its payer
@@ -645,10 +644,11 @@ pub fn local_run(state: &State, terms: &OrderTerms) -> Option<LocalRun> {
         && payer.available() >= total
         && merchant.currency == currency
         && merchant.balance.checked_add(total).is_some();
+    // The total itself is the order's to compute (`Order::on_reply`), from the
+    // prices; it was needed here only to check the steps.
     steps_succeed.then_some(LocalRun {
         unit_prices,
         currency,
-        total,
     })
 }
 

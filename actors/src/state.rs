@@ -49,8 +49,8 @@ pub enum Changed<'a> {
     Order(&'a OrderId),
 }
 
-/// The journaled part of a local order run (`Event::OrderRunLocally`).
-struct LocalRun<'a> {
+/// What `Event::OrderRunLocally` journals beside the order's id and terms.
+struct JournaledRun<'a> {
     deadline: TimestampMs,
     unit_prices: &'a [Decimal],
     currency: crate::domain::Currency,
@@ -195,7 +195,7 @@ impl State {
                 currency,
                 at,
             } => {
-                let run = LocalRun {
+                let run = JournaledRun {
                     deadline: *deadline,
                     unit_prices,
                     currency: *currency,
@@ -617,7 +617,7 @@ impl State {
         &mut self,
         id: &OrderId,
         terms: &OrderTerms,
-        run: LocalRun<'_>,
+        run: JournaledRun<'_>,
         changed: &mut dyn FnMut(&State, Changed<'_>),
     ) {
         // The journal's own shape: stays on in release builds, since a journal
