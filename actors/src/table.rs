@@ -130,8 +130,6 @@ impl<K: Eq + Hash + Clone, V: Clone> UndoMap<K, V> {
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> UndoLog for UndoMap<K, V> {
-    /// Turns recording on or off; switching forgets the undo log (turning it on
-    /// again while it is on keeps what it holds: batches may still be in flight).
     fn set_recording(&mut self, recording: bool) {
         if self.recording != recording {
             self.recording = recording;
@@ -139,23 +137,18 @@ impl<K: Eq + Hash + Clone, V: Clone> UndoLog for UndoMap<K, V> {
         }
     }
 
-    /// Forgets the undo log: everything so far is durable.
     fn commit(&mut self) {
         self.undo.clear();
     }
 
-    /// Entries in the undo log (where a batch ends).
     fn undo_len(&self) -> usize {
         self.undo.len()
     }
 
-    /// Forgets the first `entries` of the undo log: the changes of batches now
-    /// durable. Later entries stay, for batches still in flight.
     fn commit_first(&mut self, entries: usize) {
         self.undo.drain(..entries.min(self.undo.len()));
     }
 
-    /// Restores the state of the last commit point.
     fn rollback(&mut self) {
         while let Some((key, previous)) = self.undo.pop() {
             match previous {
@@ -171,13 +164,11 @@ impl<K: Eq + Hash + Clone, V: Clone> UndoLog for UndoMap<K, V> {
 }
 
 impl<K: Eq + Hash, V: PartialEq> PartialEq for UndoMap<K, V> {
-    /// Two maps are equal when their contents are; undo logs do not count.
     fn eq(&self, other: &Self) -> bool {
         self.map == other.map
     }
 }
 
-/// An ordered set (deadlines) whose changes can be undone like [`UndoMap`]'s.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(bound(
     serialize = "K: Serialize + Ord",
@@ -192,7 +183,6 @@ pub struct UndoSet<K: Ord> {
 }
 
 impl<K: Ord> PartialEq for UndoSet<K> {
-    /// Two sets are equal when their contents are; undo logs do not count.
     fn eq(&self, other: &Self) -> bool {
         self.set == other.set
     }
@@ -239,7 +229,6 @@ impl<K: Ord + Clone> UndoSet<K> {
 }
 
 impl<K: Ord + Clone> UndoLog for UndoSet<K> {
-    /// As for [`UndoMap`].
     fn set_recording(&mut self, recording: bool) {
         if self.recording != recording {
             self.recording = recording;
@@ -255,7 +244,6 @@ impl<K: Ord + Clone> UndoLog for UndoSet<K> {
         self.undo.len()
     }
 
-    /// As for [`UndoMap`].
     fn commit_first(&mut self, entries: usize) {
         self.undo.drain(..entries.min(self.undo.len()));
     }
