@@ -245,15 +245,15 @@ impl Ctx {
         })
     }
 
-    fn order_body(&self, k: u64, hot_percent: u32) -> CreateOrder {
-        let hot = &self.fixture.items[0].0;
+    fn order_body(&self, k: u64, hot_percent: u32) -> CreateOrder<'_> {
+        let hot = self.fixture.items[0].0.as_str();
         let first = if fastrand::u32(0..100) < hot_percent {
-            hot.as_str()
+            hot
         } else {
             self.tail_sku().unwrap_or(hot)
         };
         let mut lines = vec![OrderLine {
-            sku: first.to_owned(),
+            sku: first,
             quantity: if first == hot {
                 1
             } else {
@@ -263,7 +263,7 @@ impl Ctx {
         if fastrand::u32(0..100) < SECOND_LINE_PERCENT {
             if let Some(second) = self.tail_sku().filter(|s| *s != first) {
                 lines.push(OrderLine {
-                    sku: second.to_owned(),
+                    sku: second,
                     quantity: 1,
                 });
             }
@@ -271,9 +271,9 @@ impl Ctx {
         let accounts = &self.fixture.accounts;
         CreateOrder {
             id: format!("{}-o{k}", self.fixture.run),
-            account: accounts[fastrand::usize(0..accounts.len())].clone(),
+            account: &accounts[fastrand::usize(0..accounts.len())],
             // Setup always makes a merchant for the scenarios that order.
-            merchant: self.fixture.merchant.clone().unwrap_or_default(),
+            merchant: self.fixture.merchant.as_deref().unwrap_or_default(),
             lines,
             wait_ms: ORDER_WAIT_MS,
         }
@@ -308,7 +308,7 @@ impl Ctx {
             .lock()
             .expect("orders lock not poisoned")
             .push(body.id.clone());
-        self.api.create_order(&body).await.0
+        self.api.create_order(&body).await
     }
 
     async fn mixed(self: &Arc<Self>, k: u64) -> Outcome {
