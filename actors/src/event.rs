@@ -195,6 +195,26 @@ pub enum Event {
         currency: Currency,
         at: TimestampMs,
     },
+    /// A new order whose every line's item is on the order's own shard, and of
+    /// whose lines that shard would reserve some and refuse the others, ended at
+    /// once: created, each line's reservation answered in line order (a reserved
+    /// line takes its stock), each reserved line given back, and the order
+    /// rejected with its first refused line's reason (see
+    /// [`crate::order::local_rejection`]). Applying it
+    /// ([`crate::state::State::apply_with`]) takes these steps in this order, each
+    /// with the effect its step has in the saga, so items and feeds go through
+    /// every version the saga would show. No step message was ever sent, so no
+    /// step record is kept. (Last in the enum: older journals keep their indices.)
+    OrderRejectedLocally {
+        id: OrderId,
+        terms: OrderTerms,
+        deadline: TimestampMs,
+        /// One per line, in line order: its reservation's answer, and the item's
+        /// price and currency as its shard reports them with the answer (none for
+        /// a missing item).
+        answers: Vec<(StepOutcome, ReportedPrice)>,
+        at: TimestampMs,
+    },
 }
 
 /// The steps of a local run (`Event::PaymentRunLocally`), in saga order: the debit
@@ -237,6 +257,7 @@ impl Event {
             Event::OrderCreated { id, .. }
             | Event::OrderRefusedLocally { id, .. }
             | Event::OrderRunLocally { id, .. }
+            | Event::OrderRejectedLocally { id, .. }
             | Event::OrderStepCompleted { id, .. }
             | Event::OrderEndRequested { id, .. } => Some(SagaId::Order(id.clone())),
             _ => None,

@@ -515,7 +515,7 @@ pub fn decide_line_step(
         // reserve the same line twice, which would count its units twice.
         (Some(_), LineStepKind::Reserve { .. }) if reservation.is_some() => Ok(Vec::new()),
         (Some(_), LineStepKind::Reserve { quantity }) => {
-            match reserve_refusal(state, sku, quantity) {
+            match reserve_refusal(state, sku, quantity, 0) {
                 Some(rejection) => Err(rejection),
                 None => {
                     // The order, not the clock, ends this reservation: it never expires
@@ -555,11 +555,20 @@ pub fn decide_line_step(
 }
 
 /// Why an item's shard would refuse to reserve `quantity` of `sku` for an order
-/// line that holds no reservation yet; `None` when it would reserve it.
-pub fn reserve_refusal(state: &State, sku: &Sku, quantity: Quantity) -> Option<Rejection> {
+/// line that holds no reservation yet, once `taken_before` units have been
+/// reserved since `state` (by earlier lines of the same order); `None` when it
+/// would reserve it.
+pub fn reserve_refusal(
+    state: &State,
+    sku: &Sku,
+    quantity: Quantity,
+    taken_before: u64,
+) -> Option<Rejection> {
     match state.items.get(sku) {
         None => Some(Rejection::ItemNotFound),
-        Some(item) if item.available() < u64::from(quantity.get()) => Some(Rejection::OutOfStock),
+        Some(item) if item.available() < taken_before + u64::from(quantity.get()) => {
+            Some(Rejection::OutOfStock)
+        }
         Some(_) => None,
     }
 }
@@ -586,10 +595,51 @@ pub fn local_refusals(
         .lines
         .iter()
         .map(|line| {
-            let refusal = reserve_refusal(state, &line.sku, line.quantity)?;
+            let refusal = reserve_refusal(state, &line.sku, line.quantity, 0)?;
             Some((refusal, item_price(state, &line.sku)))
         })
         .collect()
+}
+
+/// Each line's answer to its reservation, in line order, with the item's price,
+/// when the items' shard (`state`) would reserve some lines of a new order and
+/// refuse the others; `None` when it would refuse none (the order goes on to its
+/// payment) or every one (`local_refusals`). The saga sends every reserve at once
+/// and the shard handles them in line order, so each line finds the stock that
+/// the lines reserved before it left. Such an order ends rejected, with its
+/// first refused line's reason, once each reserved line is given back; its shard
+/// can run all of it in one event (`Event::OrderRejectedLocally`) when the items
+/// are its own. In a flash sale these are the orders that pair the sold-out item
+/// with one still in stock.
+///
+/// The order must be new: a reservation for one of its lines can only come from
+/// its own saga, so none exists yet.
+pub fn local_rejection(
+    state: &State,
+    terms: &OrderTerms,
+) -> Option<Vec<(StepOutcome, ReportedPrice)>> {
+    let mut answers: Vec<(StepOutcome, ReportedPrice)> = Vec::with_capacity(terms.lines.len());
+    for (index, line) in terms.lines.iter().enumerate() {
+        // Lines are few (ORDER_LINES_MAX): a scan beats a map here.
+        let taken_before: u64 = terms.lines[..index]
+            .iter()
+            .zip(&answers)
+            .filter(|(earlier, (outcome, _))| {
+                earlier.sku == line.sku && *outcome == StepOutcome::Done
+            })
+            .map(|(earlier, _)| u64::from(earlier.quantity.get()))
+            .sum();
+        let outcome = match reserve_refusal(state, &line.sku, line.quantity, taken_before) {
+            Some(refusal) => StepOutcome::Rejected(refusal),
+            None => StepOutcome::Done,
+        };
+        answers.push((outcome, item_price(state, &line.sku)));
+    }
+    let reserved = answers
+        .iter()
+        .filter(|(outcome, _)| *outcome == StepOutcome::Done)
+        .count();
+    (reserved > 0 && reserved < answers.len()).then_some(answers)
 }
 
 /// What a local run of a new order (`Event::OrderRunLocally`) takes.

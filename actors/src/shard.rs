@@ -296,7 +296,12 @@ impl ShardCore {
     /// A new order whose items are all on this shard and would all refuse their
     /// line ends at once, as one event (`Event::OrderRefusedLocally`), instead of a
     /// creation, a step record per line and a step answer per line. In a flash
-    /// sale most orders are such refusals once the hot item has sold out. A new
+    /// sale most orders are such refusals once the hot item has sold out. One
+    /// whose items are all here, some of which would be reserved and others
+    /// refused, is rejected at once too (`Event::OrderRejectedLocally`), instead
+    /// of a creation, a step record and a step answer per line, and per reserved
+    /// line its release with its own record and answer: in a flash sale, the
+    /// orders that pair the sold-out item with another. A new
     /// order whose items, payer and merchant are all here, and whose every step
     /// would succeed, is confirmed at once (`Event::OrderRunLocally`) instead of
     /// six events per line and nine more, and two step records per line and four
@@ -355,6 +360,14 @@ impl ShardCore {
                         terms,
                         deadline,
                         refusals,
+                        at,
+                    }
+                } else if let Some(answers) = order::local_rejection(&self.state, &terms) {
+                    Event::OrderRejectedLocally {
+                        id,
+                        terms,
+                        deadline,
+                        answers,
                         at,
                     }
                 } else if let Some(run) =
@@ -660,7 +673,7 @@ impl ShardCore {
             Event::Restocked { sku, at, .. }
             | Event::Reserved { sku, at, .. }
             | Event::ReservationClosed { sku, at, .. } => notices.extend(item(sku, *at)),
-            // (A local run's statuses were heard as it went, in `emit`.)
+            // (A local run's or rejection's statuses were heard as it went, in `emit`.)
             Event::OrderCreated { id, .. }
             | Event::OrderRefusedLocally { id, .. }
             | Event::OrderStepCompleted { id, .. }
@@ -1069,6 +1082,7 @@ fn event_time(event: &Event) -> Option<TimestampMs> {
         | Event::OrderCreated { at, .. }
         | Event::OrderRefusedLocally { at, .. }
         | Event::OrderRunLocally { at, .. }
+        | Event::OrderRejectedLocally { at, .. }
         | Event::OrderStepCompleted { at, .. }
         | Event::OrderEndRequested { at, .. }
         | Event::LineStepApplied { at, .. } => Some(*at),

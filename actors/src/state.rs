@@ -203,6 +203,13 @@ impl State {
                 };
                 self.run_order_locally(id, terms, run, changed)
             }
+            Event::OrderRejectedLocally {
+                id,
+                terms,
+                deadline,
+                answers,
+                at,
+            } => self.reject_order_locally(id, terms, *deadline, answers, *at, changed),
             Event::AccountCreated {
                 id,
                 currency,
@@ -638,33 +645,11 @@ impl State {
             })
             .collect();
         for (index, (line, key)) in terms.lines.iter().zip(&keys).enumerate() {
-            let key = key.clone();
-            let quantity = line.quantity.get();
-            // What the item's shard records for an order's line (see
-            // `order::decide_line_step`): it never expires on its own.
-            self.reservations.insert(
-                key.clone(),
-                Reservation {
-                    sku: key.sku,
-                    id: key.id,
-                    quantity,
-                    ttl_ms: 0,
-                    status: ReservationStatus::Held,
-                    expires_at: TimestampMs::MAX,
-                    created_at: at,
-                },
-            );
-            let item = self.item_mut(&line.sku);
-            item.reserved += u64::from(quantity);
-            item.version += 1;
-            // No oversell (stays on in release builds).
-            assert!(
-                item.reserved <= item.on_hand,
-                "local run of order {id} oversells {item:?}"
-            );
+            self.reserve_line_locally(id, key, line.quantity.get(), at);
             changed(self, Changed::Item(&line.sku));
             let price = Some((run.unit_prices[index], run.currency));
-            self.answer_locally(id, StepTag::ReserveLine(index as u16), price, at, changed);
+            let tag = StepTag::ReserveLine(index as u16);
+            self.answer_locally(id, tag, StepOutcome::Done, price, at, changed);
         }
         // The order priced its lines as the saga would (`Order::on_reply`).
         let total = self
@@ -676,9 +661,9 @@ impl State {
         payer.held += total;
         payer.version += 1;
         changed(self, Changed::Account(&terms.account));
-        self.answer_locally(id, StepTag::Hold, None, at, changed);
+        self.answer_locally(id, StepTag::Hold, StepOutcome::Done, None, at, changed);
         // Checking the merchant changes nothing.
-        self.answer_locally(id, StepTag::Validate, None, at, changed);
+        self.answer_locally(id, StepTag::Validate, StepOutcome::Done, None, at, changed);
         for (index, (line, key)) in terms.lines.iter().zip(&keys).enumerate() {
             let reservation = self
                 .reservations
@@ -691,19 +676,20 @@ impl State {
             item.on_hand -= quantity;
             item.version += 1;
             changed(self, Changed::Item(&line.sku));
-            self.answer_locally(id, StepTag::CommitLine(index as u16), None, at, changed);
+            let tag = StepTag::CommitLine(index as u16);
+            self.answer_locally(id, tag, StepOutcome::Done, None, at, changed);
         }
         let payer = self.account_mut(&terms.account);
         payer.balance -= total;
         payer.held -= total;
         payer.version += 1;
         changed(self, Changed::Account(&terms.account));
-        self.answer_locally(id, StepTag::Capture, None, at, changed);
+        self.answer_locally(id, StepTag::Capture, StepOutcome::Done, None, at, changed);
         let merchant = self.account_mut(&terms.merchant);
         merchant.balance += total;
         merchant.version += 1;
         changed(self, Changed::Account(&terms.merchant));
-        self.answer_locally(id, StepTag::Credit, None, at, changed);
+        self.answer_locally(id, StepTag::Credit, StepOutcome::Done, None, at, changed);
         // Created and ended in one event: its deadline timer would be filed and
         // taken out again, so it is never filed.
         let order = self.orders.get(id).expect("inserted above");
@@ -713,19 +699,117 @@ impl State {
         );
     }
 
-    /// A local run's step is done: the order moves as `OrderStepCompleted` moves it,
-    /// and `changed` hears of a new status.
+    /// `Event::OrderRejectedLocally`: the order created, each line's reservation
+    /// answered in line order (a reserved line takes its stock as
+    /// `order::decide_line_step` would), then each reserved line given back, and
+    /// the order moved by each answer exactly as `OrderStepCompleted` moves it.
+    /// `changed` hears every version of every item and order status the saga goes
+    /// through, in that order.
+    fn reject_order_locally(
+        &mut self,
+        id: &OrderId,
+        terms: &OrderTerms,
+        deadline: TimestampMs,
+        answers: &[(StepOutcome, crate::order::ReportedPrice)],
+        at: TimestampMs,
+        changed: &mut dyn FnMut(&State, Changed<'_>),
+    ) {
+        // The journal's own shape: stays on in release builds, since a journal
+        // that says otherwise is corrupt.
+        assert_eq!(
+            answers.len(),
+            terms.lines.len(),
+            "local rejection of order {id} has one answer per line"
+        );
+        let order = Order::new(id.clone(), terms.clone(), deadline, at);
+        self.orders.insert(id.clone(), Arc::new(order));
+        changed(self, Changed::Order(id));
+        let reserved = |index: usize| answers[index].0 == StepOutcome::Done;
+        let key = |index: usize| ReservationKey {
+            sku: terms.lines[index].sku.clone(),
+            id: ReservationId::for_order_line(id, index as u16),
+        };
+        for (index, line) in terms.lines.iter().enumerate() {
+            let (outcome, price) = answers[index];
+            if reserved(index) {
+                self.reserve_line_locally(id, &key(index), line.quantity.get(), at);
+                changed(self, Changed::Item(&line.sku));
+            }
+            let tag = StepTag::ReserveLine(index as u16);
+            self.answer_locally(id, tag, outcome, price, at, changed);
+        }
+        for (index, line) in terms.lines.iter().enumerate() {
+            if !reserved(index) {
+                continue;
+            }
+            let reservation = self
+                .reservations
+                .get_mut(&key(index))
+                .expect("reserved above in this event");
+            reservation.status = ReservationStatus::Released;
+            let item = self.item_mut(&line.sku);
+            item.reserved -= u64::from(line.quantity.get());
+            item.version += 1;
+            changed(self, Changed::Item(&line.sku));
+            let tag = StepTag::ReleaseLine(index as u16);
+            self.answer_locally(id, tag, StepOutcome::Done, None, at, changed);
+        }
+        // Created and ended in one event: its deadline timer would be filed and
+        // taken out again, so it is never filed.
+        let order = self.orders.get(id).expect("inserted above");
+        assert!(
+            order.is_final() && order.status == OrderStatus::Rejected,
+            "local rejection of order {id} did not reject it"
+        );
+    }
+
+    /// What an order line's reservation step does on the item's shard (see
+    /// `order::decide_line_step`), for an order run or rejected in one event. The
+    /// reservation never expires on its own, and the event closes it before it
+    /// ends, so no expiry timer is filed.
+    fn reserve_line_locally(
+        &mut self,
+        id: &OrderId,
+        key: &ReservationKey,
+        quantity: u32,
+        at: TimestampMs,
+    ) {
+        self.reservations.insert(
+            key.clone(),
+            Reservation {
+                sku: key.sku.clone(),
+                id: key.id.clone(),
+                quantity,
+                ttl_ms: 0,
+                status: ReservationStatus::Held,
+                expires_at: TimestampMs::MAX,
+                created_at: at,
+            },
+        );
+        let item = self.item_mut(&key.sku);
+        item.reserved += u64::from(quantity);
+        item.version += 1;
+        // No oversell (stays on in release builds).
+        assert!(
+            item.reserved <= item.on_hand,
+            "local step of order {id} oversells {item:?}"
+        );
+    }
+
+    /// A local step of an order is answered: the order moves as
+    /// `OrderStepCompleted` moves it, and `changed` hears of a new status.
     fn answer_locally(
         &mut self,
         id: &OrderId,
         tag: StepTag,
+        outcome: StepOutcome,
         price: Option<(Decimal, crate::domain::Currency)>,
         at: TimestampMs,
         changed: &mut dyn FnMut(&State, Changed<'_>),
     ) {
         let order = self.order_mut(id);
         let statuses = order.history.len();
-        order.on_reply(tag, StepOutcome::Done, price, at);
+        order.on_reply(tag, outcome, price, at);
         if order.history.len() > statuses {
             changed(self, Changed::Order(id));
         }

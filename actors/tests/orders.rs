@@ -93,6 +93,9 @@ impl World {
                     Some("refused locally")
                 }
                 Event::OrderRunLocally { id: of, .. } if of.as_str() == id => Some("run locally"),
+                Event::OrderRejectedLocally { id: of, .. } if of.as_str() == id => {
+                    Some("rejected locally")
+                }
                 Event::OrderStepCompleted { id: of, .. } if of.as_str() == id => {
                     Some("step completed")
                 }
@@ -519,31 +522,6 @@ fn an_order_its_own_shard_refuses_ends_in_one_event_as_the_saga_would_end_it() {
     assert_eq!(world.order_events(&local), ["refused locally"]);
 }
 
-#[test]
-fn an_order_with_a_line_its_own_shard_would_reserve_goes_the_sagas_way() {
-    let mut world = World::new();
-    world.setup("100", &[("tv", "30.00", 0)]);
-    let tv_shard = world.shard("tv");
-    let cable = world.id_where("cable", tv_shard, true);
-    world.command(Command::CreateItem {
-        sku: sku_of(&cable),
-        price: Amount::parse("2.50", Decimal::MAX).unwrap(),
-        currency: usd(),
-        stock: 10,
-    });
-    let order = world.id_where("order", tv_shard, true);
-    let token = world.command(create_order(&order, &[("tv", 1), (&cable, 2)]));
-    world.pump(1_000);
-    // The cable's stock is taken and given back: that needs the saga's steps.
-    assert_eq!(world.order_events(&order)[0], "created");
-    assert_eq!(
-        order_status(world.reply(token).unwrap()),
-        (OrderStatus::Rejected, Some(Rejection::OutOfStock))
-    );
-    assert_eq!(world.item(&cable), (10, 0));
-    world.assert_replay_matches();
-}
-
 /// A buyer, a merchant and two items that all live on the buyer's shard.
 struct Shop {
     world: World,
@@ -736,17 +714,118 @@ fn an_order_the_payer_cannot_pay_goes_the_sagas_way_and_gives_the_stock_back() {
 }
 
 #[test]
-fn an_order_whose_second_line_finds_the_stock_its_first_took_goes_the_sagas_way() {
-    let mut shop = Shop::open("100", 2);
-    let tv = shop.tv.clone();
-    let (order, token) = shop.order("order", true, &[(tv.as_str(), 2), (tv.as_str(), 1)]);
-    assert_eq!(shop.world.order_events(&order)[0], "created");
+fn an_order_its_own_shard_would_partly_reserve_is_rejected_in_one_event_as_the_saga_would() {
+    let mut here = Shop::open("100", 0);
+    let mut there = Shop::open("100", 0);
+    let money = here.world.money();
+    let (tv, cable) = (here.tv.clone(), here.cable.clone());
+    // The tv is sold out; the cables are there, and are taken and given back.
+    let lines = [(cable.as_str(), 2), (tv.as_str(), 1), (cable.as_str(), 3)];
+    let (local, local_token) = here.order("order", true, &lines);
+    let (remote, remote_token) = there.order("order", false, &lines);
+
+    assert_eq!(here.world.order_events(&local), ["rejected locally"]);
+    assert_eq!(there.world.order_events(&remote)[0], "created");
+    let rejected = (OrderStatus::Rejected, Some(Rejection::OutOfStock));
     assert_eq!(
-        order_status(shop.world.reply(token).unwrap()),
-        (OrderStatus::Rejected, Some(Rejection::OutOfStock))
+        order_status(here.world.reply(local_token).unwrap()),
+        rejected
     );
-    assert_eq!(shop.world.item(&tv), (2, 0));
-    shop.world.assert_replay_matches();
+    assert_eq!(
+        order_status(there.world.reply(remote_token).unwrap()),
+        rejected
+    );
+    let (a, b) = (here.world.order(&local), there.world.order(&remote));
+    assert_eq!((a.status, a.reason, a.stage), (b.status, b.reason, b.stage));
+    assert_eq!((&a.lines, &a.history), (&b.lines, &b.history));
+    assert_eq!((a.total, a.currency), (b.total, b.currency));
+    // Every version of the cable the saga goes through, the feeds hear too: taken
+    // twice, given back twice.
+    assert_eq!(here.versions(), there.versions());
+    assert_eq!(here.feed(), there.feed());
+    assert_eq!(here.world.item(&cable), (10, 0));
+    let cable_versions = |shop: &Shop| shop.versions()[3].2;
+    assert_eq!(
+        cable_versions(&here),
+        cable_versions(&Shop::open("100", 0)) + 4
+    );
+    let notices = [
+        (1, OrderStatus::Pending, None),
+        (2, OrderStatus::Rejected, Some(Rejection::OutOfStock)),
+    ];
+    assert_eq!(here.world.order_notices(&local), notices);
+    assert_eq!(there.world.order_notices(&remote), notices);
+    // Heard in the order things happened: pending before the cable moves,
+    // rejected after it is back.
+    let run = &here.world.notices[here.shard];
+    let of_order =
+        |notice: &Notice| matches!(notice, Notice::Order { id, .. } if id.as_str() == local);
+    let first = run.iter().position(of_order).unwrap();
+    let last = run.iter().rposition(of_order).unwrap();
+    assert_eq!(last - first, 5);
+    assert!(run[first + 1..last]
+        .iter()
+        .all(|notice| matches!(notice, Notice::Item { .. })));
+    // The cable lines' reservations, released; the tv line has none.
+    let reservations = here.reservations(&local, &lines);
+    assert_eq!(reservations, there.reservations(&remote, &lines));
+    assert!(matches!(
+        reservations[..],
+        [
+            Some((2, ReservationStatus::Released, ..)),
+            None,
+            Some((3, ReservationStatus::Released, ..))
+        ]
+    ));
+    // Nothing waits on it: no deadline, no reservation expiry, no step record.
+    let state = &here.world.cores[here.shard].state;
+    assert!(state
+        .timers
+        .iter()
+        .all(|(_, key)| !format!("{key:?}").contains(&local)));
+    assert!(state
+        .steps
+        .iter()
+        .all(|(key, _)| !format!("{key:?}").contains(&local)));
+    assert_eq!(here.world.money(), money);
+    here.world.assert_replay_matches();
+    // A crash replays the one event, and a retry answers the same.
+    here.world.crash(here.shard);
+    let mut retry = create_order(&local, &lines);
+    if let Command::CreateOrder { terms, .. } = &mut retry {
+        terms.merchant = aid(&here.merchant);
+    }
+    let retry = here.world.command(retry);
+    assert_eq!(order_status(here.world.reply(retry).unwrap()), rejected);
+    assert_eq!(here.world.order_events(&local), ["rejected locally"]);
+}
+
+#[test]
+fn an_order_whose_second_line_finds_the_stock_its_first_took_is_rejected_as_the_saga_would() {
+    let mut here = Shop::open("100", 2);
+    let mut there = Shop::open("100", 2);
+    let tv = here.tv.clone();
+    // The first line takes both tvs, so the second finds none; on its own, each
+    // line could be reserved.
+    let lines = [(tv.as_str(), 2), (tv.as_str(), 1)];
+    let (local, local_token) = here.order("order", true, &lines);
+    let (remote, remote_token) = there.order("order", false, &lines);
+    assert_eq!(here.world.order_events(&local), ["rejected locally"]);
+    let rejected = (OrderStatus::Rejected, Some(Rejection::OutOfStock));
+    assert_eq!(
+        order_status(here.world.reply(local_token).unwrap()),
+        rejected
+    );
+    assert_eq!(
+        order_status(there.world.reply(remote_token).unwrap()),
+        rejected
+    );
+    let (a, b) = (here.world.order(&local), there.world.order(&remote));
+    assert_eq!((&a.lines, &a.history), (&b.lines, &b.history));
+    assert_eq!(here.versions(), there.versions());
+    assert_eq!(here.feed(), there.feed());
+    assert_eq!(here.world.item(&tv), (2, 0));
+    here.world.assert_replay_matches();
 }
 
 /// One line of a random order: the shop's tv, its cable, or an item nobody sells.

@@ -137,6 +137,8 @@ impl Ledger {
                 // The capture and the credit of a local run are on this shard, in
                 // the same event: no money leaves the shard's balances.
                 | Event::OrderRunLocally { id, .. }
+                // A local rejection moves no money.
+                | Event::OrderRejectedLocally { id, .. }
                 | Event::OrderStepCompleted { id, .. }
                 | Event::OrderEndRequested { id, .. } => {
                     self.touched.insert(SagaId::Order(id.clone()));
@@ -998,7 +1000,8 @@ fn note_created(
         }
         Event::OrderCreated { id, .. }
         | Event::OrderRefusedLocally { id, .. }
-        | Event::OrderRunLocally { id, .. } => {
+        | Event::OrderRunLocally { id, .. }
+        | Event::OrderRejectedLocally { id, .. } => {
             created.insert(format!("order/{id}"));
         }
         Event::Reserved { sku, id, .. } => {
