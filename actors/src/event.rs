@@ -166,7 +166,8 @@ pub enum Event {
     /// [`crate::order::local_refusals`]). Applying it is applying `OrderCreated`
     /// and then one `OrderStepCompleted` per line. No step message was ever sent,
     /// so no step record is kept. A refusal leaves the stock as it was, so only the
-    /// order changes. (Last in the enum: older journals keep their indices.)
+    /// order changes. (Appended after `PaymentRunLocally`: older journals keep
+    /// their indices.)
     OrderRefusedLocally {
         id: OrderId,
         terms: OrderTerms,
@@ -185,7 +186,8 @@ pub enum Event {
     /// credited), each with the effect its step had when the run was decided (see
     /// [`crate::order::local_run`]); the total follows from the prices, as the
     /// order computes it. No step message was ever sent, so no step record is
-    /// kept. (Last in the enum: older journals keep their indices.)
+    /// kept. (Appended after `OrderRefusedLocally`: older journals keep their
+    /// indices.)
     OrderRunLocally {
         id: OrderId,
         terms: OrderTerms,

@@ -579,8 +579,8 @@ pub fn reserve_refusal(
 /// which is what lets its shard run it in one event
 /// (`Event::OrderRefusedLocally`) when the items are its own: the saga would send
 /// every reserve at once, each would find the stock as it is now, and every
-/// answer would be a refusal. An order with a line that would be reserved goes
-/// the saga's way, since that line's stock is taken and given back.
+/// answer would be a refusal. An order with a line that would be reserved takes
+/// that line's stock and gives it back (`local_rejection`, or the saga's way).
 ///
 /// The order must be new: a reservation for one of its lines can only come from
 /// its own saga, so none exists yet.

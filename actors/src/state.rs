@@ -182,8 +182,10 @@ impl State {
     /// Applies one event, and calls `changed` with the state as it stands after each
     /// change that happens in the middle of the event: an order run locally
     /// (`Event::OrderRunLocally`) changes its payer and its items twice and its own
-    /// status four times, and feeds must hear every version, in order. (For every
-    /// other event, what changed is read from the state after it.)
+    /// status four times, and one rejected locally (`Event::OrderRejectedLocally`)
+    /// takes each reserved line's stock and gives it back, and feeds must hear
+    /// every version, in order. (For every other event, what changed is read from
+    /// the state after it.)
     pub fn apply_with(&mut self, event: &Event, changed: &mut dyn FnMut(&State, Changed<'_>)) {
         self.last_seq += 1;
         match event {

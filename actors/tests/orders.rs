@@ -828,6 +828,32 @@ fn an_order_whose_second_line_finds_the_stock_its_first_took_is_rejected_as_the_
     here.world.assert_replay_matches();
 }
 
+#[test]
+fn a_refused_line_takes_no_stock_from_the_lines_after_it() {
+    let mut here = Shop::open("100", 1);
+    let mut there = Shop::open("100", 1);
+    let (tv, cable) = (here.tv.clone(), here.cable.clone());
+    // Three tvs are refused (one in stock); the single tv after them still finds
+    // its unit, as the saga's reserve of that line would.
+    let lines = [(tv.as_str(), 3), (tv.as_str(), 1), (cable.as_str(), 1)];
+    let (local, _) = here.order("order", true, &lines);
+    let (remote, _) = there.order("order", false, &lines);
+    assert_eq!(here.world.order_events(&local), ["rejected locally"]);
+    let reservations = here.reservations(&local, &lines);
+    assert_eq!(reservations, there.reservations(&remote, &lines));
+    assert!(matches!(
+        reservations[..],
+        [
+            None,
+            Some((1, ReservationStatus::Released, ..)),
+            Some((1, ReservationStatus::Released, ..))
+        ]
+    ));
+    assert_eq!(here.versions(), there.versions());
+    assert_eq!(here.feed(), there.feed());
+    here.world.assert_replay_matches();
+}
+
 /// One line of a random order: the shop's tv, its cable, or an item nobody sells.
 fn line_strategy() -> impl Strategy<Value = (u8, u32)> {
     (0u8..3, 1u32..4)
@@ -842,9 +868,11 @@ proptest! {
     })]
 
     /// Whatever the stock, the funds and the lines, an order placed on the shard
-    /// that holds everything it touches (run in one event when it can be) ends
-    /// exactly as the same order coordinated from another shard through the saga:
-    /// the same order, accounts, items, reservations and feed versions.
+    /// that holds everything it touches ends in one event whenever its payment is
+    /// not refused, and exactly as the same order coordinated from another shard
+    /// through the saga: the same order, accounts, items, reservations and feed
+    /// versions. (The saga's steps reach the item shard in line order, as they do
+    /// on the order's own shard.)
     #[test]
     fn an_order_on_its_own_shard_ends_as_the_saga_ends_it(
         funds in 1u32..150,
@@ -862,10 +890,28 @@ proptest! {
         let (local, local_token) = here.order("order", true, &lines);
         let (remote, remote_token) = there.order("order", false, &lines);
         let answer = |shop: &Shop, token| order_status(shop.world.reply(token).unwrap());
-        prop_assert_eq!(answer(&here, local_token), answer(&there, remote_token));
+        let local_answer = answer(&here, local_token);
+        prop_assert_eq!(local_answer, answer(&there, remote_token));
+        // Only a refused payment needs the saga's steps.
+        let events = here.world.order_events(&local);
+        match local_answer {
+            (OrderStatus::Rejected, Some(Rejection::InsufficientFunds)) => {
+                prop_assert_eq!(events[0], "created")
+            }
+            (OrderStatus::Rejected, _) => prop_assert!(
+                events == ["refused locally"] || events == ["rejected locally"],
+                "events {:?}",
+                events
+            ),
+            _ => prop_assert_eq!(&events, &["run locally"]),
+        }
         let (a, b) = (here.world.order(&local), there.world.order(&remote));
         prop_assert!(a.is_final());
         prop_assert_eq!((a.status, a.reason, a.stage), (b.status, b.reason, b.stage));
+        prop_assert_eq!(
+            (a.created_at, a.updated_at, a.deadline, a.ending_requested),
+            (b.created_at, b.updated_at, b.deadline, b.ending_requested)
+        );
         prop_assert_eq!((&a.lines, &a.history), (&b.lines, &b.history));
         prop_assert_eq!((a.total, a.currency), (b.total, b.currency));
         prop_assert_eq!(here.versions(), there.versions());
@@ -875,6 +921,19 @@ proptest! {
             here.reservations(&local, &lines),
             there.reservations(&remote, &lines)
         );
+        // Nothing waits on a fused order: no timer, no step record.
+        if events[0] != "created" {
+            let state = &here.world.cores[here.shard].state;
+            let waiting_timer = state
+                .timers
+                .iter()
+                .any(|(_, key)| format!("{key:?}").contains(&local));
+            let step_record = state
+                .steps
+                .iter()
+                .any(|(key, _)| format!("{key:?}").contains(&local));
+            prop_assert!(!waiting_timer && !step_record);
+        }
         here.world.assert_replay_matches();
     }
 }
