@@ -596,6 +596,28 @@ impl Shop {
             .collect()
     }
 
+    /// Whether nothing on the shop's shard waits on the order: no timer (deadline,
+    /// reservation expiry, record retention) and no step record names it.
+    fn nothing_waits_on(&self, order: &str) -> bool {
+        let state = &self.world.cores[self.shard].state;
+        let names = |key: String| key.contains(order);
+        !state
+            .timers
+            .iter()
+            .any(|(_, key)| names(format!("{key:?}")))
+            && !state.steps.iter().any(|(key, _)| names(format!("{key:?}")))
+    }
+
+    /// Crashes the shop's shard and sends the same order again.
+    fn crash_and_retry(&mut self, order: &str, lines: &[(&str, u32)]) -> Token {
+        self.world.crash(self.shard);
+        let mut retry = create_order(order, lines);
+        if let Command::CreateOrder { terms, .. } = &mut retry {
+            terms.merchant = aid(&self.merchant);
+        }
+        self.world.command(retry)
+    }
+
     fn versions(&self) -> Vec<(Decimal, Decimal, u64)> {
         let state = &self.world.cores[self.shard].state;
         let account = |id: &str| {
@@ -673,24 +695,11 @@ fn an_order_run_on_its_own_shard_confirms_in_one_event_as_the_saga_would() {
         there.reservations(&remote, &lines)
     );
     // Nothing waits on it: no deadline, no reservation expiry, no step record.
-    let state = &here.world.cores[here.shard].state;
-    assert!(state
-        .timers
-        .iter()
-        .all(|(_, key)| !format!("{key:?}").contains(&local)));
-    assert!(state
-        .steps
-        .iter()
-        .all(|(key, _)| !format!("{key:?}").contains(&local)));
+    assert!(here.nothing_waits_on(&local));
     assert_eq!(here.world.money(), money);
     here.world.assert_replay_matches();
     // A crash replays the one event, and a retry answers the same.
-    here.world.crash(here.shard);
-    let mut retry = create_order(&local, &lines);
-    if let Command::CreateOrder { terms, .. } = &mut retry {
-        terms.merchant = aid(&here.merchant);
-    }
-    let retry = here.world.command(retry);
+    let retry = here.crash_and_retry(&local, &lines);
     assert_eq!(order_status(here.world.reply(retry).unwrap()), confirmed);
     assert_eq!(here.world.order_events(&local), ["run locally"]);
 }
@@ -778,24 +787,11 @@ fn an_order_its_own_shard_would_partly_reserve_is_rejected_in_one_event_as_the_s
         ]
     ));
     // Nothing waits on it: no deadline, no reservation expiry, no step record.
-    let state = &here.world.cores[here.shard].state;
-    assert!(state
-        .timers
-        .iter()
-        .all(|(_, key)| !format!("{key:?}").contains(&local)));
-    assert!(state
-        .steps
-        .iter()
-        .all(|(key, _)| !format!("{key:?}").contains(&local)));
+    assert!(here.nothing_waits_on(&local));
     assert_eq!(here.world.money(), money);
     here.world.assert_replay_matches();
     // A crash replays the one event, and a retry answers the same.
-    here.world.crash(here.shard);
-    let mut retry = create_order(&local, &lines);
-    if let Command::CreateOrder { terms, .. } = &mut retry {
-        terms.merchant = aid(&here.merchant);
-    }
-    let retry = here.world.command(retry);
+    let retry = here.crash_and_retry(&local, &lines);
     assert_eq!(order_status(here.world.reply(retry).unwrap()), rejected);
     assert_eq!(here.world.order_events(&local), ["rejected locally"]);
 }
@@ -923,16 +919,7 @@ proptest! {
         );
         // Nothing waits on a fused order: no timer, no step record.
         if events[0] != "created" {
-            let state = &here.world.cores[here.shard].state;
-            let waiting_timer = state
-                .timers
-                .iter()
-                .any(|(_, key)| format!("{key:?}").contains(&local));
-            let step_record = state
-                .steps
-                .iter()
-                .any(|(key, _)| format!("{key:?}").contains(&local));
-            prop_assert!(!waiting_timer && !step_record);
+            prop_assert!(here.nothing_waits_on(&local));
         }
         here.world.assert_replay_matches();
     }
