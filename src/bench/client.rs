@@ -2,7 +2,7 @@
 //! client, each answering with an [`Outcome`] that the recorder counts.
 
 use super::http1::Http1;
-use crate::api::dto::{CreatePaymentRequest, PaymentsBatchRequest, PaymentsBatchResponse};
+use crate::api::dto::PaymentsBatchResponse;
 use actix_web::web::Bytes;
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::Url;
@@ -114,13 +114,32 @@ struct HotPaths {
     client_auth: HeaderValue,
 }
 
-/// Just the fields of a payment's answer the bench looks at.
+/// A payment as the load generator sends it (API.md `POST /v1/payments`, one-phase):
+/// its accounts are borrowed from the fixture, like an order's ids, and a batch
+/// of 8,190 of them is built for every batch request.
+#[derive(Debug, Clone, Serialize)]
+pub struct PaymentBody<'a> {
+    pub id: String,
+    pub from: &'a str,
+    pub to: &'a str,
+    pub amount: String,
+    pub currency: &'static str,
+}
+
+/// `POST /v1/payments/batch`'s body.
+#[derive(Serialize)]
+struct PaymentsBatch<'a> {
+    payments: Vec<PaymentBody<'a>>,
+}
+
+/// Just the fields of a payment's answer the bench looks at, borrowed (copied
+/// only if the server escaped them).
 #[derive(Deserialize)]
-struct PaymentAnswer {
-    #[serde(default)]
-    status: Option<String>,
-    #[serde(default)]
-    code: Option<String>,
+struct PaymentAnswer<'a> {
+    #[serde(default, borrow)]
+    status: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    code: Option<Cow<'a, str>>,
 }
 
 impl Api {
@@ -313,7 +332,7 @@ impl Api {
     }
 
     /// `POST /v1/payments`: 201 settled, 422 with a business code.
-    pub async fn payment(&self, payment: &CreatePaymentRequest) -> Outcome {
+    pub async fn payment(&self, payment: &PaymentBody<'_>) -> Outcome {
         let (status, bytes) = self
             .post_hot("/v1/payments", &self.hot.payments, payment)
             .await;
@@ -321,9 +340,11 @@ impl Api {
             201 => match serde_json::from_slice::<PaymentAnswer>(&bytes) {
                 Ok(answer) => match answer.status.as_deref() {
                     Some("settled") => Outcome::Ok,
-                    Some("rejected") => {
-                        Outcome::Rejected(answer.code.unwrap_or_else(|| "rejected".into()))
-                    }
+                    Some("rejected") => Outcome::Rejected(
+                        answer
+                            .code
+                            .map_or_else(|| "rejected".into(), Cow::into_owned),
+                    ),
                     other => Outcome::Error(format!("payment answered status {other:?}")),
                 },
                 Err(error) => Outcome::Error(format!("undecodable payment: {error}")),
@@ -337,11 +358,11 @@ impl Api {
     /// failed request fails every payment in it.
     pub async fn payments_batch(
         &self,
-        payments: Vec<CreatePaymentRequest>,
+        payments: Vec<PaymentBody<'_>>,
         msgpack: bool,
     ) -> Vec<Outcome> {
         let count = payments.len();
-        let body = PaymentsBatchRequest { payments };
+        let body = PaymentsBatch { payments };
         // Named fields for MessagePack: the server's decoder expects a map, like
         // JSON's object.
         let (encoded, content_type) = if msgpack {

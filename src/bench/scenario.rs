@@ -6,12 +6,13 @@
 //! invariants are checked over exactly what this run created.
 
 use super::args::{BenchArgs, ScenarioArg};
-use super::client::{is_terminal, Api, CreateOrder, OrderJson, OrderLine, Outcome, Tokens};
+use super::client::{
+    is_terminal, Api, CreateOrder, OrderJson, OrderLine, Outcome, PaymentBody, Tokens,
+};
 use super::load::{self, Shape};
 use super::report::{Invariants, RunReport};
 use super::target::TargetKind;
 use super::zipf::Zipf;
-use crate::api::dto::CreatePaymentRequest;
 use futures::{SinkExt, StreamExt};
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap};
@@ -224,16 +225,14 @@ impl Ctx {
         (&accounts[from], &accounts[to])
     }
 
-    fn payment(&self, n: u64) -> CreatePaymentRequest {
+    fn payment(&self, n: u64) -> PaymentBody<'_> {
         let (from, to) = self.pick_pair();
-        CreatePaymentRequest {
-            id: Some(format!("{}-p{n}", self.fixture.run)),
-            from: from.to_owned(),
-            to: to.to_owned(),
+        PaymentBody {
+            id: format!("{}-p{n}", self.fixture.run),
+            from,
+            to,
             amount: cents(fastrand::u64(1..=PAYMENT_CENTS_MAX) as i64),
-            currency: "USD".into(),
-            capture: None,
-            hold_timeout_ms: None,
+            currency: "USD",
         }
     }
 
