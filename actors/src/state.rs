@@ -667,16 +667,7 @@ impl State {
         // Checking the merchant changes nothing.
         self.answer_locally(id, StepTag::Validate, StepOutcome::Done, None, at, changed);
         for (index, (line, key)) in terms.lines.iter().zip(&keys).enumerate() {
-            let reservation = self
-                .reservations
-                .get_mut(key)
-                .expect("reserved above in this run");
-            reservation.status = ReservationStatus::Committed;
-            let quantity = u64::from(line.quantity.get());
-            let item = self.item_mut(&line.sku);
-            item.reserved -= quantity;
-            item.on_hand -= quantity;
-            item.version += 1;
+            self.close_line_locally(key, ReservationStatus::Committed);
             changed(self, Changed::Item(&line.sku));
             let tag = StepTag::CommitLine(index as u16);
             self.answer_locally(id, tag, StepOutcome::Done, None, at, changed);
@@ -726,33 +717,28 @@ impl State {
         let order = Order::new(id.clone(), terms.clone(), deadline, at);
         self.orders.insert(id.clone(), Arc::new(order));
         changed(self, Changed::Order(id));
-        let reserved = |index: usize| answers[index].0 == StepOutcome::Done;
-        let key = |index: usize| ReservationKey {
-            sku: terms.lines[index].sku.clone(),
-            id: ReservationId::for_order_line(id, index as u16),
-        };
-        for (index, line) in terms.lines.iter().enumerate() {
-            let (outcome, price) = answers[index];
-            if reserved(index) {
-                self.reserve_line_locally(id, &key(index), line.quantity.get(), at);
+        // Each reserved line's reservation key; none for a refused line.
+        let keys: Vec<Option<ReservationKey>> = (0..terms.lines.len())
+            .map(|index| {
+                (answers[index].0 == StepOutcome::Done).then(|| ReservationKey {
+                    sku: terms.lines[index].sku.clone(),
+                    id: ReservationId::for_order_line(id, index as u16),
+                })
+            })
+            .collect();
+        for (index, (line, key)) in terms.lines.iter().zip(&keys).enumerate() {
+            if let Some(key) = key {
+                self.reserve_line_locally(id, key, line.quantity.get(), at);
                 changed(self, Changed::Item(&line.sku));
             }
+            let (outcome, price) = answers[index];
             let tag = StepTag::ReserveLine(index as u16);
             self.answer_locally(id, tag, outcome, price, at, changed);
         }
-        for (index, line) in terms.lines.iter().enumerate() {
-            if !reserved(index) {
-                continue;
-            }
-            let reservation = self
-                .reservations
-                .get_mut(&key(index))
-                .expect("reserved above in this event");
-            reservation.status = ReservationStatus::Released;
-            let item = self.item_mut(&line.sku);
-            item.reserved -= u64::from(line.quantity.get());
-            item.version += 1;
-            changed(self, Changed::Item(&line.sku));
+        for (index, key) in keys.iter().enumerate() {
+            let Some(key) = key else { continue };
+            self.close_line_locally(key, ReservationStatus::Released);
+            changed(self, Changed::Item(&key.sku));
             let tag = StepTag::ReleaseLine(index as u16);
             self.answer_locally(id, tag, StepOutcome::Done, None, at, changed);
         }
@@ -796,6 +782,25 @@ impl State {
             item.reserved <= item.on_hand,
             "local step of order {id} oversells {item:?}"
         );
+    }
+
+    /// What closing an order line's reservation does on the item's shard (as
+    /// `Event::ReservationClosed` does, for a reservation this event made and
+    /// filed no expiry for): committed stock leaves the item, released stock goes
+    /// back to it.
+    fn close_line_locally(&mut self, key: &ReservationKey, status: ReservationStatus) {
+        let reservation = self
+            .reservations
+            .get_mut(key)
+            .expect("reserved earlier in this event");
+        reservation.status = status;
+        let quantity = u64::from(reservation.quantity);
+        let item = self.item_mut(&key.sku);
+        item.reserved -= quantity;
+        if status == ReservationStatus::Committed {
+            item.on_hand -= quantity;
+        }
+        item.version += 1;
     }
 
     /// A local step of an order is answered: the order moves as
