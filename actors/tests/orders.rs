@@ -638,6 +638,55 @@ impl Shop {
     }
 }
 
+/// One order placed in two shops opened alike: `here` on the shard that holds
+/// everything (where it is fused into one event when it can be), `there` from
+/// another shard through the saga.
+struct Twin {
+    local: String,
+    remote: String,
+    /// The answer, the same in both shops.
+    answer: (OrderStatus, Option<Rejection>),
+}
+
+/// Places `lines` in both shops and checks that the two orders end the same:
+/// the answer, the order record, every account and item with its version, the
+/// lines' reservations and every feed version; and that the shop where it ran
+/// on its own shard replays to the same state.
+fn place_here_and_there(here: &mut Shop, there: &mut Shop, lines: &[(&str, u32)]) -> Twin {
+    let (local, local_token) = here.order("order", true, lines);
+    let (remote, remote_token) = there.order("order", false, lines);
+    let answer = order_status(here.world.reply(local_token).unwrap());
+    assert_eq!(
+        answer,
+        order_status(there.world.reply(remote_token).unwrap())
+    );
+    let (a, b) = (here.world.order(&local), there.world.order(&remote));
+    assert!(a.is_final());
+    assert_eq!((a.status, a.reason, a.stage), (b.status, b.reason, b.stage));
+    assert_eq!(
+        (a.created_at, a.updated_at, a.deadline, a.ending_requested),
+        (b.created_at, b.updated_at, b.deadline, b.ending_requested)
+    );
+    assert_eq!((&a.lines, &a.history), (&b.lines, &b.history));
+    assert_eq!((a.total, a.currency), (b.total, b.currency));
+    assert_eq!(here.versions(), there.versions());
+    assert_eq!(here.feed(), there.feed());
+    assert_eq!(
+        here.world.order_notices(&local),
+        there.world.order_notices(&remote)
+    );
+    assert_eq!(
+        here.reservations(&local, lines),
+        there.reservations(&remote, lines)
+    );
+    here.world.assert_replay_matches();
+    Twin {
+        local,
+        remote,
+        answer,
+    }
+}
+
 #[test]
 fn an_order_run_on_its_own_shard_confirms_in_one_event_as_the_saga_would() {
     let mut here = Shop::open("100", 5);
@@ -646,27 +695,17 @@ fn an_order_run_on_its_own_shard_confirms_in_one_event_as_the_saga_would() {
     let (tv, cable) = (here.tv.clone(), here.cable.clone());
     // The second tv line finds the stock the first one took.
     let lines = [(tv.as_str(), 2), (tv.as_str(), 1), (cable.as_str(), 3)];
-    let (local, local_token) = here.order("order", true, &lines);
-    let (remote, remote_token) = there.order("order", false, &lines);
+    let Twin {
+        local,
+        remote,
+        answer,
+    } = place_here_and_there(&mut here, &mut there, &lines);
 
     assert_eq!(here.world.order_events(&local), ["run locally"]);
     assert_eq!(there.world.order_events(&remote)[0], "created");
     let confirmed = (OrderStatus::Confirmed, None);
-    assert_eq!(
-        order_status(here.world.reply(local_token).unwrap()),
-        confirmed
-    );
-    assert_eq!(
-        order_status(there.world.reply(remote_token).unwrap()),
-        confirmed
-    );
-    let (a, b) = (here.world.order(&local), there.world.order(&remote));
-    assert_eq!((a.status, a.stage, a.total), (b.status, b.stage, b.total));
-    assert_eq!((&a.lines, &a.history), (&b.lines, &b.history));
-    assert_eq!(a.total, Some(Decimal::new(9750, 2)));
-    // Every account and item, and every version of them the feeds heard.
-    assert_eq!(here.versions(), there.versions());
-    assert_eq!(here.feed(), there.feed());
+    assert_eq!(answer, confirmed);
+    assert_eq!(here.world.order(&local).total, Some(Decimal::new(9750, 2)));
     let statuses = [
         OrderStatus::Pending,
         OrderStatus::Reserved,
@@ -675,7 +714,6 @@ fn an_order_run_on_its_own_shard_confirms_in_one_event_as_the_saga_would() {
     ];
     let expected: Vec<_> = (1..).zip(statuses).map(|(v, s)| (v, s, None)).collect();
     assert_eq!(here.world.order_notices(&local), expected);
-    assert_eq!(there.world.order_notices(&remote), expected);
     // Heard in the order things happened: the order is pending before any of its
     // stock moves, and confirmed only after the merchant is paid.
     let run = &here.world.notices[here.shard];
@@ -689,15 +727,9 @@ fn an_order_run_on_its_own_shard_confirms_in_one_event_as_the_saga_would() {
         matches!(&run[last - 1], Notice::Account { account, .. } if account.id.as_str() == here.merchant)
     );
     assert_eq!(last, run.len() - 1);
-    // The lines' reservations, committed.
-    assert_eq!(
-        here.reservations(&local, &lines),
-        there.reservations(&remote, &lines)
-    );
     // Nothing waits on it: no deadline, no reservation expiry, no step record.
     assert!(here.nothing_waits_on(&local));
     assert_eq!(here.world.money(), money);
-    here.world.assert_replay_matches();
     // A crash replays the one event, and a retry answers the same.
     let retry = here.crash_and_retry(&local, &lines);
     assert_eq!(order_status(here.world.reply(retry).unwrap()), confirmed);
@@ -730,28 +762,18 @@ fn an_order_its_own_shard_would_partly_reserve_is_rejected_in_one_event_as_the_s
     let (tv, cable) = (here.tv.clone(), here.cable.clone());
     // The tv is sold out; the cables are there, and are taken and given back.
     let lines = [(cable.as_str(), 2), (tv.as_str(), 1), (cable.as_str(), 3)];
-    let (local, local_token) = here.order("order", true, &lines);
-    let (remote, remote_token) = there.order("order", false, &lines);
+    let Twin {
+        local,
+        remote,
+        answer,
+    } = place_here_and_there(&mut here, &mut there, &lines);
 
     assert_eq!(here.world.order_events(&local), ["rejected locally"]);
     assert_eq!(there.world.order_events(&remote)[0], "created");
     let rejected = (OrderStatus::Rejected, Some(Rejection::OutOfStock));
-    assert_eq!(
-        order_status(here.world.reply(local_token).unwrap()),
-        rejected
-    );
-    assert_eq!(
-        order_status(there.world.reply(remote_token).unwrap()),
-        rejected
-    );
-    let (a, b) = (here.world.order(&local), there.world.order(&remote));
-    assert_eq!((a.status, a.reason, a.stage), (b.status, b.reason, b.stage));
-    assert_eq!((&a.lines, &a.history), (&b.lines, &b.history));
-    assert_eq!((a.total, a.currency), (b.total, b.currency));
+    assert_eq!(answer, rejected);
     // Every version of the cable the saga goes through, the feeds hear too: taken
     // twice, given back twice.
-    assert_eq!(here.versions(), there.versions());
-    assert_eq!(here.feed(), there.feed());
     assert_eq!(here.world.item(&cable), (10, 0));
     let cable_versions = |shop: &Shop| shop.versions()[3].2;
     assert_eq!(
@@ -763,7 +785,6 @@ fn an_order_its_own_shard_would_partly_reserve_is_rejected_in_one_event_as_the_s
         (2, OrderStatus::Rejected, Some(Rejection::OutOfStock)),
     ];
     assert_eq!(here.world.order_notices(&local), notices);
-    assert_eq!(there.world.order_notices(&remote), notices);
     // Heard in the order things happened: pending before the cable moves,
     // rejected after it is back.
     let run = &here.world.notices[here.shard];
@@ -776,10 +797,8 @@ fn an_order_its_own_shard_would_partly_reserve_is_rejected_in_one_event_as_the_s
         .iter()
         .all(|notice| matches!(notice, Notice::Item { .. })));
     // The cable lines' reservations, released; the tv line has none.
-    let reservations = here.reservations(&local, &lines);
-    assert_eq!(reservations, there.reservations(&remote, &lines));
     assert!(matches!(
-        reservations[..],
+        here.reservations(&local, &lines)[..],
         [
             Some((2, ReservationStatus::Released, ..)),
             None,
@@ -789,7 +808,6 @@ fn an_order_its_own_shard_would_partly_reserve_is_rejected_in_one_event_as_the_s
     // Nothing waits on it: no deadline, no reservation expiry, no step record.
     assert!(here.nothing_waits_on(&local));
     assert_eq!(here.world.money(), money);
-    here.world.assert_replay_matches();
     // A crash replays the one event, and a retry answers the same.
     let retry = here.crash_and_retry(&local, &lines);
     assert_eq!(order_status(here.world.reply(retry).unwrap()), rejected);
@@ -804,24 +822,11 @@ fn an_order_whose_second_line_finds_the_stock_its_first_took_is_rejected_as_the_
     // The first line takes both tvs, so the second finds none; on its own, each
     // line could be reserved.
     let lines = [(tv.as_str(), 2), (tv.as_str(), 1)];
-    let (local, local_token) = here.order("order", true, &lines);
-    let (remote, remote_token) = there.order("order", false, &lines);
-    assert_eq!(here.world.order_events(&local), ["rejected locally"]);
+    let twin = place_here_and_there(&mut here, &mut there, &lines);
+    assert_eq!(here.world.order_events(&twin.local), ["rejected locally"]);
     let rejected = (OrderStatus::Rejected, Some(Rejection::OutOfStock));
-    assert_eq!(
-        order_status(here.world.reply(local_token).unwrap()),
-        rejected
-    );
-    assert_eq!(
-        order_status(there.world.reply(remote_token).unwrap()),
-        rejected
-    );
-    let (a, b) = (here.world.order(&local), there.world.order(&remote));
-    assert_eq!((&a.lines, &a.history), (&b.lines, &b.history));
-    assert_eq!(here.versions(), there.versions());
-    assert_eq!(here.feed(), there.feed());
+    assert_eq!(twin.answer, rejected);
     assert_eq!(here.world.item(&tv), (2, 0));
-    here.world.assert_replay_matches();
 }
 
 #[test]
@@ -832,22 +837,16 @@ fn a_refused_line_takes_no_stock_from_the_lines_after_it() {
     // Three tvs are refused (one in stock); the single tv after them still finds
     // its unit, as the saga's reserve of that line would.
     let lines = [(tv.as_str(), 3), (tv.as_str(), 1), (cable.as_str(), 1)];
-    let (local, _) = here.order("order", true, &lines);
-    let (remote, _) = there.order("order", false, &lines);
-    assert_eq!(here.world.order_events(&local), ["rejected locally"]);
-    let reservations = here.reservations(&local, &lines);
-    assert_eq!(reservations, there.reservations(&remote, &lines));
+    let twin = place_here_and_there(&mut here, &mut there, &lines);
+    assert_eq!(here.world.order_events(&twin.local), ["rejected locally"]);
     assert!(matches!(
-        reservations[..],
+        here.reservations(&twin.local, &lines)[..],
         [
             None,
             Some((1, ReservationStatus::Released, ..)),
             Some((1, ReservationStatus::Released, ..))
         ]
     ));
-    assert_eq!(here.versions(), there.versions());
-    assert_eq!(here.feed(), there.feed());
-    here.world.assert_replay_matches();
 }
 
 /// One line of a random order: the shop's tv, its cable, or an item nobody sells.
@@ -883,14 +882,10 @@ proptest! {
             .iter()
             .map(|(sku, quantity)| (skus[usize::from(*sku)].as_str(), *quantity))
             .collect();
-        let (local, local_token) = here.order("order", true, &lines);
-        let (remote, remote_token) = there.order("order", false, &lines);
-        let answer = |shop: &Shop, token| order_status(shop.world.reply(token).unwrap());
-        let local_answer = answer(&here, local_token);
-        prop_assert_eq!(local_answer, answer(&there, remote_token));
+        let Twin { local, answer, .. } = place_here_and_there(&mut here, &mut there, &lines);
         // Only a refused payment needs the saga's steps.
         let events = here.world.order_events(&local);
-        match local_answer {
+        match answer {
             (OrderStatus::Rejected, Some(Rejection::InsufficientFunds)) => {
                 prop_assert_eq!(events[0], "created")
             }
@@ -901,26 +896,9 @@ proptest! {
             ),
             _ => prop_assert_eq!(&events, &["run locally"]),
         }
-        let (a, b) = (here.world.order(&local), there.world.order(&remote));
-        prop_assert!(a.is_final());
-        prop_assert_eq!((a.status, a.reason, a.stage), (b.status, b.reason, b.stage));
-        prop_assert_eq!(
-            (a.created_at, a.updated_at, a.deadline, a.ending_requested),
-            (b.created_at, b.updated_at, b.deadline, b.ending_requested)
-        );
-        prop_assert_eq!((&a.lines, &a.history), (&b.lines, &b.history));
-        prop_assert_eq!((a.total, a.currency), (b.total, b.currency));
-        prop_assert_eq!(here.versions(), there.versions());
-        prop_assert_eq!(here.feed(), there.feed());
-        prop_assert_eq!(here.world.order_notices(&local), there.world.order_notices(&remote));
-        prop_assert_eq!(
-            here.reservations(&local, &lines),
-            there.reservations(&remote, &lines)
-        );
         // Nothing waits on a fused order: no timer, no step record.
         if events[0] != "created" {
             prop_assert!(here.nothing_waits_on(&local));
         }
-        here.world.assert_replay_matches();
     }
 }
