@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use surge::storage::{self, StorageOptions};
 use surge_actors::event::Event;
-use surge_actors::journal::{recover_state, JournalRecord, Snapshot};
+use surge_actors::journal::{JournalRecord, Snapshot};
+use surge_actors::recovery::recover_state;
 use surge_actors::state::State;
 use surge_actors::{Journal, JournalError, ShardId};
 

@@ -12,10 +12,11 @@
 //! requests were in flight get [`EngineError::Retry`].
 
 use crate::command::{Command, Query, Reply};
-use crate::engine::{EngineError, EngineObserver, ShardState, ShardStats};
-use crate::journal::{recover_state, Journal, JournalError, JournalRecord};
+use crate::journal::{Journal, JournalError, JournalRecord};
+use crate::recovery::recover_state;
 use crate::router::{Router, ShardId};
 use crate::shard::{Batch, ShardCore, ShardLimits, ShardMessage, Token};
+use crate::status::{EngineError, EngineObserver, ShardState, ShardStats};
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -7,46 +7,14 @@ use crate::command::{Command, Query, Reply};
 use crate::journal::Journal;
 use crate::router::{Router, ShardId};
 use crate::shard::ShardLimits;
-use crate::state::State;
+pub use crate::status::{
+    EngineError, EngineObserver, NoObserver, ShardState, ShardStats, ShardStatus,
+};
 use actix::prelude::*;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::oneshot;
-
-/// Why the engine could not give an answer. Business refusals are not errors: they
-/// come back as [`Reply::Rejected`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum EngineError {
-    /// The shard's mailbox is full: retry later (503 `overloaded`).
-    #[error("the shard is overloaded")]
-    Overloaded,
-    /// Whether the request took effect is unknown (shard restarted mid-batch,
-    /// storage failed or timed out): retrying with the same id is safe
-    /// (503 `retry`).
-    #[error("the outcome is unknown; retry with the same id")]
-    Retry,
-    /// The engine is stopping.
-    #[error("the engine is shutting down")]
-    ShuttingDown,
-}
-
-/// Hooks for metrics; the engine crate itself knows nothing of Prometheus.
-pub trait EngineObserver: Send + Sync + 'static {
-    fn batch_flushed(&self, _shard: ShardId, _events: usize, _elapsed: Duration, _ok: bool) {}
-    fn recovered(&self, _shard: ShardId, _elapsed: Duration, _events_replayed: usize) {}
-    fn mailbox_sent(&self, _shard: ShardId) {}
-    fn mailbox_received(&self, _shard: ShardId) {}
-    fn snapshot_written(&self, _shard: ShardId, _bytes: usize, _elapsed: Duration) {}
-    /// Changes that are durable, in the order they happened on `shard`, for feeds.
-    /// Called on the shard's thread: must not block.
-    fn notices(&self, _shard: ShardId, _notices: &[crate::notice::Notice]) {}
-}
-
-/// Observer that ignores everything.
-pub struct NoObserver;
-
-impl EngineObserver for NoObserver {}
 
 /// Engine settings (the server fills them from configuration).
 #[derive(Clone)]
@@ -103,92 +71,6 @@ pub fn system_clock_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum ShardState {
-    Recovering = 0,
-    Running = 1,
-    /// A journal write failed; writes are refused until it re-reads the journal.
-    Degraded = 2,
-    /// Panicked; the supervisor is restarting it.
-    Crashed = 3,
-    /// Cannot recover (corrupt journal); needs an operator.
-    Failed = 4,
-}
-
-impl ShardState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ShardState::Recovering => "recovering",
-            ShardState::Running => "running",
-            ShardState::Degraded => "degraded",
-            ShardState::Crashed => "crashed",
-            ShardState::Failed => "failed",
-        }
-    }
-
-    fn from_u8(value: u8) -> Self {
-        match value {
-            0 => ShardState::Recovering,
-            1 => ShardState::Running,
-            2 => ShardState::Degraded,
-            3 => ShardState::Crashed,
-            _ => ShardState::Failed,
-        }
-    }
-}
-
-/// Counters a shard publishes for operators, readable without a message.
-#[derive(Debug, Default)]
-pub struct ShardStats {
-    state: AtomicU8,
-    pub restarts: AtomicU64,
-    pub last_seq: AtomicU64,
-    pub snapshot_seq: AtomicU64,
-    pub recovery_ms: AtomicU64,
-    pub mailbox_len: AtomicU64,
-    pub accounts: AtomicU64,
-    pub items: AtomicU64,
-    pub payments: AtomicU64,
-    pub orders: AtomicU64,
-}
-
-impl ShardStats {
-    pub fn set_state(&self, state: ShardState) {
-        self.state.store(state as u8, Ordering::Relaxed);
-    }
-
-    pub fn state(&self) -> ShardState {
-        ShardState::from_u8(self.state.load(Ordering::Relaxed))
-    }
-
-    pub(crate) fn update_counts(&self, state: &State) {
-        self.accounts
-            .store(state.accounts.len() as u64, Ordering::Relaxed);
-        self.items
-            .store(state.items.len() as u64, Ordering::Relaxed);
-        self.payments
-            .store(state.payments.len() as u64, Ordering::Relaxed);
-        self.orders
-            .store(state.orders.len() as u64, Ordering::Relaxed);
-    }
-}
-
-/// One shard as operators see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShardStatus {
-    pub id: ShardId,
-    pub state: ShardState,
-    pub restarts: u64,
-    pub last_seq: u64,
-    pub snapshot_seq: u64,
-    pub mailbox_len: u64,
-    pub accounts: u64,
-    pub items: u64,
-    pub payments: u64,
-    pub orders: u64,
 }
 
 struct Inner {

@@ -163,7 +163,7 @@ pub enum Event {
     /// A new order whose every line's item is on the order's own shard, and whose
     /// every line that shard would refuse to reserve, ended at once: created, then
     /// each line's reservation answered with its refusal, in line order (see
-    /// [`crate::order::local_refusals`]). Applying it is applying `OrderCreated`
+    /// [`crate::decide::local_refusals`]). Applying it is applying `OrderCreated`
     /// and then one `OrderStepCompleted` per line. No step message was ever sent,
     /// so no step record is kept. A refusal leaves the stock as it was, so only the
     /// order changes. (Appended after `PaymentRunLocally`: older journals keep
@@ -184,7 +184,7 @@ pub enum Event {
     /// the saga's steps in the saga's order (every line reserved, the total held,
     /// the merchant checked, every line committed, the total captured and
     /// credited), each with the effect its step had when the run was decided (see
-    /// [`crate::order::local_run`]); the total follows from the prices, as the
+    /// [`crate::decide::local_run`]); the total follows from the prices, as the
     /// order computes it. No step message was ever sent, so no step record is
     /// kept. (Appended after `OrderRefusedLocally`: older journals keep their
     /// indices.)
@@ -202,7 +202,7 @@ pub enum Event {
     /// once: created, each line's reservation answered in line order (a reserved
     /// line takes its stock), each reserved line given back, and the order
     /// rejected with its first refused line's reason (see
-    /// [`crate::order::local_rejection`]). Applying it
+    /// [`crate::decide::local_rejection`]). Applying it
     /// ([`crate::state::State::apply_with`]) takes these steps in this order, each
     /// with the effect its step has in the saga, so items and feeds go through
     /// every version the saga would show. No step message was ever sent, so no
@@ -217,33 +217,6 @@ pub enum Event {
         answers: Vec<(StepOutcome, ReportedPrice)>,
         at: TimestampMs,
     },
-}
-
-/// The steps of a local run (`Event::PaymentRunLocally`), in saga order: the debit
-/// of `from`, then, once it is done, the credit of `to`. A refused step has no
-/// effect. (A run whose credit is refused is not journaled as one event.)
-pub fn local_run_steps<'a>(
-    terms: &'a PaymentTerms,
-    outcomes: &'a [StepOutcome],
-) -> impl Iterator<Item = (StepTag, &'a AccountId, StepOutcome, StepEffect)> + 'a {
-    let amount = terms.amount;
-    let steps = [
-        (StepTag::Debit, &terms.from, -amount),
-        (StepTag::Credit, &terms.to, amount),
-    ];
-    steps
-        .into_iter()
-        .zip(outcomes)
-        .map(|((tag, account, balance_delta), outcome)| {
-            let effect = match outcome {
-                StepOutcome::Done => StepEffect {
-                    balance_delta,
-                    held_delta: Decimal::ZERO,
-                },
-                StepOutcome::Rejected(_) => StepEffect::NONE,
-            };
-            (tag, account, *outcome, effect)
-        })
 }
 
 impl Event {
@@ -262,7 +235,17 @@ impl Event {
             | Event::OrderRejectedLocally { id, .. }
             | Event::OrderStepCompleted { id, .. }
             | Event::OrderEndRequested { id, .. } => Some(SagaId::Order(id.clone())),
-            _ => None,
+            // Account, stock and record keeping: no coordinator moves.
+            Event::AccountCreated { .. }
+            | Event::BalanceChanged { .. }
+            | Event::OpRecorded { .. }
+            | Event::StepApplied { .. }
+            | Event::ItemCreated { .. }
+            | Event::Restocked { .. }
+            | Event::Reserved { .. }
+            | Event::ReservationClosed { .. }
+            | Event::LineStepApplied { .. }
+            | Event::RecordsPruned { .. } => None,
         }
     }
 }

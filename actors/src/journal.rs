@@ -194,42 +194,6 @@ pub trait Journal: Send + Sync + 'static {
     }
 }
 
-/// Rebuilds a shard's state from what the journal holds, checking that sequence
-/// numbers follow each other with no gap and no duplicate.
-pub fn recover_state(
-    shard: ShardId,
-    recovered: &Recovered,
-    hash_seed: u64,
-) -> Result<(State, Vec<Event>), JournalError> {
-    let state = match &recovered.snapshot {
-        Some(snapshot) => {
-            let mut state = snapshot.decode()?;
-            state.reseed(hash_seed);
-            state
-        }
-        None => State::new(hash_seed),
-    };
-    let mut events = Vec::new();
-    let mut next_seq = state.last_seq + 1;
-    for record in &recovered.records {
-        if record.last_seq < next_seq {
-            // Entirely covered by the snapshot.
-            if record.first_seq <= state.last_seq {
-                continue;
-            }
-        }
-        if record.first_seq != next_seq {
-            return Err(JournalError::Corrupt(format!(
-                "shard {shard}: expected sequence {next_seq}, found record {}..={}",
-                record.first_seq, record.last_seq
-            )));
-        }
-        events.extend(record.decode()?);
-        next_seq = record.last_seq + 1;
-    }
-    Ok((state, events))
-}
-
 #[derive(Default)]
 struct MemoryShard {
     epoch: u64,

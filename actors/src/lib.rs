@@ -19,6 +19,7 @@
 //! * [`recovery`]: rebuilding a shard core from the journal (actor and simulator).
 //! * [`sim`]: the deterministic simulator: all shards, a simulated network, clock,
 //!   journal, crashes and clients, checked against the invariants of DESIGN.md.
+//! * [`status`]: what the engine reports: errors, observer hooks, shard states.
 //! * [`actor`]: the actix shard actor: mailbox, group commit, supervision.
 //! * [`engine`]: the handle the server uses to start shards and send them work.
 
@@ -38,6 +39,7 @@ pub mod router;
 pub mod shard;
 pub mod sim;
 pub mod state;
+pub mod status;
 pub mod table;
 
 pub use command::{Command, Query, Reply};

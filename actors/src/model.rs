@@ -7,6 +7,10 @@ use crate::rejection::Rejection;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+/// The retention deadline of an active hold's step record: never, until the hold
+/// is released or captured (see `decide::decide_step`).
+pub const HOLD_OPEN_DEADLINE: TimestampMs = TimestampMs::MAX;
+
 /// A ledger account. Money amounts are decimals in the account's currency.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Account {

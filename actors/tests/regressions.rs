@@ -5,13 +5,14 @@
 use rust_decimal::Decimal;
 use surge_actors::command::{Command, Reply};
 use surge_actors::domain::{AccountId, Amount, Currency, OpId, OrderId, PaymentId, Quantity, Sku};
-use surge_actors::event::{local_run_steps, Event};
+use surge_actors::event::Event;
 use surge_actors::model::{PaymentStatus, Stage, StepOutcome, StepTag};
 use surge_actors::notice::Notice;
 use surge_actors::order::LineStepKind;
 use surge_actors::rejection::Rejection;
 use surge_actors::router::{Router, ShardId};
 use surge_actors::shard::{LineStepRequest, ShardCore, ShardLimits, ShardMessage, Token};
+use surge_actors::state::local_run_steps;
 use surge_actors::state::State;
 
 const RETENTION_MS: u64 = 10_000;
@@ -265,7 +266,8 @@ fn a_hold_expiring_in_the_same_tick_as_its_record_is_still_released() {
 #[test]
 fn a_state_recovered_from_a_snapshot_keeps_the_configured_hash_seed() {
     use std::hash::BuildHasher;
-    use surge_actors::journal::{recover_state, Recovered, Snapshot};
+    use surge_actors::journal::{Recovered, Snapshot};
+    use surge_actors::recovery::recover_state;
     use surge_actors::table::StateHasher;
     let seed = 0x5eed;
     let mut state = State::new(seed);

@@ -18,15 +18,17 @@ use super::workload::order_answers_agree;
 use super::world::World;
 use crate::command::{Command, OrderView, Reply};
 use crate::domain::{AccountId, OrderId, PaymentId, ReservationId, Sku};
-use crate::event::{local_run_steps, Event};
-use crate::journal::{recover_state, Journal};
+use crate::event::Event;
+use crate::journal::Journal;
 use crate::model::{
     OpOutcome, PaymentStatus, ReservationKey, ReservationStatus, SagaId, Stage, StepKey, StepKind,
     StepOutcome, StepTag,
 };
 use crate::order::{LineState, Order, OrderStatus};
 use crate::recovery::build_core;
+use crate::recovery::recover_state;
 use crate::rejection::Rejection;
+use crate::state::local_run_steps;
 use crate::state::State;
 use futures::executor::block_on;
 use rust_decimal::Decimal;

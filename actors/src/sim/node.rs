@@ -8,8 +8,9 @@
 use super::workload::RequestId;
 use crate::command::{Command, Reply};
 use crate::event::Event;
-use crate::journal::{recover_state, Journal, JournalError, JournalRecord, MemoryJournal};
+use crate::journal::{Journal, JournalError, JournalRecord, MemoryJournal};
 use crate::recovery::build_core;
+use crate::recovery::recover_state;
 use crate::router::{Router, ShardId};
 use crate::shard::{Batch, Envelope, ShardCore, ShardLimits, ShardMessage, Token};
 use futures::executor::block_on;

@@ -1,0 +1,349 @@
+//! The shard core: one shard's state machine plus its saga driving, with no I/O.
+//!
+//! The actor (and the simulator) feed it inputs: client commands, queries, saga
+//! steps from other shards, their replies, and clock ticks. It applies what it
+//! decides to its state at once, so later inputs in the same batch see earlier
+//! ones, and collects a [`Batch`]: the events to journal, and the replies and
+//! messages that may only leave once those events are durable. The owner then
+//! either `commit`s (journal write succeeded) or `rollback`s (it failed).
+//!
+//! This module holds the core and its inputs; its children, one per concept (the
+//! same concepts as `state`'s and `decide`'s) and one per piece of machinery:
+//!
+//! * [`accounts`]: an account owner's handling of a saga step.
+//! * [`payments`]: a coordinator sending a payment's steps and taking their answers.
+//! * [`stock`]: an item owner's handling of an order line's step.
+//! * [`orders`]: a coordinator sending an order's steps and taking their answers.
+//! * [`idempotency`]: recording an operation's outcome with its effect.
+//! * [`local`]: turning a new payment or order into one event when its whole saga
+//!   runs here.
+//! * [`messages`]: what shards send each other.
+//! * [`batch`]: taking a batch for the journal, and committing or rolling it back.
+//! * [`timers`]: expiries, record pruning and step resends on each tick.
+//! * [`notices`]: what feeds hear of each event.
+//! * [`waiters`]: clients waiting on a saga, answered when it moves.
+//! * [`reads`]: queries answered from the state.
+
+mod accounts;
+mod batch;
+mod idempotency;
+mod local;
+mod messages;
+mod notices;
+mod orders;
+mod payments;
+mod reads;
+mod stock;
+mod timers;
+mod waiters;
+
+pub use batch::{Batch, SPARE_EVENTS_CAPACITY_MAX};
+pub use messages::{
+    Envelope, LineStepReply, LineStepRequest, ShardMessage, StepReply, StepRequest,
+};
+
+use crate::command::Command;
+use crate::command::Reply;
+use crate::decide::{self, Plan, WaitFor};
+use crate::domain::TimestampMs;
+use crate::event::Event;
+use crate::model::{OpOutcome, SagaId};
+use crate::order;
+use crate::router::{Router, ShardId};
+use crate::state::State;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// Identifies a waiting client request; the owner maps it to a reply channel.
+pub type Token = u64;
+
+/// Limits and timings of a shard.
+#[derive(Debug, Clone)]
+pub struct ShardLimits {
+    /// How long idempotency and step records are kept.
+    pub retention_ms: u64,
+    /// How long a coordinator waits for a step's reply before sending it again.
+    pub step_resend_ms: u64,
+    /// Most timers (expiries, prunes) handled by one tick, so a tick never turns
+    /// into a long stall.
+    pub expirations_per_tick_max: usize,
+    /// How long an order may take to be authorized before it expires.
+    pub order_timeout_ms: u64,
+}
+
+impl Default for ShardLimits {
+    fn default() -> Self {
+        Self {
+            retention_ms: decide::RETENTION_MS_DEFAULT,
+            step_resend_ms: 1_000,
+            expirations_per_tick_max: 10_000,
+            order_timeout_ms: order::ORDER_TIMEOUT_MS_DEFAULT,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Waiter {
+    token: Token,
+    wait: WaitFor,
+    replayed: bool,
+    /// When the client is answered with the state as it is, final or not.
+    answer_by: Option<TimestampMs>,
+}
+
+pub struct ShardCore {
+    pub id: ShardId,
+    pub state: State,
+    router: Router,
+    limits: ShardLimits,
+    /// Shard clock: never goes backwards, whatever the wall clock does.
+    now: TimestampMs,
+    batch: Batch,
+    /// Steps for this very shard, handled within the same batch.
+    local: VecDeque<ShardMessage>,
+    /// Clients waiting for a payment's saga (volatile: lost in a crash, and those
+    /// clients get a retryable error).
+    waiters: HashMap<SagaId, Vec<Waiter>>,
+    /// When each unfinished saga's outstanding steps were last sent (volatile).
+    step_sent_at: BTreeMap<SagaId, TimestampMs>,
+    /// Sagas whose waiters should be checked at the end of this input.
+    touched: Vec<SagaId>,
+    batch_open: bool,
+    /// The buffers of a batch already written, emptied, kept for the next batch
+    /// (see `recycle`).
+    spare: Batch,
+}
+
+impl ShardCore {
+    pub fn new(id: ShardId, router: Router, limits: ShardLimits, state: State) -> Self {
+        Self {
+            id,
+            state,
+            router,
+            limits,
+            now: 0,
+            batch: Batch::default(),
+            local: VecDeque::new(),
+            waiters: HashMap::new(),
+            step_sent_at: BTreeMap::new(),
+            touched: Vec::new(),
+            batch_open: false,
+            spare: Batch::default(),
+        }
+    }
+
+    pub fn now(&self) -> TimestampMs {
+        self.now
+    }
+
+    /// Moves the shard clock forward to `wall_ms` (never backwards).
+    pub fn advance_clock(&mut self, wall_ms: TimestampMs) {
+        self.now = self.now.max(wall_ms);
+    }
+
+    pub fn limits(&self) -> &ShardLimits {
+        &self.limits
+    }
+
+    /// Replays journaled events (recovery): no undo recording, no outputs.
+    pub fn replay(&mut self, events: &[Event]) {
+        for event in events {
+            self.state.apply(event);
+            if let Some(at) = event_time(event) {
+                self.now = self.now.max(at);
+            }
+        }
+    }
+
+    /// After recovery: sends every unfinished saga's outstanding step again.
+    /// Steps are idempotent, so a step that did arrive before the crash is answered
+    /// from its record.
+    pub fn redrive(&mut self) {
+        self.open_batch();
+        let payments = self
+            .state
+            .payments
+            .iter()
+            .filter(|(_, payment)| payment.outstanding_step().is_some())
+            .map(|(id, _)| SagaId::Payment(id.clone()));
+        let orders = self
+            .state
+            .orders
+            .iter()
+            .filter(|(_, order)| !order.is_final())
+            .map(|(id, _)| SagaId::Order(id.clone()));
+        // Sorted, so that replay and simulation send in a reproducible order.
+        let pending: std::collections::BTreeSet<SagaId> = payments.chain(orders).collect();
+        for saga in pending {
+            self.send_outstanding_step(&saga);
+        }
+        self.drain_local();
+    }
+
+    /// Opens a batch (undo recording on) unless one is open already.
+    fn open_batch(&mut self) {
+        if !self.batch_open {
+            self.batch_open = true;
+            self.state.set_recording(true);
+        }
+    }
+
+    /// Whether inputs were handled since the last commit or rollback.
+    pub fn batch_open(&self) -> bool {
+        self.batch_open
+    }
+
+    /// Events in the open batch.
+    pub fn open_events(&self) -> usize {
+        self.batch.events.len()
+    }
+
+    /// Handles a client command.
+    pub fn command(&mut self, token: Token, command: Command) {
+        self.open_batch();
+        match decide::plan(&self.state, &command) {
+            Plan::Answer(reply) => self.batch.replies.push((token, reply)),
+            Plan::Wait(wait, replayed) => {
+                if let Some(saga) = saga_of(&command) {
+                    let answer_by = self.answer_by(&command);
+                    self.add_waiter(saga.clone(), token, wait, replayed, answer_by);
+                    self.touched.push(saga);
+                }
+            }
+            Plan::Decide => match decide::decide(
+                &self.state,
+                &command,
+                self.now,
+                self.limits.order_timeout_ms,
+            ) {
+                Ok(events) => {
+                    for event in events {
+                        let event = self.run_locally_if_possible(event);
+                        self.emit(event);
+                    }
+                    if let Some(outcome) = decide::op_outcome_after(&self.state, &command) {
+                        self.record_op(&command, outcome);
+                    }
+                    match decide::answer(&self.state, &command) {
+                        Ok(reply) => self.batch.replies.push((token, reply)),
+                        Err(wait) => {
+                            // Every saga command names its payment or order.
+                            let saga = saga_of(&command).expect("saga command names its saga");
+                            let answer_by = self.answer_by(&command);
+                            self.add_waiter(saga.clone(), token, wait, false, answer_by);
+                            self.touched.push(saga);
+                        }
+                    }
+                }
+                Err(rejection) => {
+                    self.record_op(&command, OpOutcome::Rejected(rejection));
+                    self.batch.replies.push((token, Reply::rejected(rejection)));
+                }
+            },
+        }
+        self.drain_local();
+    }
+
+    /// Handles a message from another shard (or this one).
+    pub fn message(&mut self, message: ShardMessage) {
+        self.open_batch();
+        self.local.push_back(message);
+        self.drain_local();
+    }
+
+    fn emit(&mut self, event: Event) {
+        let order_version_before = notices::order_version_before(&self.state, &event);
+        // The accounts and items an event changes in its middle are heard as they
+        // were then; the rest is read from the state after the event (`notice`).
+        // (Only `RecordsPruned` has no time, and it changes no account or item.)
+        let at = event_time(&event).unwrap_or(self.now);
+        let (state, notices) = (&mut self.state, &mut self.batch.notices);
+        state.apply_with(&event, &mut |state, changed| {
+            notices.extend(notices::changed_notice(state, changed, at))
+        });
+        if let Some(saga) = event.saga() {
+            self.send_outstanding_step(&saga);
+            self.touched.push(saga);
+        }
+        self.notice(&event, order_version_before);
+        self.batch.events.push(event);
+    }
+
+    fn send_outstanding_step(&mut self, saga: &SagaId) {
+        match saga {
+            SagaId::Payment(id) => self.send_payment_step(id),
+            SagaId::Order(id) => self.send_order_steps(id),
+        }
+    }
+
+    fn send(&mut self, to: ShardId, message: ShardMessage) {
+        if to == self.id {
+            self.local.push_back(message);
+        } else {
+            self.batch.messages.push(Envelope { to, message });
+        }
+    }
+
+    /// Handles messages addressed to this shard until none are left, then answers
+    /// the clients whose payments moved.
+    fn drain_local(&mut self) {
+        while let Some(message) = self.local.pop_front() {
+            match message {
+                ShardMessage::Step(request) => self.handle_step(request),
+                ShardMessage::StepReply(reply) => self.handle_step_reply(reply),
+                ShardMessage::LineStep(request) => self.handle_line_step(request),
+                ShardMessage::LineStepReply(reply) => self.handle_line_step_reply(reply),
+            }
+        }
+        let touched = std::mem::take(&mut self.touched);
+        for saga in touched {
+            self.wake(&saga);
+        }
+    }
+}
+
+fn saga_of(command: &Command) -> Option<SagaId> {
+    match command {
+        Command::CreatePayment { id, .. }
+        | Command::CapturePayment { id, .. }
+        | Command::VoidPayment { id, .. } => Some(SagaId::Payment(id.clone())),
+        Command::CreateOrder { id, .. } | Command::CancelOrder { id, .. } => {
+            Some(SagaId::Order(id.clone()))
+        }
+        Command::CreateAccount { .. }
+        | Command::Deposit { .. }
+        | Command::Withdraw { .. }
+        | Command::CreateItem { .. }
+        | Command::Restock { .. }
+        | Command::Reserve { .. }
+        | Command::CommitReservation { .. }
+        | Command::ReleaseReservation { .. } => None,
+    }
+}
+
+/// The time an event happened, to keep the shard clock monotonic across restarts.
+fn event_time(event: &Event) -> Option<TimestampMs> {
+    match event {
+        Event::AccountCreated { at, .. }
+        | Event::BalanceChanged { at, .. }
+        | Event::PaymentCreated { at, .. }
+        | Event::PaymentStepCompleted { at, .. }
+        | Event::PaymentStepAppliedLocally { at, .. }
+        | Event::PaymentRunLocally { at, .. }
+        | Event::PaymentCaptureRequested { at, .. }
+        | Event::PaymentReleaseRequested { at, .. }
+        | Event::StepApplied { at, .. }
+        | Event::ItemCreated { at, .. }
+        | Event::Restocked { at, .. }
+        | Event::Reserved { at, .. }
+        | Event::ReservationClosed { at, .. }
+        | Event::OrderCreated { at, .. }
+        | Event::OrderRefusedLocally { at, .. }
+        | Event::OrderRunLocally { at, .. }
+        | Event::OrderRejectedLocally { at, .. }
+        | Event::OrderStepCompleted { at, .. }
+        | Event::OrderEndRequested { at, .. }
+        | Event::LineStepApplied { at, .. } => Some(*at),
+        Event::OpRecorded { record, .. } => Some(record.at),
+        Event::RecordsPruned { .. } => None,
+    }
+}
