@@ -6,7 +6,7 @@ use std::hint::black_box;
 use surge::api::body::{decode, Encoding};
 use surge::api::dto::{CreatePaymentRequest, PaymentsBatchRequest};
 
-/// The largest batch API.md allows.
+/// The largest batch docs/API.md allows.
 const PAYMENTS_PER_BATCH: usize = 8_190;
 
 fn batch() -> PaymentsBatchRequest {

@@ -5,7 +5,7 @@
 //!
 //! * [`configuration`]: layered settings (defaults, environment file, env vars).
 //! * [`startup`]: builds the application and its HTTP server; graceful shutdown.
-//! * [`api`]: the routes of API.md, parsing at the edge, auth, problem documents.
+//! * [`api`]: the routes of docs/API.md, parsing at the edge, auth, problem documents.
 //! * [`feed`]: live feeds: the event bus, the WebSocket endpoint, the Redis bridge.
 //! * [`storage`]: the PostgreSQL and SQLite journals with group commit.
 //! * [`metrics`]: Prometheus metrics for HTTP and the engine.

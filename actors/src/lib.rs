@@ -18,7 +18,7 @@
 //! * [`journal`]: the journal trait, its record format and the in-memory journal.
 //! * [`recovery`]: rebuilding a shard core from the journal (actor and simulator).
 //! * [`sim`]: the deterministic simulator: all shards, a simulated network, clock,
-//!   journal, crashes and clients, checked against the invariants of DESIGN.md.
+//!   journal, crashes and clients, checked against the invariants of docs/ARCHITECTURE.md.
 //! * [`status`]: what the engine reports: errors, observer hooks, shard states.
 //! * [`actor`]: the actix shard actor: mailbox, group commit, supervision.
 //! * [`engine`]: the handle the server uses to start shards and send them work.

@@ -32,7 +32,7 @@ impl Account {
     }
 }
 
-/// Public status of a payment (API.md).
+/// Public status of a payment (docs/API.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum PaymentStatus {
     /// The saga has not reached its first reportable state yet (internal only:

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 /// step's answer; none when the item does not exist.
 pub type ReportedPrice = Option<(Decimal, Currency)>;
 
-/// Most lines one order may have (API.md: 1–50).
+/// Most lines one order may have (docs/API.md: 1–50).
 pub const ORDER_LINES_MAX: usize = 50;
 
 /// How long an order may take before it expires, unless configured otherwise.
@@ -41,7 +41,7 @@ pub struct OrderTerms {
     pub lines: Vec<OrderLine>,
 }
 
-/// Public status of an order (API.md).
+/// Public status of an order (docs/API.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum OrderStatus {
     Pending,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Every way a shard can refuse a command. Each variant is an error code of
-/// API.md; the HTTP front maps it to a status with [`Rejection::http_status`].
+/// docs/API.md; the HTTP front maps it to a status with [`Rejection::http_status`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Rejection {
     AccountNotFound,
@@ -34,7 +34,7 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    /// The binding error code of API.md.
+    /// The binding error code of docs/API.md.
     pub fn code(self) -> &'static str {
         match self {
             Rejection::AccountNotFound => "account_not_found",
@@ -60,7 +60,7 @@ impl Rejection {
         }
     }
 
-    /// The HTTP status API.md gives this outcome.
+    /// The HTTP status docs/API.md gives this outcome.
     pub fn http_status(self) -> u16 {
         match self {
             Rejection::AccountNotFound

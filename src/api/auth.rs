@@ -15,7 +15,7 @@ pub enum Role {
     Operator,
 }
 
-/// The token's claims (API.md: `sub`, `exp`, `role`, optional `accounts`).
+/// The token's claims (docs/API.md: `sub`, `exp`, `role`, optional `accounts`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,

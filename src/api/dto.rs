@@ -1,4 +1,4 @@
-//! The JSON (and MessagePack) shapes of API.md, and their parsing into engine
+//! The JSON (and MessagePack) shapes of docs/API.md, and their parsing into engine
 //! commands. Everything a client sends is turned into domain types here; a field
 //! that does not parse is a 400 naming that field.
 

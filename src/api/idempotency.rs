@@ -5,7 +5,7 @@ use super::problem::Problem;
 use actix_web::HttpRequest;
 use surge_actors::domain::IdError;
 
-/// API.md: 1–255 printable ASCII characters.
+/// docs/API.md: 1–255 printable ASCII characters.
 pub const IDEMPOTENCY_KEY_LENGTH_MAX: usize = 255;
 
 /// The id derived from the request's `Idempotency-Key`, if it has one, as the id

@@ -15,7 +15,7 @@ pub struct ApiLimits {
     pub hold_timeout_ms_max: u64,
     pub reservation_ttl_ms_default: u64,
     pub reservation_ttl_ms_max: u64,
-    /// Most payments in one `POST /v1/payments/batch` (API.md: 8190).
+    /// Most payments in one `POST /v1/payments/batch` (docs/API.md: 8190).
     pub payments_batch_max: usize,
     /// How long `POST /v1/orders` waits for a final state when the client says not.
     pub order_wait_ms_default: u64,

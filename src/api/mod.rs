@@ -1,4 +1,4 @@
-//! The public HTTP API of API.md for accounts, payments, items, reservations and orders:
+//! The public HTTP API of docs/API.md for accounts, payments, items, reservations and orders:
 //! parsing at the edge, auth, idempotency keys, and the mapping of engine replies
 //! to statuses and problem documents.
 

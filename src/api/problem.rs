@@ -1,4 +1,4 @@
-//! Errors as `application/problem+json` (RFC 9457) with the codes of API.md.
+//! Errors as `application/problem+json` (RFC 9457) with the codes of docs/API.md.
 
 use super::dto::FieldError;
 use actix_web::http::{header, StatusCode};

@@ -1,4 +1,4 @@
-//! Turns engine replies into HTTP responses with the statuses of API.md.
+//! Turns engine replies into HTTP responses with the statuses of docs/API.md.
 
 use super::dto::{
     AccountJson, BalanceChangeJson, ItemJson, OrderJson, PaymentJson, ReservationJson,
@@ -57,7 +57,7 @@ pub fn respond(result: Result<Reply, EngineError>, verb: Verb) -> HttpResponse {
                 if let Some(code) = payment.code {
                     let mut problem =
                         Problem::rejection(code, format!("payment {} was rejected", payment.id));
-                    // API.md: a payment naming an unknown account is a 422, not a
+                    // docs/API.md: a payment naming an unknown account is a 422, not a
                     // 404: the payment itself exists (as rejected).
                     if code == surge_actors::Rejection::AccountNotFound {
                         problem.status = 422;

@@ -3,7 +3,7 @@
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
-/// Most payments in one `POST /v1/payments/batch` (API.md).
+/// Most payments in one `POST /v1/payments/batch` (docs/API.md).
 pub const PAYMENTS_PER_BATCH_MAX: usize = 8190;
 /// Most concurrent requests (closed loop) or requests in flight (open loop).
 pub const CONCURRENCY_MAX: usize = 10_000;

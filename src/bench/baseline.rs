@@ -37,7 +37,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool, Row};
 use std::str::FromStr;
 
-/// Connections to PostgreSQL across all HTTP workers (DESIGN.md's baseline
+/// Connections to PostgreSQL across all HTTP workers (docs/ARCHITECTURE.md's baseline
 /// figures were measured at 32 clients; more only adds lock queueing).
 pub const POOL_CONNECTIONS_MAX: u32 = 32;
 /// Payments per transaction when a batch is applied.
@@ -46,7 +46,7 @@ pub const PAYMENTS_PER_TRANSACTION: usize = 512;
 const BATCH_BODY_LIMIT_BYTES: usize = 4 * 1024 * 1024;
 /// Largest single-object body.
 const BODY_LIMIT_BYTES: usize = 64 * 1024;
-/// Most lines in an order (API.md).
+/// Most lines in an order (docs/API.md).
 const ORDER_LINES_MAX: usize = 50;
 
 const SCHEMA: &str = r#"

@@ -1,4 +1,4 @@
-//! The load generator's client: typed calls of API.md over one pooled HTTP
+//! The load generator's client: typed calls of docs/API.md over one pooled HTTP
 //! client, each answering with an [`Outcome`] that the recorder counts.
 
 use super::http1::Http1;
@@ -37,7 +37,7 @@ pub enum Outcome {
     Error(String),
 }
 
-/// An order as read back (API.md "Orders"); only what the bench checks.
+/// An order as read back (docs/API.md "Orders"); only what the bench checks.
 #[derive(Debug, Clone, Deserialize)]
 pub struct OrderJson {
     pub id: String,
@@ -114,7 +114,7 @@ struct HotPaths {
     client_auth: HeaderValue,
 }
 
-/// A payment as the load generator sends it (API.md `POST /v1/payments`, one-phase):
+/// A payment as the load generator sends it (docs/API.md `POST /v1/payments`, one-phase):
 /// its accounts are borrowed from the fixture, like an order's ids, and a batch
 /// of 8,190 of them is built for every batch request.
 #[derive(Debug, Clone, Serialize)]
@@ -456,7 +456,7 @@ impl Api {
         order_outcome(status, &bytes)
     }
 
-    /// The feed's WebSocket URL, with the token in the query (API.md allows it).
+    /// The feed's WebSocket URL, with the token in the query (docs/API.md allows it).
     pub fn feed_url(&self) -> String {
         let ws = self
             .base

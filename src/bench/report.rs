@@ -37,7 +37,7 @@ impl LatencyMs {
     }
 }
 
-/// The invariants of DESIGN.md as this run checked them.
+/// The invariants of docs/ARCHITECTURE.md as this run checked them.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Invariants {
     /// Units sold by confirmed orders beyond a SKU's initial stock, summed.

@@ -1,5 +1,5 @@
 //! The scenarios: what each one sets up, the request mix it sends, and how it
-//! reads the state back afterwards to check the invariants of DESIGN.md.
+//! reads the state back afterwards to check the invariants of docs/ARCHITECTURE.md.
 //!
 //! Every id a run creates starts with a fresh run prefix, so runs against a
 //! long-lived server never see each other's accounts, items or orders, and the

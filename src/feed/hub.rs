@@ -310,7 +310,7 @@ impl FeedHub {
     }
 }
 
-/// Formats an account or item snapshot as API.md's resource JSON.
+/// Formats an account or item snapshot as docs/API.md's resource JSON.
 pub fn account_json(view: &surge_actors::command::AccountView) -> Value {
     serde_json::to_value(AccountJson::from(view)).unwrap_or(Value::Null)
 }

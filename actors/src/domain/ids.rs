@@ -7,7 +7,7 @@ use std::fmt;
 // `String` was an allocation and a copy (a quarter of a payment's CPU).
 use std::sync::Arc;
 
-/// Longest identifier accepted, in bytes (API.md: `[A-Za-z0-9_-]{1,64}`).
+/// Longest identifier accepted, in bytes (docs/API.md: `[A-Za-z0-9_-]{1,64}`).
 pub const ID_LENGTH_MAX: usize = 64;
 
 /// Why a string is not a valid identifier.

@@ -145,7 +145,15 @@ impl Ledger {
                 | Event::OrderEndRequested { id, .. } => {
                     self.touched.insert(SagaId::Order(id.clone()));
                 }
-                _ => {}
+                Event::AccountCreated { .. }
+                | Event::StepApplied { .. }
+                | Event::OpRecorded { .. }
+                | Event::ItemCreated { .. }
+                | Event::Restocked { .. }
+                | Event::Reserved { .. }
+                | Event::ReservationClosed { .. }
+                | Event::LineStepApplied { .. }
+                | Event::RecordsPruned { .. } => {}
             }
         }
         self.folded[shard] = target;
@@ -775,7 +783,27 @@ impl World {
                              the order was authorized"
                         ));
                     }
-                    _ => {}
+                    Event::AccountCreated { .. }
+                    | Event::StepApplied { .. }
+                    | Event::LineStepApplied { .. }
+                    | Event::BalanceChanged { .. }
+                    | Event::OpRecorded { .. }
+                    | Event::PaymentCreated { .. }
+                    | Event::PaymentStepCompleted { .. }
+                    | Event::PaymentCaptureRequested { .. }
+                    | Event::PaymentReleaseRequested { .. }
+                    | Event::ItemCreated { .. }
+                    | Event::Restocked { .. }
+                    | Event::Reserved { .. }
+                    | Event::ReservationClosed { .. }
+                    | Event::OrderCreated { .. }
+                    | Event::OrderStepCompleted { .. }
+                    | Event::OrderEndRequested { .. }
+                    | Event::RecordsPruned { .. }
+                    | Event::PaymentStepAppliedLocally { .. }
+                    | Event::PaymentRunLocally { .. }
+                    | Event::OrderRefusedLocally { .. }
+                    | Event::OrderRejectedLocally { .. } => {}
                 }
             }
         }
@@ -1014,7 +1042,18 @@ fn note_created(
                 .or_default()
                 .push(record.outcome.clone());
         }
-        _ => {}
+        Event::BalanceChanged { .. }
+        | Event::PaymentStepCompleted { .. }
+        | Event::PaymentCaptureRequested { .. }
+        | Event::PaymentReleaseRequested { .. }
+        | Event::StepApplied { .. }
+        | Event::Restocked { .. }
+        | Event::ReservationClosed { .. }
+        | Event::OrderStepCompleted { .. }
+        | Event::OrderEndRequested { .. }
+        | Event::LineStepApplied { .. }
+        | Event::RecordsPruned { .. }
+        | Event::PaymentStepAppliedLocally { .. } => {}
     }
 }
 
