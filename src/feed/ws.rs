@@ -45,7 +45,7 @@ struct Subscription {
 
 /// Upgrades the request to a WebSocket feed connection.
 #[utoipa::path(get, path = "/v1/feed", tag = "feed",
-    responses((status = 101, description = "WebSocket: see API.md, Live feed"),
+    responses((status = 101, description = "WebSocket: see docs/API.md, Live feed"),
               (status = 401, body = crate::api::problem::ProblemDocument),
               (status = 503, body = crate::api::problem::ProblemDocument, description = "overloaded: too many connections")))]
 pub async fn connect(
