@@ -301,6 +301,8 @@ async fn not_found() -> HttpResponse {
 }
 
 /// `GET /health`: the process is up.
+#[utoipa::path(get, path = "/health", tag = "operations", security(()),
+    responses((status = 200, description = r#"The process is up: `{"status":"ok"}`"#)))]
 async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
@@ -309,6 +311,9 @@ async fn health() -> HttpResponse {
 const READY_STORAGE_TIMEOUT_MS: u64 = 1_000;
 
 /// `GET /ready`: storage answers and every shard runs.
+#[utoipa::path(get, path = "/ready", tag = "operations", security(()),
+    responses((status = 200, description = r#"Storage answers and every shard runs: `{"status":"ready","shards":<count>}`"#),
+              (status = 503, description = r#"`{"status":"not_ready","storage":"reachable"|"unreachable","shards_not_running":[{id, status}]}`"#)))]
 async fn ready(state: web::Data<ApiState>) -> HttpResponse {
     let storage_ok = state
         .engine
@@ -332,6 +337,8 @@ async fn ready(state: web::Data<ApiState>) -> HttpResponse {
 }
 
 /// `GET /openapi.json`
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", security(()),
+    responses((status = 200, description = "This OpenAPI 3 document")))]
 async fn openapi() -> HttpResponse {
     let mut doc = api::ApiDoc::openapi();
     doc.info.title = "Surge".into();

@@ -89,7 +89,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route("/admin/audit", web::get().to(admin::audit));
 }
 
-/// The OpenAPI paths and schemas of this module.
+/// The OpenAPI document of every route (docs/API.md): this module's, the feed's
+/// and the operations endpoints of `startup` and `metrics`.
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(
@@ -99,6 +100,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
         items::commit, items::release,
         orders::create, orders::get, orders::cancel, crate::feed::ws::connect,
         admin::list, admin::restart, admin::snapshot, admin::fault, admin::audit,
+        crate::startup::health, crate::startup::ready, crate::metrics::endpoint,
+        crate::startup::openapi,
     ),
     components(schemas(
         problem::ProblemDocument,

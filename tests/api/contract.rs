@@ -1,0 +1,240 @@
+//! docs/API.md against the server: its route list must name exactly the
+//! operations of `/openapi.json`, with the auth the server asks for.
+
+use crate::helpers::{spawn_app, spawn_app_with, TestApp};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The contract this repository owns, as it is on disk now.
+fn api_md() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/API.md");
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
+}
+
+/// The methods an OpenAPI path item may hold, in its (lower-case) spelling.
+const OPENAPI_METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// An operation: upper-case method and OpenAPI path (`/v1/payments/{id}`).
+type Operation = (String, String);
+
+/// Who may call an operation, as the route list's `auth` column says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Auth {
+    None,
+    Bearer,
+    Operator,
+}
+
+/// The rows of the one table of docs/API.md whose header starts with
+/// `| method | path | auth |`. Panics on anything in it that is not a route.
+fn documented_operations(markdown: &str) -> BTreeMap<Operation, Auth> {
+    let cells = |line: &str| -> Vec<String> {
+        let line = line.trim();
+        let inner = line.strip_prefix('|').unwrap_or(line);
+        let inner = inner.strip_suffix('|').unwrap_or(inner);
+        inner
+            .split('|')
+            .map(|cell| cell.trim().to_owned())
+            .collect()
+    };
+    let lines: Vec<&str> = markdown.lines().collect();
+    let headers: Vec<usize> = (0..lines.len())
+        .filter(|&i| {
+            lines[i].trim_start().starts_with('|')
+                && cells(lines[i]).starts_with(&["method".into(), "path".into(), "auth".into()])
+        })
+        .collect();
+    assert_eq!(
+        headers.len(),
+        1,
+        "docs/API.md must have exactly one table headed `| method | path | auth | ...`"
+    );
+    let start = headers[0] + 2;
+    assert!(
+        lines
+            .get(headers[0] + 1)
+            .is_some_and(|l| l.trim_start().starts_with("|---")),
+        "the route list's header must be followed by its separator line"
+    );
+    let mut operations = BTreeMap::new();
+    for line in lines[start..]
+        .iter()
+        .take_while(|l| l.trim_start().starts_with('|'))
+    {
+        let row = cells(line);
+        let (method, path, auth) = match row.as_slice() {
+            [method, path, auth, ..] => (method, path.trim_matches('`'), auth),
+            _ => panic!("route list row with fewer than three cells: {line}"),
+        };
+        assert!(
+            OPENAPI_METHODS.contains(&method.to_ascii_lowercase().as_str())
+                && *method == method.to_ascii_uppercase(),
+            "not an upper-case HTTP method in the route list: {line}"
+        );
+        assert!(
+            path.starts_with('/'),
+            "not a path in the route list: {line}"
+        );
+        let auth = match auth.as_str() {
+            "none" => Auth::None,
+            "bearer" => Auth::Bearer,
+            "operator" => Auth::Operator,
+            other => panic!("auth must be none, bearer or operator, not {other:?}: {line}"),
+        };
+        let operation = (method.clone(), path.to_owned());
+        assert!(
+            operations.insert(operation, auth).is_none(),
+            "listed twice in the route list: {line}"
+        );
+    }
+    assert!(!operations.is_empty(), "the route list has no rows");
+    operations
+}
+
+/// (method, path) of every operation of an OpenAPI document, with whether it
+/// needs no token (an empty security requirement, `security: [{}]`).
+fn openapi_operations(openapi: &Value) -> BTreeMap<Operation, bool> {
+    let paths = openapi["paths"]
+        .as_object()
+        .expect("openapi.json has paths");
+    let mut operations = BTreeMap::new();
+    for (path, item) in paths {
+        for method in OPENAPI_METHODS {
+            if let Some(operation) = item.get(method) {
+                let public = operation["security"].as_array().is_some_and(|s| {
+                    s.iter()
+                        .any(|r| r.as_object().is_some_and(|r| r.is_empty()))
+                });
+                operations.insert((method.to_ascii_uppercase(), path.clone()), public);
+            }
+        }
+    }
+    operations
+}
+
+async fn served_openapi(app: &TestApp) -> Value {
+    let response = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .expect("request is sent");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("openapi.json is JSON")
+}
+
+fn list(operations: &BTreeSet<&Operation>) -> String {
+    operations
+        .iter()
+        .map(|(method, path)| format!("\n  {method} {path}"))
+        .collect()
+}
+
+#[actix_web::test]
+async fn docs_api_md_lists_exactly_the_operations_of_openapi_json() {
+    let app = spawn_app().await;
+    let served = openapi_operations(&served_openapi(&app).await);
+    let documented = documented_operations(&api_md());
+    // The WebSocket feed `GET /v1/feed` is described in openapi.json too (its 101),
+    // so there is no exception to allow.
+    let served: BTreeSet<&Operation> = served.keys().collect();
+    let documented: BTreeSet<&Operation> = documented.keys().collect();
+    let undocumented: BTreeSet<&Operation> = served.difference(&documented).copied().collect();
+    let unserved: BTreeSet<&Operation> = documented.difference(&served).copied().collect();
+    assert!(
+        undocumented.is_empty() && unserved.is_empty(),
+        "docs/API.md's route list and /openapi.json disagree.\n\
+         In /openapi.json but not in docs/API.md:{}\n\
+         In docs/API.md but not in /openapi.json:{}",
+        list(&undocumented),
+        list(&unserved),
+    );
+}
+
+#[actix_web::test]
+async fn docs_api_md_and_openapi_json_agree_on_which_operations_need_no_token() {
+    let app = spawn_app().await;
+    let served = openapi_operations(&served_openapi(&app).await);
+    let disagreeing: Vec<String> = documented_operations(&api_md())
+        .into_iter()
+        .filter_map(|(operation, auth)| {
+            let public = *served.get(&operation)?;
+            (public != (auth == Auth::None)).then(|| {
+                format!(
+                    "\n  {} {}: docs/API.md says {auth:?}, openapi.json says {}",
+                    operation.0,
+                    operation.1,
+                    if public { "no token" } else { "a token" }
+                )
+            })
+        })
+        .collect();
+    assert!(disagreeing.is_empty(), "{}", disagreeing.concat());
+}
+
+#[actix_web::test]
+async fn every_operation_of_docs_api_md_is_served_and_asks_for_the_documented_token() {
+    // With fault injection on, `POST /admin/shards/{id}/fault` checks the role
+    // (off, it is a 404 for everyone).
+    let app = spawn_app_with(|settings| settings.admin.fault_injection = true).await;
+    let client = app.client_token("contract", None);
+    let mut wrong = Vec::new();
+    for ((method, path), auth) in documented_operations(&api_md()) {
+        // Every path parameter becomes "0", a valid id and shard number.
+        let url = app.url(&with_zero_parameters(&path));
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        let anonymous = app
+            .http
+            .request(method.clone(), &url)
+            .send()
+            .await
+            .expect("request is sent")
+            .status()
+            .as_u16();
+        let response = app
+            .http
+            .request(method.clone(), &url)
+            .bearer_auth(&client)
+            .send()
+            .await
+            .expect("request is sent");
+        let as_client = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        // `not_found` is the answer of no route at all; a route may still answer
+        // the 404 of its resource for the made-up id "0".
+        let routed = body["code"] != "not_found";
+        // Without a token: 2xx where none is needed, else 401. With a client
+        // token: 403 exactly where an operator is needed.
+        let fits = match auth {
+            Auth::None => (200..300).contains(&anonymous),
+            Auth::Bearer => anonymous == 401 && as_client != 403 && routed,
+            Auth::Operator => anonymous == 401 && as_client == 403,
+        };
+        if !fits {
+            wrong.push(format!(
+                "\n  {method} {path} ({auth:?}): {anonymous} without a token, {as_client} with a client token"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.concat());
+}
+
+/// `/v1/items/{sku}/reservations/{id}` → `/v1/items/0/reservations/0`.
+fn with_zero_parameters(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut in_parameter = false;
+    for c in path.chars() {
+        match c {
+            '{' => {
+                in_parameter = true;
+                out.push('0');
+            }
+            '}' => in_parameter = false,
+            _ if in_parameter => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
