@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Measures the three goals of BENCHMARKS.md ("Goals") several times over, because
+# Measures the three goals of BENCHMARKS.md ("Current results") several times over, because
 # on a shared two-core machine one run cannot settle a question of 10-20%: the
 # same build has given anything from 34k to 55k flash-sale orders/s.
 #

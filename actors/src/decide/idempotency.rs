@@ -161,56 +161,63 @@ pub(super) fn replay(state: &State, command: &Command, record: &OpRecord) -> Pla
             | Command::CreateOrder { .. }
             | Command::CancelOrder { .. } => Reply::rejected(Rejection::IdempotencyConflict),
         },
-        OpOutcome::Finalized => match command {
-            Command::CapturePayment { id, .. } | Command::VoidPayment { id, .. } => {
-                let Some(payment) = state.payments.get(id) else {
-                    return Plan::Answer(Reply::rejected(Rejection::PaymentNotFound));
-                };
-                let capture = matches!(command, Command::CapturePayment { .. });
-                match payment.stage {
-                    Stage::Capture { .. } | Stage::CaptureCredit { .. } if capture => {
-                        return Plan::Wait(WaitFor::Capture, true)
-                    }
-                    Stage::Release(Ending::Voided) if !capture => {
-                        return Plan::Wait(WaitFor::Void, true)
-                    }
-                    _ => Reply::Payment {
-                        payment: PaymentView::current(payment),
-                        replayed: false,
-                    },
+        OpOutcome::Finalized => return replay_finalized(state, command),
+    };
+    Plan::Answer(reply.into_replayed())
+}
+
+/// Replays a capture, void, cancel, commit or release that finalized its target:
+/// the target as it is now, or the end it is still on its way to.
+fn replay_finalized(state: &State, command: &Command) -> Plan {
+    let reply = match command {
+        Command::CapturePayment { id, .. } | Command::VoidPayment { id, .. } => {
+            let Some(payment) = state.payments.get(id) else {
+                return Plan::Answer(Reply::rejected(Rejection::PaymentNotFound));
+            };
+            let capture = matches!(command, Command::CapturePayment { .. });
+            match payment.stage {
+                Stage::Capture { .. } | Stage::CaptureCredit { .. } if capture => {
+                    return Plan::Wait(WaitFor::Capture, true)
                 }
-            }
-            Command::CancelOrder { id, .. } => match state.orders.get(id) {
-                Some(order) if order.is_final() => Reply::Order {
-                    order: OrderView::from(&**order),
+                Stage::Release(Ending::Voided) if !capture => {
+                    return Plan::Wait(WaitFor::Void, true)
+                }
+                _ => Reply::Payment {
+                    payment: PaymentView::current(payment),
                     replayed: false,
                 },
-                Some(_) => return Plan::Wait(WaitFor::OrderCancel, true),
-                None => Reply::rejected(Rejection::OrderNotFound),
-            },
-            Command::CommitReservation { sku, id, .. }
-            | Command::ReleaseReservation { sku, id, .. } => {
-                let key = ReservationKey {
-                    sku: sku.clone(),
-                    id: id.clone(),
-                };
-                match state.reservations.get(&key) {
-                    Some(reservation) => Reply::Reservation {
-                        reservation: reservation.into(),
-                        replayed: false,
-                    },
-                    None => Reply::rejected(Rejection::ReservationNotFound),
-                }
             }
-            Command::CreateAccount { .. }
-            | Command::Deposit { .. }
-            | Command::Withdraw { .. }
-            | Command::CreatePayment { .. }
-            | Command::CreateItem { .. }
-            | Command::Restock { .. }
-            | Command::Reserve { .. }
-            | Command::CreateOrder { .. } => Reply::rejected(Rejection::IdempotencyConflict),
+        }
+        Command::CancelOrder { id, .. } => match state.orders.get(id) {
+            Some(order) if order.is_final() => Reply::Order {
+                order: OrderView::from(&**order),
+                replayed: false,
+            },
+            Some(_) => return Plan::Wait(WaitFor::OrderCancel, true),
+            None => Reply::rejected(Rejection::OrderNotFound),
         },
+        Command::CommitReservation { sku, id, .. }
+        | Command::ReleaseReservation { sku, id, .. } => {
+            let key = ReservationKey {
+                sku: sku.clone(),
+                id: id.clone(),
+            };
+            match state.reservations.get(&key) {
+                Some(reservation) => Reply::Reservation {
+                    reservation: reservation.into(),
+                    replayed: false,
+                },
+                None => Reply::rejected(Rejection::ReservationNotFound),
+            }
+        }
+        Command::CreateAccount { .. }
+        | Command::Deposit { .. }
+        | Command::Withdraw { .. }
+        | Command::CreatePayment { .. }
+        | Command::CreateItem { .. }
+        | Command::Restock { .. }
+        | Command::Reserve { .. }
+        | Command::CreateOrder { .. } => Reply::rejected(Rejection::IdempotencyConflict),
     };
     Plan::Answer(reply.into_replayed())
 }
