@@ -14,6 +14,10 @@ use crate::rejection::Rejection;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+/// What the journal holds, one per change. New variants go at the end only, and
+/// fields are never removed or reordered: see "Journal compatibility" in
+/// [`crate::journal`], which also lists the variants added since the first
+/// journals.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     AccountCreated {
@@ -139,7 +143,6 @@ pub enum Event {
     /// shard: the account's change and the payment's move in one event. Both land
     /// in the same journal write, so the payment's stage alone says whether the
     /// step was applied and no step record (nor its retention timer) is needed.
-    /// (Last in the enum: journals written before it keep their variant indices.)
     PaymentStepAppliedLocally {
         id: PaymentId,
         tag: StepTag,
@@ -153,7 +156,6 @@ pub enum Event {
     /// [`local_run_steps`]). Applying it is applying `PaymentCreated` and then one
     /// `PaymentStepAppliedLocally` per step; each step's effect follows from the
     /// terms and its outcome, so only the outcomes are journaled.
-    /// (After `PaymentStepAppliedLocally`: older journals keep their indices.)
     PaymentRunLocally {
         id: PaymentId,
         terms: PaymentTerms,
@@ -166,8 +168,7 @@ pub enum Event {
     /// [`crate::decide::local_refusals`]). Applying it is applying `OrderCreated`
     /// and then one `OrderStepCompleted` per line. No step message was ever sent,
     /// so no step record is kept. A refusal leaves the stock as it was, so only the
-    /// order changes. (Appended after `PaymentRunLocally`: older journals keep
-    /// their indices.)
+    /// order changes.
     OrderRefusedLocally {
         id: OrderId,
         terms: OrderTerms,
@@ -186,8 +187,7 @@ pub enum Event {
     /// credited), each with the effect its step had when the run was decided (see
     /// [`crate::decide::local_run`]); the total follows from the prices, as the
     /// order computes it. No step message was ever sent, so no step record is
-    /// kept. (Appended after `OrderRefusedLocally`: older journals keep their
-    /// indices.)
+    /// kept.
     OrderRunLocally {
         id: OrderId,
         terms: OrderTerms,
@@ -206,7 +206,7 @@ pub enum Event {
     /// ([`crate::state::State::apply_with`]) takes these steps in this order, each
     /// with the effect its step has in the saga, so items and feeds go through
     /// every version the saga would show. No step message was ever sent, so no
-    /// step record is kept. (Last in the enum: older journals keep their indices.)
+    /// step record is kept.
     OrderRejectedLocally {
         id: OrderId,
         terms: OrderTerms,

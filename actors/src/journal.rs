@@ -3,10 +3,69 @@
 //! benchmarks and the simulator.
 //!
 //! A record is one batch of one shard: its events encoded with MessagePack, the
-//! range of sequence numbers they take, and an xxh3 checksum of the payload.
-//! Records are keyed by (shard, epoch, sequence): the epoch is the shard's
-//! ownership term, so that a stale owner's write can be refused when shards are
-//! spread over several processes.
+//! range of sequence numbers they take, the journal format they are written in,
+//! and an xxh3 checksum of the payload. Records are keyed by (shard, epoch,
+//! sequence): the epoch is the shard's ownership term, so that a stale owner's
+//! write can be refused when shards are spread over several processes.
+//!
+//! # Journal compatibility
+//!
+//! A journal outlives the binary that wrote it: a shard starts from the newest
+//! snapshot and the records after it, whichever Surge wrote them. The bytes are
+//! pinned by a golden test (`actors/tests/journal_format.rs`): one event of every
+//! variant and a small snapshot, compared with the files in `actors/tests/golden/`
+//! and decoded back from them.
+//!
+//! What the bytes are: rmp-serde's default encoding of `Vec<Event>` (a record) or
+//! of [`State`] (a snapshot). It writes an enum variant by its *name*, a struct or
+//! struct variant as an array of its fields in declaration order (no field names),
+//! decimals, ids and currency codes as strings. The same goes for every type an
+//! event or the state holds (`model`, `order`, `rejection`, `domain`). The
+//! checksum is xxh3-64 of the payload. The format number itself is stored beside
+//! the payload (a `format` column), not in it.
+//!
+//! The rules:
+//! * `Event` variants are only added at the end of the enum. (The encoding names a
+//!   variant, so its position does not reach the bytes today; appending keeps the
+//!   indices stable should that ever change. The order variants were once
+//!   inserted before `RecordsPruned`, harmlessly for that reason.)
+//! * No variant of `Event`, or of an enum inside an event or the state, is ever
+//!   renamed or removed: its name is what the journal holds.
+//! * No field is ever removed, reordered, inserted between others or changed in
+//!   type: fields are positions in an array.
+//! * Whatever changes the bytes, a new variant or field included, bumps
+//!   [`JOURNAL_FORMAT_VERSION`], adds a line to the list below, and blesses the
+//!   golden files (`SURGE_BLESS=1 cargo test -p surge-actors --test
+//!   journal_format`); the golden test fails until then. Records and snapshots
+//!   share one number: they share their types.
+//! * Every record and snapshot carries the format it was written in. A binary
+//!   writes [`JOURNAL_FORMAT_VERSION`] and reads [`JOURNAL_FORMAT_OLDEST`] through
+//!   it; a change that older bytes still decode under (an appended variant) keeps
+//!   the oldest, one they do not either keeps a decoder for the old layout or
+//!   raises the oldest (and an upgrade across it then needs every shard
+//!   snapshotted, with no record after, in a format still read, as a graceful
+//!   shutdown leaves it).
+//!
+//! What binaries do:
+//! * A newer binary replays an older journal, of any format it reads.
+//! * A binary that finds a record or snapshot of a format it does not read (one
+//!   written by a newer Surge) refuses it with [`JournalError::UnsupportedFormat`]:
+//!   recovery stops loudly and the shard does not start, as with a corrupt
+//!   journal. Nothing is skipped or rewritten, so going back to an older binary
+//!   after one that wrote a newer format takes the database from before it.
+//! * Binaries from before the format number read no `format` column: on a newer
+//!   format they fail as on a corrupt journal (an unknown variant) or read what
+//!   they understand. Rows they write get the column's default, 1, which is what
+//!   they write.
+//!
+//! Formats:
+//! * 1: every journal written before the format number, and every row stored
+//!   before the `format` column existed (its default). Its first seventeen
+//!   variants run from `AccountCreated` to `RecordsPruned` (the order ones,
+//!   `OrderCreated` to `LineStepApplied`, were inserted before `RecordsPruned`);
+//!   appended after them since, in this order: `PaymentStepAppliedLocally`,
+//!   `PaymentRunLocally`, `OrderRefusedLocally`, `OrderRunLocally`,
+//!   `OrderRejectedLocally`.
 
 use crate::event::Event;
 use crate::router::ShardId;
@@ -16,6 +75,17 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// The journal format this binary writes (see "Journal compatibility" above).
+pub const JOURNAL_FORMAT_VERSION: u16 = 1;
+
+/// The oldest journal format this binary reads.
+pub const JOURNAL_FORMAT_OLDEST: u16 = 1;
+
+/// Whether this binary reads records and snapshots written in `format`.
+pub fn format_is_readable(format: u16) -> bool {
+    (JOURNAL_FORMAT_OLDEST..=JOURNAL_FORMAT_VERSION).contains(&format)
+}
 
 /// Why the journal could not do what was asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +105,56 @@ pub enum JournalError {
         attempted: u64,
         current: u64,
     },
+    /// A record or snapshot is in a journal format this binary does not read,
+    /// most likely written by a newer Surge. Never skipped: recovery stops loudly.
+    #[error(
+        "journal format not supported: shard {shard} {what} at sequence {seq} {}",
+        format_mismatch(*.found, *.known)
+    )]
+    UnsupportedFormat {
+        /// `"record"` or `"snapshot"`.
+        what: &'static str,
+        shard: ShardId,
+        /// The record's first sequence number, or the snapshot's.
+        seq: u64,
+        /// The format it was written in.
+        found: u16,
+        /// The newest format this binary reads ([`JOURNAL_FORMAT_VERSION`]).
+        known: u16,
+    },
+}
+
+/// The second half of an `UnsupportedFormat` message.
+fn format_mismatch(found: u16, known: u16) -> String {
+    let reads = if JOURNAL_FORMAT_OLDEST == known {
+        format!("format {known}")
+    } else {
+        format!("formats {JOURNAL_FORMAT_OLDEST} to {known}")
+    };
+    if found > known {
+        format!("was written by a newer Surge (format {found}; this binary reads {reads})")
+    } else {
+        format!("is in format {found}, which this binary does not read (it reads {reads})")
+    }
+}
+
+/// The error for a record or snapshot whose format is not readable, if it is not.
+fn check_format(
+    what: &'static str,
+    shard: ShardId,
+    seq: u64,
+    found: u16,
+) -> Result<(), JournalError> {
+    if format_is_readable(found) {
+        return Ok(());
+    }
+    Err(JournalError::UnsupportedFormat {
+        what,
+        shard,
+        seq,
+        found,
+        known: JOURNAL_FORMAT_VERSION,
+    })
 }
 
 /// One batch of one shard's events, as stored.
@@ -44,6 +164,9 @@ pub struct JournalRecord {
     pub epoch: u64,
     pub first_seq: u64,
     pub last_seq: u64,
+    /// The journal format of `payload` ([`JOURNAL_FORMAT_VERSION`] when encoded
+    /// here; as stored when loaded).
+    pub format: u16,
     /// MessagePack of `Vec<Event>`.
     pub payload: Vec<u8>,
     /// xxh3-64 of `payload`.
@@ -68,13 +191,16 @@ impl JournalRecord {
             epoch,
             first_seq,
             last_seq: first_seq + events.len() as u64 - 1,
+            format: JOURNAL_FORMAT_VERSION,
             checksum: checksum(&payload),
             payload,
         }
     }
 
-    /// Decodes and verifies the record.
+    /// Decodes and verifies the record; a format this binary does not read is
+    /// refused before anything else is looked at.
     pub fn decode(&self) -> Result<Vec<Event>, JournalError> {
+        check_format("record", self.shard, self.first_seq, self.format)?;
         if checksum(&self.payload) != self.checksum {
             return Err(JournalError::Corrupt(format!(
                 "shard {} record {}..={}: checksum mismatch",
@@ -105,6 +231,8 @@ impl JournalRecord {
 pub struct Snapshot {
     pub shard: ShardId,
     pub seq: u64,
+    /// The journal format of `payload`, as for a record.
+    pub format: u16,
     /// MessagePack of `State`.
     pub payload: Vec<u8>,
     pub checksum: u64,
@@ -134,12 +262,16 @@ impl Snapshot {
         Self {
             shard,
             seq: state.last_seq,
+            format: JOURNAL_FORMAT_VERSION,
             checksum: checksum(&payload),
             payload,
         }
     }
 
+    /// Decodes and verifies the snapshot, refusing a format this binary does
+    /// not read first.
     pub fn decode(&self) -> Result<State, JournalError> {
+        check_format("snapshot", self.shard, self.seq, self.format)?;
         if checksum(&self.payload) != self.checksum {
             return Err(JournalError::Corrupt(format!(
                 "shard {} snapshot at {}: checksum mismatch",

@@ -9,6 +9,10 @@
 //! count) and its payload in rows of at most [`SNAPSHOT_CHUNK_BYTES_MAX`]
 //! (`snapshot_chunks`), all in one transaction. Heads written before chunking
 //! carry their payload inline (chunk count 0) and still load.
+//!
+//! Records and snapshot heads store the journal format of their payload in a
+//! `format` column; rows from before it read as format 1, its default (see
+//! "Journal compatibility" in `surge_actors::journal`).
 
 mod postgres;
 mod sqlite;
@@ -74,6 +78,25 @@ pub(crate) fn checksum_from_sql(checksum: i64) -> u64 {
     checksum as u64
 }
 
+/// Journal formats are u16 in the engine and INTEGER in SQL.
+pub(crate) fn format_to_sql(format: u16) -> i32 {
+    i32::from(format)
+}
+
+/// A stored format that no u16 holds is damage, not a newer Surge.
+pub(crate) fn format_from_sql(
+    shard: ShardId,
+    what: &str,
+    seq: i64,
+    format: i32,
+) -> Result<u16, JournalError> {
+    u16::try_from(format).map_err(|_| {
+        JournalError::Corrupt(format!(
+            "shard {shard} {what} at sequence {seq}: format {format} is not a journal format"
+        ))
+    })
+}
+
 /// Most bytes of a snapshot's payload stored in one row. A whole snapshot in one
 /// value hit PostgreSQL's 1 GB limit on a `bytea` at about ten million payments,
 /// and binding it made the driver copy it into a buffer it grew by doubling, on the
@@ -133,12 +156,25 @@ impl ChunkAssembler {
 
 /// The snapshot if its checksum holds; a torn or corrupt snapshot is logged and
 /// skipped, so that recovery falls back to the one before (whose journal is kept).
+/// A snapshot in a format this binary does not read is never skipped: it is
+/// returned as it is, and decoding it stops recovery with a clear error instead
+/// of falling back past what a newer Surge wrote.
 pub(crate) fn valid_snapshot(
     shard: ShardId,
     seq: u64,
+    format: u16,
     payload: Option<Vec<u8>>,
     checksum: u64,
 ) -> Option<Snapshot> {
+    if !surge_actors::journal::format_is_readable(format) {
+        return Some(Snapshot {
+            shard,
+            seq,
+            format,
+            payload: payload.unwrap_or_default(),
+            checksum,
+        });
+    }
     let Some(payload) = payload else {
         tracing::error!(%shard, seq, "snapshot chunks missing; using an older snapshot");
         return None;
@@ -150,6 +186,7 @@ pub(crate) fn valid_snapshot(
     Some(Snapshot {
         shard,
         seq,
+        format,
         payload,
         checksum,
     })

@@ -2,8 +2,8 @@
 
 use super::writer::{GroupWriter, WriteRecords};
 use super::{
-    checksum_from_sql, checksum_to_sql, snapshot_chunk_count, snapshot_chunks, timeout,
-    unavailable, valid_snapshot, ChunkAssembler, StorageOptions,
+    checksum_from_sql, checksum_to_sql, format_from_sql, format_to_sql, snapshot_chunk_count,
+    snapshot_chunks, timeout, unavailable, valid_snapshot, ChunkAssembler, StorageOptions,
 };
 use anyhow::Context as _;
 use futures::future::BoxFuture;
@@ -73,6 +73,7 @@ impl WriteRecords for Writer {
             let first: Vec<i64> = records.iter().map(|r| r.first_seq as i64).collect();
             let last: Vec<i64> = records.iter().map(|r| r.last_seq as i64).collect();
             let epochs: Vec<i64> = records.iter().map(|r| r.epoch as i64).collect();
+            let formats: Vec<i32> = records.iter().map(|r| format_to_sql(r.format)).collect();
             let checksums: Vec<i64> = records
                 .iter()
                 .map(|r| checksum_to_sql(r.checksum))
@@ -81,10 +82,11 @@ impl WriteRecords for Writer {
             // One statement for the whole group; the join with the leases refuses
             // records from a stale owner (fencing) without a second round trip.
             let rows = sqlx::query(
-                "INSERT INTO journal (shard, first_seq, last_seq, epoch, payload, checksum)
-                 SELECT r.shard, r.first_seq, r.last_seq, r.epoch, r.payload, r.checksum
-                 FROM UNNEST($1::int4[], $2::int8[], $3::int8[], $4::int8[], $5::bytea[], $6::int8[])
-                      AS r(shard, first_seq, last_seq, epoch, payload, checksum)
+                "INSERT INTO journal (shard, first_seq, last_seq, epoch, payload, checksum, format)
+                 SELECT r.shard, r.first_seq, r.last_seq, r.epoch, r.payload, r.checksum, r.format
+                 FROM UNNEST($1::int4[], $2::int8[], $3::int8[], $4::int8[], $5::bytea[], $6::int8[],
+                             $7::int4[])
+                      AS r(shard, first_seq, last_seq, epoch, payload, checksum, format)
                  JOIN shard_leases l ON l.shard = r.shard AND l.epoch = r.epoch
                  RETURNING shard, first_seq",
             )
@@ -94,6 +96,7 @@ impl WriteRecords for Writer {
             .bind(&epochs)
             .bind(&payloads)
             .bind(&checksums)
+            .bind(&formats)
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
@@ -167,7 +170,7 @@ impl Journal for PostgresJournal {
             let snapshot = load_snapshot(&mut tx, shard).await?;
             let after = snapshot.as_ref().map_or(0, |s| s.seq) as i64;
             let rows = sqlx::query(
-                "SELECT first_seq, last_seq, epoch, payload, checksum FROM journal
+                "SELECT first_seq, last_seq, epoch, payload, checksum, format FROM journal
                  WHERE shard = $1 AND last_seq > $2 ORDER BY first_seq",
             )
             .bind(shard.0 as i32)
@@ -177,15 +180,19 @@ impl Journal for PostgresJournal {
             .map_err(unavailable)?;
             let records = rows
                 .into_iter()
-                .map(|row| JournalRecord {
-                    shard,
-                    first_seq: row.get::<i64, _>(0) as u64,
-                    last_seq: row.get::<i64, _>(1) as u64,
-                    epoch: row.get::<i64, _>(2) as u64,
-                    payload: row.get(3),
-                    checksum: checksum_from_sql(row.get::<i64, _>(4)),
+                .map(|row| {
+                    let first_seq: i64 = row.get(0);
+                    Ok(JournalRecord {
+                        shard,
+                        first_seq: first_seq as u64,
+                        last_seq: row.get::<i64, _>(1) as u64,
+                        epoch: row.get::<i64, _>(2) as u64,
+                        format: format_from_sql(shard, "record", first_seq, row.get(5))?,
+                        payload: row.get(3),
+                        checksum: checksum_from_sql(row.get::<i64, _>(4)),
+                    })
                 })
-                .collect();
+                .collect::<Result<_, JournalError>>()?;
             tx.commit().await.map_err(unavailable)?;
             Ok(Recovered { snapshot, records })
         })
@@ -228,14 +235,15 @@ impl Journal for PostgresJournal {
             }
             // The head goes last: recovery only looks for chunks a head announces.
             sqlx::query(
-                "INSERT INTO snapshots (shard, seq, payload, checksum, chunks, bytes)
-                 VALUES ($1, $2, ''::bytea, $3, $4, $5)",
+                "INSERT INTO snapshots (shard, seq, payload, checksum, chunks, bytes, format)
+                 VALUES ($1, $2, ''::bytea, $3, $4, $5, $6)",
             )
             .bind(shard)
             .bind(seq)
             .bind(checksum_to_sql(snapshot.checksum))
             .bind(snapshot_chunk_count(&snapshot.payload))
             .bind(snapshot.payload.len() as i64)
+            .bind(format_to_sql(snapshot.format))
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
@@ -278,7 +286,7 @@ async fn load_snapshot(
     shard: ShardId,
 ) -> Result<Option<Snapshot>, JournalError> {
     let heads = sqlx::query(
-        "SELECT seq, payload, checksum, chunks, bytes FROM snapshots
+        "SELECT seq, payload, checksum, chunks, bytes, format FROM snapshots
          WHERE shard = $1 ORDER BY seq DESC LIMIT 2",
     )
     .bind(shard.0 as i32)
@@ -307,7 +315,8 @@ async fn load_snapshot(
             assembler.finish()
         };
         let checksum = checksum_from_sql(head.get::<i64, _>(2));
-        if let Some(snapshot) = valid_snapshot(shard, seq as u64, payload, checksum) {
+        let format = format_from_sql(shard, "snapshot", seq, head.get(5))?;
+        if let Some(snapshot) = valid_snapshot(shard, seq as u64, format, payload, checksum) {
             return Ok(Some(snapshot));
         }
     }

@@ -2,8 +2,8 @@
 
 use super::writer::{GroupWriter, WriteRecords};
 use super::{
-    checksum_from_sql, checksum_to_sql, snapshot_chunk_count, snapshot_chunks, timeout,
-    unavailable, valid_snapshot, ChunkAssembler, StorageOptions,
+    checksum_from_sql, checksum_to_sql, format_from_sql, format_to_sql, snapshot_chunk_count,
+    snapshot_chunks, timeout, unavailable, valid_snapshot, ChunkAssembler, StorageOptions,
 };
 use anyhow::Context as _;
 use futures::future::BoxFuture;
@@ -75,8 +75,8 @@ impl WriteRecords for Writer {
             let mut results = Vec::with_capacity(records.len());
             for record in &records {
                 let inserted = sqlx::query(
-                    "INSERT INTO journal (shard, first_seq, last_seq, epoch, payload, checksum)
-                     SELECT ?1, ?2, ?3, ?4, ?5, ?6
+                    "INSERT INTO journal (shard, first_seq, last_seq, epoch, payload, checksum, format)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
                      WHERE EXISTS (SELECT 1 FROM shard_leases WHERE shard = ?1 AND epoch = ?4)",
                 )
                 .bind(record.shard.0 as i64)
@@ -85,6 +85,7 @@ impl WriteRecords for Writer {
                 .bind(record.epoch as i64)
                 .bind(record.payload.as_slice())
                 .bind(checksum_to_sql(record.checksum))
+                .bind(format_to_sql(record.format))
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?
@@ -149,7 +150,7 @@ impl Journal for SqliteJournal {
             let snapshot = load_snapshot(&mut tx, shard).await?;
             let after = snapshot.as_ref().map_or(0, |s| s.seq) as i64;
             let rows = sqlx::query(
-                "SELECT first_seq, last_seq, epoch, payload, checksum FROM journal
+                "SELECT first_seq, last_seq, epoch, payload, checksum, format FROM journal
                  WHERE shard = ?1 AND last_seq > ?2 ORDER BY first_seq",
             )
             .bind(shard.0 as i64)
@@ -159,15 +160,19 @@ impl Journal for SqliteJournal {
             .map_err(unavailable)?;
             let records = rows
                 .into_iter()
-                .map(|row| JournalRecord {
-                    shard,
-                    first_seq: row.get::<i64, _>(0) as u64,
-                    last_seq: row.get::<i64, _>(1) as u64,
-                    epoch: row.get::<i64, _>(2) as u64,
-                    payload: row.get(3),
-                    checksum: checksum_from_sql(row.get::<i64, _>(4)),
+                .map(|row| {
+                    let first_seq: i64 = row.get(0);
+                    Ok(JournalRecord {
+                        shard,
+                        first_seq: first_seq as u64,
+                        last_seq: row.get::<i64, _>(1) as u64,
+                        epoch: row.get::<i64, _>(2) as u64,
+                        format: format_from_sql(shard, "record", first_seq, row.get(5))?,
+                        payload: row.get(3),
+                        checksum: checksum_from_sql(row.get::<i64, _>(4)),
+                    })
                 })
-                .collect();
+                .collect::<Result<_, JournalError>>()?;
             tx.commit().await.map_err(unavailable)?;
             Ok(Recovered { snapshot, records })
         })
@@ -212,14 +217,15 @@ impl Journal for SqliteJournal {
             }
             // The head goes last: recovery only looks for chunks a head announces.
             sqlx::query(
-                "INSERT INTO snapshots (shard, seq, payload, checksum, chunks, bytes)
-                 VALUES (?1, ?2, X'', ?3, ?4, ?5)",
+                "INSERT INTO snapshots (shard, seq, payload, checksum, chunks, bytes, format)
+                 VALUES (?1, ?2, X'', ?3, ?4, ?5, ?6)",
             )
             .bind(shard)
             .bind(seq)
             .bind(checksum_to_sql(snapshot.checksum))
             .bind(snapshot_chunk_count(&snapshot.payload))
             .bind(snapshot.payload.len() as i64)
+            .bind(format_to_sql(snapshot.format))
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
@@ -261,7 +267,7 @@ async fn load_snapshot(
     shard: ShardId,
 ) -> Result<Option<Snapshot>, JournalError> {
     let heads = sqlx::query(
-        "SELECT seq, payload, checksum, chunks, bytes FROM snapshots
+        "SELECT seq, payload, checksum, chunks, bytes, format FROM snapshots
          WHERE shard = ?1 ORDER BY seq DESC LIMIT 2",
     )
     .bind(shard.0 as i64)
@@ -290,7 +296,8 @@ async fn load_snapshot(
             assembler.finish()
         };
         let checksum = checksum_from_sql(head.get::<i64, _>(2));
-        if let Some(snapshot) = valid_snapshot(shard, seq as u64, payload, checksum) {
+        let format = format_from_sql(shard, "snapshot", seq, head.get(5))?;
+        if let Some(snapshot) = valid_snapshot(shard, seq as u64, format, payload, checksum) {
             return Ok(Some(snapshot));
         }
     }
