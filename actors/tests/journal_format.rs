@@ -18,8 +18,7 @@ use surge_actors::domain::{
 };
 use surge_actors::event::Event;
 use surge_actors::journal::{
-    checksum, recover_state, JournalRecord, Recovered, Snapshot, JOURNAL_FORMAT_OLDEST,
-    JOURNAL_FORMAT_VERSION,
+    checksum, JournalRecord, Recovered, Snapshot, JOURNAL_FORMAT_OLDEST, JOURNAL_FORMAT_VERSION,
 };
 use surge_actors::model::{
     Account, Ending, FirstOutcome, Item, OpKey, OpOutcome, OpRecord, Payment, PaymentStatus,
@@ -29,6 +28,7 @@ use surge_actors::model::{
 use surge_actors::order::{
     LineProgress, LineState, Order, OrderEnding, OrderLine, OrderStage, OrderStatus, OrderTerms,
 };
+use surge_actors::recovery::recover_state;
 use surge_actors::state::State;
 use surge_actors::{JournalError, Rejection, ShardId};
 
