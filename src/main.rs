@@ -3,8 +3,10 @@
 use clap::Parser;
 use secrecy::ExposeSecret;
 use surge::api::auth::{AuthKeys, Claims, Role};
+#[cfg(feature = "bench")]
+use surge::bench;
 use surge::cli::{Cli, Command, RoleArg};
-use surge::{bench, configuration, startup, storage, telemetry};
+use surge::{configuration, startup, storage, telemetry};
 
 /// glibc's allocator took about a tenth of the CPU under load (perf: `_int_malloc`,
 /// `malloc_consolidate`, `cfree` across the HTTP workers and shard threads, which
@@ -55,6 +57,7 @@ async fn run() -> anyhow::Result<()> {
             println!("migrations applied to {}", settings.storage.url);
             Ok(())
         }
+        #[cfg(feature = "bench")]
         Command::Bench(args) => {
             telemetry::init(&bench::quiet_log(&settings.log));
             if bench::run(settings, args).await? {
