@@ -69,6 +69,17 @@ fn the_compose_file_runs_the_engine_against_postgres_and_redis() {
     }
     assert!(read("docker/prometheus.yml").contains("surge:8080"));
     let dockerfile = read("docker/Dockerfile");
+    // The image builds with the toolchain everything else uses.
+    let channel = read("rust-toolchain.toml")
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("channel = "))
+        .expect("rust-toolchain.toml names its channel")
+        .trim_matches('"')
+        .to_owned();
+    assert!(
+        dockerfile.contains(&format!("FROM rust:{channel}-")),
+        "docker/Dockerfile does not build with the toolchain of rust-toolchain.toml ({channel})"
+    );
     // The image has no `surge bench`: both builds leave out its feature.
     assert_eq!(
         dockerfile
