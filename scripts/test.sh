@@ -45,6 +45,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo clippy --no-default-features --all-targets -D warnings (the Docker image's build, without surge bench)"
 cargo clippy --workspace --all-targets --no-default-features -- -D warnings
 
+step "cargo doc -D warnings"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
 step "services"
 ensure_postgres
 ensure_redis
