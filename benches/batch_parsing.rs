@@ -5,9 +5,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use surge::api::body::{decode, Encoding};
 use surge::api::dto::{CreatePaymentRequest, PaymentsBatchRequest};
-
-/// The largest batch docs/API.md allows.
-const PAYMENTS_PER_BATCH: usize = 8_190;
+// The largest batch docs/API.md allows.
+use surge::api::limits::PAYMENTS_PER_BATCH_MAX as PAYMENTS_PER_BATCH;
 
 fn batch() -> PaymentsBatchRequest {
     PaymentsBatchRequest {

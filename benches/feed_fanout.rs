@@ -12,6 +12,7 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use surge::api::auth::{AuthKeys, Claims, Role};
+use surge::api::limits::PAYMENTS_PER_BATCH_MAX;
 use surge::configuration;
 use surge::startup::Application;
 use tokio_tungstenite::tungstenite::Message;
@@ -123,7 +124,10 @@ async fn run(subscribers: usize, changes: usize) {
         })
         .collect();
     let started = Instant::now();
-    for chunk in (0..changes).collect::<Vec<_>>().chunks(8190) {
+    for chunk in (0..changes)
+        .collect::<Vec<_>>()
+        .chunks(PAYMENTS_PER_BATCH_MAX)
+    {
         let payments: Vec<Value> = chunk
             .iter()
             .map(|_| json!({"from": "busy", "to": "sink", "amount": "0.01", "currency": "USD"}))

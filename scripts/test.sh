@@ -42,6 +42,12 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "cargo clippy --no-default-features --all-targets -D warnings (the Docker image's build, without surge bench)"
+cargo clippy --workspace --all-targets --no-default-features -- -D warnings
+
+step "cargo doc -D warnings"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
 step "services"
 ensure_postgres
 ensure_redis

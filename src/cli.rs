@@ -35,6 +35,7 @@ pub enum Command {
     Migrate,
     /// Load-test a scenario end to end, check the invariants, and report
     /// (exits non-zero when an invariant is violated).
+    #[cfg(feature = "bench")]
     Bench(crate::bench::BenchArgs),
 }
 

@@ -213,3 +213,29 @@ impl Settings {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The compiled-in defaults alone, without the environment file or variables.
+    fn defaults() -> Settings {
+        Config::builder()
+            .add_source(File::from_str(DEFAULTS, FileFormat::Toml))
+            .build()
+            .and_then(Config::try_deserialize)
+            .expect("config/default.toml is valid")
+    }
+
+    /// TOML cannot name a Rust constant, so the defaults that must equal one are
+    /// checked here.
+    #[test]
+    fn defaults_that_are_shared_limits_equal_their_constants() {
+        let settings = defaults();
+        assert_eq!(
+            settings.limits.payments_batch_max,
+            crate::api::limits::PAYMENTS_PER_BATCH_MAX,
+            "config/default.toml's limits.payments_batch_max"
+        );
+    }
+}

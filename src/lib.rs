@@ -12,9 +12,11 @@
 //! * [`rate_limit`]: per-subject token buckets.
 //! * [`telemetry`]: structured logging.
 //! * [`cli`]: the command line of the `surge` binary.
-//! * [`bench`]: `surge bench`, end-to-end load scenarios, baseline and reports.
+//! * [`bench`](mod@bench): `surge bench`, end-to-end load scenarios, baseline and reports
+//!   (cargo feature `bench`, on by default; the Docker image is built without it).
 
 pub mod api;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod cli;
 pub mod configuration;

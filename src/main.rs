@@ -3,8 +3,10 @@
 use clap::Parser;
 use secrecy::ExposeSecret;
 use surge::api::auth::{AuthKeys, Claims, Role};
+#[cfg(feature = "bench")]
+use surge::bench;
 use surge::cli::{Cli, Command, RoleArg};
-use surge::{bench, configuration, startup, storage, telemetry};
+use surge::{configuration, startup, storage, telemetry};
 
 /// glibc's allocator took about a tenth of the CPU under load (perf: `_int_malloc`,
 /// `malloc_consolidate`, `cfree` across the HTTP workers and shard threads, which
@@ -23,6 +25,7 @@ const MIMALLOC_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// 20k orders/s (20.3-20.6 s against 21.7-24.0 s). The price is that the process
 /// keeps its peak size (a snapshot's copy and encoding included) instead of shrinking
 /// after it, which for a server holding its state in memory is the smaller cost.
+#[expect(unsafe_code, reason = "mimalloc's option setter is an FFI call")]
 fn keep_freed_memory() {
     let configured = ["MIMALLOC_PURGE_DELAY", "MIMALLOC_RESET_DELAY"]
         .iter()
@@ -55,6 +58,7 @@ async fn run() -> anyhow::Result<()> {
             println!("migrations applied to {}", settings.storage.url);
             Ok(())
         }
+        #[cfg(feature = "bench")]
         Command::Bench(args) => {
             telemetry::init(&bench::quiet_log(&settings.log));
             if bench::run(settings, args).await? {
@@ -96,6 +100,7 @@ mod tests {
     /// unless overridden from the environment. A libmimalloc-sys upgrade that
     /// reorders mimalloc's options fails here instead of setting another option.
     #[test]
+    #[expect(unsafe_code, reason = "mimalloc's option getter is an FFI call")]
     fn the_purge_delay_option_index_names_mimallocs_purge_delay() {
         // SAFETY: reads one integer option.
         let value = unsafe { libmimalloc_sys::mi_option_get(MIMALLOC_OPTION_PURGE_DELAY) };

@@ -69,18 +69,39 @@ fn the_compose_file_runs_the_engine_against_postgres_and_redis() {
     }
     assert!(read("docker/prometheus.yml").contains("surge:8080"));
     let dockerfile = read("docker/Dockerfile");
-    assert!(dockerfile.contains("cargo build --release --bin surge"));
-    // Every benchmark target needs a placeholder in the dependency-caching layer.
+    // The image builds with the toolchain everything else uses.
+    let channel = read("rust-toolchain.toml")
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("channel = "))
+        .expect("rust-toolchain.toml names its channel")
+        .trim_matches('"')
+        .to_owned();
+    assert!(
+        dockerfile.contains(&format!("FROM rust:{channel}-")),
+        "docker/Dockerfile does not build with the toolchain of rust-toolchain.toml ({channel})"
+    );
+    // The image has no `surge bench`: both builds leave out its feature.
+    assert_eq!(
+        dockerfile
+            .matches("cargo build --release --no-default-features --bin surge")
+            .count(),
+        2,
+        "both builds of docker/Dockerfile must leave out the default features"
+    );
+    // Every declared benchmark and test target needs a placeholder in the
+    // dependency-caching layer.
     let manifest = read("Cargo.toml");
-    for bench in manifest.split("[[bench]]").skip(1) {
-        let name = bench
-            .lines()
-            .find_map(|line| line.trim().strip_prefix("name = "))
-            .unwrap()
-            .trim_matches('"');
-        assert!(
-            dockerfile.contains(name),
-            "docker/Dockerfile does not stub benches/{name}.rs"
-        );
+    for (table, dir) in [("[[bench]]", "benches"), ("[[test]]", "tests")] {
+        for target in manifest.split(table).skip(1) {
+            let name = target
+                .lines()
+                .find_map(|line| line.trim().strip_prefix("name = "))
+                .unwrap()
+                .trim_matches('"');
+            assert!(
+                dockerfile.contains(name),
+                "docker/Dockerfile does not stub {dir}/{name}.rs"
+            );
+        }
     }
 }

@@ -2,6 +2,13 @@
 
 use rust_decimal::Decimal;
 
+/// Most payments in one `POST /v1/payments/batch` (API.md: up to 8190 items).
+/// The one definition of this limit: the server's default (`ApiLimits`,
+/// `limits.payments_batch_max` in `config/default.toml`, checked against it by a
+/// test) and the bench client's largest `--batch-size` both come from here. The
+/// engine itself has no such limit; it is the API's.
+pub const PAYMENTS_PER_BATCH_MAX: usize = 8190;
+
 /// Bounds on what a request may ask for; each is a configuration setting.
 #[derive(Debug, Clone)]
 pub struct ApiLimits {
@@ -15,7 +22,8 @@ pub struct ApiLimits {
     pub hold_timeout_ms_max: u64,
     pub reservation_ttl_ms_default: u64,
     pub reservation_ttl_ms_max: u64,
-    /// Most payments in one `POST /v1/payments/batch` (docs/API.md: 8190).
+    /// Most payments in one `POST /v1/payments/batch` (default
+    /// [`PAYMENTS_PER_BATCH_MAX`]).
     pub payments_batch_max: usize,
     /// How long `POST /v1/orders` waits for a final state when the client says not.
     pub order_wait_ms_default: u64,
@@ -33,7 +41,7 @@ impl Default for ApiLimits {
             hold_timeout_ms_max: 30 * 24 * 60 * 60 * 1000,
             reservation_ttl_ms_default: 15 * 60 * 1000,
             reservation_ttl_ms_max: 24 * 60 * 60 * 1000,
-            payments_batch_max: 8190,
+            payments_batch_max: PAYMENTS_PER_BATCH_MAX,
             order_wait_ms_default: 2_000,
             order_wait_ms_max: 5_000,
         }

@@ -3,8 +3,7 @@
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
-/// Most payments in one `POST /v1/payments/batch` (docs/API.md).
-pub const PAYMENTS_PER_BATCH_MAX: usize = 8190;
+pub use crate::api::limits::PAYMENTS_PER_BATCH_MAX;
 /// Most concurrent requests (closed loop) or requests in flight (open loop).
 pub const CONCURRENCY_MAX: usize = 10_000;
 /// Longest run, so a typo cannot book the machine for a day.

@@ -36,6 +36,8 @@ use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool, Row};
 use std::str::FromStr;
+// Most lines in an order: the engine's limit, which Surge's API enforces too.
+use surge_actors::order::ORDER_LINES_MAX;
 
 /// Connections to PostgreSQL across all HTTP workers (docs/ARCHITECTURE.md's baseline
 /// figures were measured at 32 clients; more only adds lock queueing).
@@ -46,8 +48,6 @@ pub const PAYMENTS_PER_TRANSACTION: usize = 512;
 const BATCH_BODY_LIMIT_BYTES: usize = 4 * 1024 * 1024;
 /// Largest single-object body.
 const BODY_LIMIT_BYTES: usize = 64 * 1024;
-/// Most lines in an order (docs/API.md).
-const ORDER_LINES_MAX: usize = 50;
 
 const SCHEMA: &str = r#"
 CREATE TABLE accounts (

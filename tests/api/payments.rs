@@ -1,5 +1,6 @@
 use crate::helpers::{assert_problem, eventually, spawn_app};
 use serde_json::{json, Value};
+use surge::api::limits::PAYMENTS_PER_BATCH_MAX;
 
 async fn funded(app: &crate::helpers::TestApp, accounts: &[&str]) {
     for id in accounts {
@@ -312,7 +313,7 @@ async fn a_malformed_or_oversized_batch_is_refused_as_a_whole() {
     )
     .await;
     let one = json!({"from": "a", "to": "b", "amount": "1", "currency": "USD"});
-    let too_many: Vec<Value> = (0..8191).map(|_| one.clone()).collect();
+    let too_many: Vec<Value> = (0..=PAYMENTS_PER_BATCH_MAX).map(|_| one.clone()).collect();
     let response = app
         .post("/v1/payments/batch", json!({"payments": too_many}))
         .await;

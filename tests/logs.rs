@@ -1,0 +1,85 @@
+//! Logs written to a file or a pipe carry no terminal colour codes: the real
+//! `surge` binary runs with its output captured, and the captured log is read.
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long the binary may take to log that it listens.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Kills the process when the test ends, however it ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads `stream` to its end on a thread, sending each chunk read.
+fn forward(mut stream: impl Read + Send + 'static, chunks: mpsc::Sender<Vec<u8>>) {
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n @ 1..) = stream.read(&mut buffer) {
+            if chunks.send(buffer[..n].to_vec()).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_surge"))
+        .arg("serve")
+        .env("SURGE_CONFIG_DIR", dir.path())
+        .env_remove("SURGE_ENVIRONMENT")
+        .env_remove("APP_ENVIRONMENT")
+        .env("SURGE__HTTP__ADDR", "127.0.0.1:0")
+        .env(
+            "SURGE__STORAGE__URL",
+            format!("sqlite://{}/surge.db", dir.path().display()),
+        )
+        .env("SURGE__LOG__FORMAT", "human")
+        .env("SURGE__LOG__LEVEL", "info")
+        .env_remove("RUST_LOG")
+        // Colour must be left out because the output is no terminal, not
+        // because the environment asks for it.
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("surge binary starts");
+    let (sender, chunks) = mpsc::channel();
+    forward(child.stdout.take().expect("piped stdout"), sender.clone());
+    forward(child.stderr.take().expect("piped stderr"), sender);
+    let child = KillOnDrop(child);
+
+    let mut log = Vec::new();
+    let deadline = Instant::now() + START_TIMEOUT;
+    while !String::from_utf8_lossy(&log).contains("surge listening") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match chunks.recv_timeout(left) {
+            Ok(chunk) => log.extend(chunk),
+            Err(_) => panic!(
+                "surge did not log that it listens within {START_TIMEOUT:?}; it logged:\n{}",
+                String::from_utf8_lossy(&log)
+            ),
+        }
+    }
+    drop(child);
+    // What it wrote until it was killed (the reader threads end with the pipes).
+    log.extend(chunks.iter().flatten());
+
+    let log = String::from_utf8_lossy(&log);
+    assert!(
+        !log.contains("\x1b["),
+        "the captured log has terminal escape codes:\n{log:?}"
+    );
+    assert!(log.contains("INFO"), "{log}");
+}
