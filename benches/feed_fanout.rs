@@ -34,6 +34,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[index]
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "a benchmark scenario read top to bottom"
+)]
 async fn run(subscribers: usize, changes: usize) {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = configuration::load().unwrap();

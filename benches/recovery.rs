@@ -68,6 +68,10 @@ fn smoke() -> bool {
     !std::env::args().any(|arg| arg == "--bench")
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "a benchmark scenario read top to bottom"
+)]
 async fn run(label: &str, url: String) {
     let (accounts_default, tail_default) = if smoke() {
         (10_000, 1_000)

@@ -34,6 +34,7 @@ pub fn must<T>(result: prometheus::Result<T>) -> T {
 }
 
 impl Metrics {
+    #[expect(clippy::too_many_lines, reason = "registers every metric in one place")]
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some("surge".into()), None).expect("valid prefix");
         let latency_buckets = vec![

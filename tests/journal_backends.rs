@@ -49,6 +49,10 @@ fn account_created(id: &str, at: u64) -> Event {
     }
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one backend scenario read top to bottom"
+)]
 async fn the_journal_round_trips_fences_and_snapshots(journal: Arc<dyn Journal>) {
     let shard = ShardId(3);
     let epoch = journal.acquire(shard).await.unwrap();
@@ -522,6 +526,10 @@ async fn a_snapshot_stored_inline_before_chunking_still_loads(url: String) {
 /// a row of a format this binary does not read (raised by hand, as a newer Surge
 /// would have written it) stops recovery with a clear error, and a snapshot of
 /// such a format is not skipped for an older one.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one backend scenario read top to bottom"
+)]
 async fn the_journal_format_is_stored_and_a_newer_one_stops_recovery(url: String) {
     let journal = storage::open(&options(url.clone())).await.unwrap();
     let db = Db::open(&url).await;

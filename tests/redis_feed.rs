@@ -158,6 +158,10 @@ fn redis_url() -> String {
 }
 
 #[tokio::test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "a two-node scenario read top to bottom"
+)]
 async fn a_feed_client_on_one_node_sees_an_order_processed_by_another() {
     let unique = uuid::Uuid::new_v4().simple().to_string();
     let channel = format!("surge:test:feed:{unique}");

@@ -59,6 +59,10 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "the soak's loop, progress and failure report in one place"
+)]
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(args) => args,

@@ -153,7 +153,7 @@ pub enum Event {
     },
     /// A one-phase payment whose payer, payee and coordinator are all this shard,
     /// run to its end in one event: created, then its steps in saga order (see
-    /// [`local_run_steps`]). Applying it is applying `PaymentCreated` and then one
+    /// [`local_run_steps`](crate::state::local_run_steps)). Applying it is applying `PaymentCreated` and then one
     /// `PaymentStepAppliedLocally` per step; each step's effect follows from the
     /// terms and its outcome, so only the outcomes are journaled.
     PaymentRunLocally {

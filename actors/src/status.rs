@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
 
 /// Why the engine could not give an answer. Business refusals are not errors: they
-/// come back as [`Reply::Rejected`].
+/// come back as [`Reply::Rejected`](crate::command::Reply::Rejected).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum EngineError {
     /// The shard's mailbox is full: retry later (503 `overloaded`).

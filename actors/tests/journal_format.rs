@@ -185,6 +185,10 @@ fn order_step(tag: StepTag) -> StepKey {
 }
 
 /// One event of every variant, in declaration order, with fixed values.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one sample of every event variant, in declaration order"
+)]
 fn every_variant() -> Vec<Event> {
     let sku_1_price = Some((money("9.99"), usd()));
     vec![
@@ -360,6 +364,10 @@ fn every_variant() -> Vec<Event> {
 /// the platform) and the map's history, so with two entries the bytes could
 /// differ between machines for the same state. With one, the bytes are fixed
 /// whatever the hasher. The timers are a sorted set, so they hold several.
+#[expect(
+    clippy::too_many_lines,
+    reason = "a sample entry in every table of the state"
+)]
 fn small_state() -> State {
     let mut state = State::new(HASH_SEED);
     state.accounts.insert(

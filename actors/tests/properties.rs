@@ -156,6 +156,10 @@ fn quantity(value: u8) -> Quantity {
     Quantity::parse(u64::from(value), 1_000).expect("positive quantity")
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per action of the property test's model"
+)]
 fn to_command(action: &Action) -> Option<Command> {
     let command = match action {
         Action::CreateAccount {

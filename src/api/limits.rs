@@ -2,7 +2,7 @@
 
 use rust_decimal::Decimal;
 
-/// Most payments in one `POST /v1/payments/batch` (API.md: up to 8190 items).
+/// Most payments in one `POST /v1/payments/batch` (docs/API.md: up to 8190 items).
 /// The one definition of this limit: the server's default (`ApiLimits`,
 /// `limits.payments_batch_max` in `config/default.toml`, checked against it by a
 /// test) and the bench client's largest `--batch-size` both come from here. The

@@ -76,6 +76,10 @@ struct Ctx {
     feed: bool,
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "sets up, loads and reports one scenario in order"
+)]
 pub async fn run(
     args: BenchArgs,
     kind: TargetKind,
@@ -436,6 +440,10 @@ struct Verified {
     orders: Option<(u64, u64)>,
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "reads the state back and checks each invariant in turn"
+)]
 async fn verify(ctx: &Arc<Ctx>, concurrency: usize) -> anyhow::Result<Verified> {
     let settle = Duration::from_secs(ctx.args.settle_timeout_s);
     let mut invariants = Invariants::default();

@@ -208,18 +208,16 @@ impl Journal for PostgresJournal {
             // twice with nothing in between, or a torn one that recovery skipped).
             // It is replaced whole: the same state can encode to other bytes (map
             // order), and one head must never describe chunks of two encodings.
-            sqlx::query("DELETE FROM snapshots WHERE shard = $1 AND seq = $2")
+            for table in ["snapshots", "snapshot_chunks"] {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE shard = $1 AND seq = $2"
+                ))
                 .bind(shard)
                 .bind(seq)
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
-            sqlx::query("DELETE FROM snapshot_chunks WHERE shard = $1 AND seq = $2")
-                .bind(shard)
-                .bind(seq)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+            }
             for (index, chunk) in snapshot_chunks(&snapshot.payload) {
                 sqlx::query(
                     "INSERT INTO snapshot_chunks (shard, seq, chunk, payload)

@@ -190,18 +190,16 @@ impl Journal for SqliteJournal {
             // order), and one head must never describe chunks of two encodings.
             // (A write first, too: SQLite then takes its write lock at once and
             // waits for the journal's writer instead of failing to upgrade.)
-            sqlx::query("DELETE FROM snapshots WHERE shard = ?1 AND seq = ?2")
+            for table in ["snapshots", "snapshot_chunks"] {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE shard = ?1 AND seq = ?2"
+                ))
                 .bind(shard)
                 .bind(seq)
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
-            sqlx::query("DELETE FROM snapshot_chunks WHERE shard = ?1 AND seq = ?2")
-                .bind(shard)
-                .bind(seq)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+            }
             for (index, chunk) in snapshot_chunks(&snapshot.payload) {
                 sqlx::query(
                     "INSERT INTO snapshot_chunks (shard, seq, chunk, payload)

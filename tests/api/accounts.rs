@@ -1,3 +1,5 @@
+//! Accounts: creating, reading, deposits and withdrawals, through a spawned app.
+
 use crate::helpers::{assert_problem, spawn_app};
 use serde_json::{json, Value};
 

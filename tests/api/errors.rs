@@ -1,3 +1,5 @@
+//! Error answers: problem documents, codes and statuses for bad input, through a spawned app.
+
 use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
 use serde_json::json;
 

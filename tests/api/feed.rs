@@ -1,3 +1,5 @@
+//! The WebSocket feed: subscriptions, snapshots, ordered notices, lag and limits, through a spawned app.
+
 use crate::helpers::{spawn_app, spawn_app_with, TestApp};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};

@@ -1,3 +1,5 @@
+//! Items and reservations: stock, reserve, commit, release and expiry, through a spawned app.
+
 use crate::helpers::{assert_problem, eventually, spawn_app};
 use serde_json::{json, Value};
 

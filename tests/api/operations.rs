@@ -1,3 +1,5 @@
+//! Operations: health, readiness, metrics, the admin API and its audit, through a spawned app.
+
 use crate::helpers::{assert_problem, eventually, spawn_app, spawn_app_with, test_settings};
 use serde_json::{json, Value};
 

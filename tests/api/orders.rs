@@ -1,3 +1,5 @@
+//! Orders: placing, waiting, cancelling and their feed, through a spawned app.
+
 use crate::helpers::{assert_problem, eventually, spawn_app, spawn_app_with, TestApp};
 use serde_json::{json, Value};
 

@@ -1,3 +1,5 @@
+//! Payments: one- and two-phase, capture, void, batches and idempotency, through a spawned app.
+
 use crate::helpers::{assert_problem, eventually, spawn_app};
 use serde_json::{json, Value};
 use surge::api::limits::PAYMENTS_PER_BATCH_MAX;

@@ -6,15 +6,15 @@
 //! answered by the child module of its concept (the same concepts as `state`'s
 //! and `shard`'s children):
 //!
-//! * [`accounts`]: accounts, deposits and withdrawals, and an account owner's
+//! * `accounts`: accounts, deposits and withdrawals, and an account owner's
 //!   answer to a saga step.
-//! * [`payments`]: creating, capturing and voiding payments; waking their clients.
-//! * [`stock`]: items, restocks, reservations, and an item owner's answer to an
+//! * `payments`: creating, capturing and voiding payments; waking their clients.
+//! * `stock`: items, restocks, reservations, and an item owner's answer to an
 //!   order line's step.
-//! * [`orders`]: creating and cancelling orders; waking their clients.
-//! * [`idempotency`]: operation keys, body fingerprints, replays of recorded
+//! * `orders`: creating and cancelling orders; waking their clients.
+//! * `idempotency`: operation keys, body fingerprints, replays of recorded
 //!   outcomes.
-//! * [`local`]: whether a new payment or order can run on its coordinator's shard
+//! * `local`: whether a new payment or order can run on its coordinator's shard
 //!   as one event, and with what outcomes.
 
 mod accounts;

@@ -30,6 +30,10 @@ impl ShardCore {
     /// refund as separate events): the payer's balance changes twice, and its feed
     /// must see both versions, while `PaymentRunLocally`'s notices are read from the
     /// state after it.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "chooses among the four fast paths (payment run, order refusal, rejection and run) in one place"
+    )]
     pub(super) fn run_locally_if_possible(&self, event: Event) -> Event {
         match event {
             Event::PaymentCreated {

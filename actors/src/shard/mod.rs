@@ -10,19 +10,19 @@
 //! This module holds the core and its inputs; its children, one per concept (the
 //! same concepts as `state`'s and `decide`'s) and one per piece of machinery:
 //!
-//! * [`accounts`]: an account owner's handling of a saga step.
-//! * [`payments`]: a coordinator sending a payment's steps and taking their answers.
-//! * [`stock`]: an item owner's handling of an order line's step.
-//! * [`orders`]: a coordinator sending an order's steps and taking their answers.
-//! * [`idempotency`]: recording an operation's outcome with its effect.
-//! * [`local`]: turning a new payment or order into one event when its whole saga
+//! * `accounts`: an account owner's handling of a saga step.
+//! * `payments`: a coordinator sending a payment's steps and taking their answers.
+//! * `stock`: an item owner's handling of an order line's step.
+//! * `orders`: a coordinator sending an order's steps and taking their answers.
+//! * `idempotency`: recording an operation's outcome with its effect.
+//! * `local`: turning a new payment or order into one event when its whole saga
 //!   runs here.
-//! * [`messages`]: what shards send each other.
-//! * [`batch`]: taking a batch for the journal, and committing or rolling it back.
-//! * [`timers`]: expiries, record pruning and step resends on each tick.
-//! * [`notices`]: what feeds hear of each event.
-//! * [`waiters`]: clients waiting on a saga, answered when it moves.
-//! * [`reads`]: queries answered from the state.
+//! * `messages`: what shards send each other.
+//! * `batch`: taking a batch for the journal, and committing or rolling it back.
+//! * `timers`: expiries, record pruning and step resends on each tick.
+//! * `notices`: what feeds hear of each event.
+//! * `waiters`: clients waiting on a saga, answered when it moves.
+//! * `reads`: queries answered from the state.
 
 mod accounts;
 mod batch;

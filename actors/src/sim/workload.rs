@@ -238,6 +238,10 @@ impl Workload {
         id
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one arm per kind of command the workload generates"
+    )]
     fn new_command(&mut self, rng: &mut SimRng, kind: Kind) -> Command {
         let accounts = self.universe.accounts.clone();
         let (account, currency, overdraft) = accounts[rng.index(accounts.len())].clone();
@@ -499,6 +503,10 @@ impl Workload {
     }
 
     /// Records an answer and checks it against what the same id answered before.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one arm per kind of answer the workload's model follows"
+    )]
     pub fn on_answer(
         &mut self,
         request: RequestId,

@@ -4,13 +4,13 @@
 //! concept, so each concept has a file of the same name here, in `decide` and in
 //! `shard`:
 //!
-//! * [`accounts`]: accounts, deposits and withdrawals, and the account owner's
+//! * `accounts`: accounts, deposits and withdrawals, and the account owner's
 //!   side of saga steps (the step records that make them idempotent).
-//! * [`payments`]: a payment's progress through its saga, on its coordinator.
-//! * [`stock`]: items, reservations, and the item owner's side of order lines.
-//! * [`orders`]: an order's progress through its saga, on its coordinator.
-//! * [`idempotency`]: operation records, and the pruning of every kind of record.
-//! * [`local`]: the same-shard fast paths, where a whole saga is one event.
+//! * `payments`: a payment's progress through its saga, on its coordinator.
+//! * `stock`: items, reservations, and the item owner's side of order lines.
+//! * `orders`: an order's progress through its saga, on its coordinator.
+//! * `idempotency`: operation records, and the pruning of every kind of record.
+//! * `local`: the same-shard fast paths, where a whole saga is one event.
 
 mod accounts;
 mod idempotency;
@@ -198,6 +198,10 @@ impl State {
     /// takes each reserved line's stock and gives it back, and feeds must hear
     /// every version, in order. (For every other event, what changed is read from
     /// the state after it.)
+    #[expect(
+        clippy::too_many_lines,
+        reason = "the dispatcher: one arm per event variant, each a call into its concept's module"
+    )]
     pub fn apply_with(&mut self, event: &Event, changed: &mut dyn FnMut(&State, Changed<'_>)) {
         self.last_seq += 1;
         match event {
