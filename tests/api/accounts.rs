@@ -1,4 +1,5 @@
-use crate::helpers::{assert_problem, spawn_app};
+use crate::common::app::spawn_app;
+use crate::common::http::assert_problem;
 use serde_json::{json, Value};
 
 #[actix_web::test]

@@ -1,4 +1,6 @@
-use crate::helpers::{assert_problem, eventually, spawn_app};
+use crate::common::app::spawn_app;
+use crate::common::eventually;
+use crate::common::http::assert_problem;
 use serde_json::{json, Value};
 
 #[actix_web::test]

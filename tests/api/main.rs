@@ -1,9 +1,10 @@
 //! Black-box tests of the HTTP API through a spawned server.
 
 mod accounts;
+#[path = "../common/mod.rs"]
+mod common;
 mod errors;
 mod feed;
-mod helpers;
 mod items;
 mod operations;
 mod orders;

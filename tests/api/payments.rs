@@ -1,7 +1,9 @@
-use crate::helpers::{assert_problem, eventually, spawn_app};
+use crate::common::app::spawn_app;
+use crate::common::eventually;
+use crate::common::http::assert_problem;
 use serde_json::{json, Value};
 
-async fn funded(app: &crate::helpers::TestApp, accounts: &[&str]) {
+async fn funded(app: &crate::common::app::TestApp, accounts: &[&str]) {
     for id in accounts {
         app.create_account(id, "USD").await;
         app.deposit(id, "100").await;
