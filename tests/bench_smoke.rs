@@ -1,13 +1,15 @@
 //! Smoke tests of `surge bench`: every scenario runs for a couple of seconds
 //! through the built binary, with its invariants checked (the command exits
 //! non-zero when one is violated) and its report read back. No speed is asserted.
+//!
+//! The PostgreSQL baseline runs use the server every PostgreSQL test uses
+//! (`common::postgres::admin_url`); the bench creates and drops its own database
+//! there. They are never skipped: without PostgreSQL they fail, saying so.
 
 use serde_json::Value;
 use std::process::Command;
 
-/// Where the PostgreSQL baseline smoke tests find a server (they are skipped
-/// without it). The bench creates and drops its own database there.
-const POSTGRES_URL_ENV: &str = "SURGE_TEST_POSTGRES_URL";
+mod common;
 
 /// Runs `surge bench <args>` and returns its report, failing on a non-zero exit.
 fn bench(args: &[&str]) -> Value {
@@ -158,19 +160,9 @@ fn mixed_day_keeps_every_invariant() {
     );
 }
 
-/// The PostgreSQL the baseline smoke tests use (as every other PostgreSQL test:
-/// the variable `scripts/test.sh` sets, else the local default). Never skipped:
-/// without PostgreSQL these tests fail, saying so.
-fn postgres_url() -> String {
-    std::env::var(POSTGRES_URL_ENV)
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
 #[test]
 fn payments_against_the_postgres_baseline_report_a_ratio() {
-    let url = postgres_url();
+    let url = common::postgres::admin_url();
     let report = bench(&[
         "payments",
         "--concurrency",
@@ -187,7 +179,7 @@ fn payments_against_the_postgres_baseline_report_a_ratio() {
 
 #[test]
 fn payments_batch_against_the_postgres_baseline_report_a_ratio() {
-    let url = postgres_url();
+    let url = common::postgres::admin_url();
     bench(&[
         "payments-batch",
         "--concurrency",
@@ -205,7 +197,7 @@ fn payments_batch_against_the_postgres_baseline_report_a_ratio() {
 
 #[test]
 fn flash_sale_against_the_postgres_baseline_sells_out_on_both() {
-    let url = postgres_url();
+    let url = common::postgres::admin_url();
     bench(&[
         "flash-sale",
         "--concurrency",

@@ -4,13 +4,13 @@
 //! Runs several rounds on the SQLite file and on PostgreSQL.
 
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{free_port, wait_ready};
+use common::http::Api;
+use common::process::{Serve, SurgeProcess};
 
 const SECRET: &str = "surge-crash-test-secret-0123456789";
 const ACCOUNTS: usize = 16;
@@ -38,36 +38,20 @@ impl Rng {
     }
 }
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-fn start(storage_url: &str, port: u16) -> Server {
-    let child = Command::new(env!("CARGO_BIN_EXE_surge"))
-        .arg("serve")
-        .env("SURGE__HTTP__ADDR", format!("127.0.0.1:{port}"))
-        .env("SURGE__STORAGE__URL", storage_url)
-        .env("SURGE__AUTH__JWT_SECRET", SECRET)
+fn start(storage_url: &str) -> SurgeProcess {
+    Serve::new(SECRET)
+        .storage(storage_url)
         .env("SURGE__ENGINE__SHARDS", "4")
         .env("SURGE__ENGINE__SNAPSHOT_EVERY_EVENTS", "300")
         // Low, so that the batches below are written the moment the journal is
         // idle (the path large client batches take) while the process is killed.
         .env("SURGE__ENGINE__FLUSH_AT_ONCE_EVENTS_MIN", "32")
         .env("SURGE__RATE_LIMIT__REQUESTS_PER_S", "1000000")
-        .env("SURGE__LOG__LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
         .spawn()
-        .expect("surge binary starts");
-    Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    }
 }
 
 fn token() -> String {
-    common::operator_token(SECRET, "crash-test")
+    common::tokens::operator_token(SECRET, "crash-test")
 }
 
 #[derive(Default, Clone)]
@@ -82,40 +66,26 @@ struct Acknowledged {
     orders_sent: Vec<String>,
 }
 
-async fn post(
-    http: &reqwest::Client,
-    token: &str,
-    url: String,
-    body: Value,
-) -> Option<(u16, Value)> {
-    let response = http
-        .post(url)
-        .bearer_auth(token)
-        .json(&body)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .ok()?;
-    let status = response.status().as_u16();
-    let body = response.json().await.ok()?;
-    Some((status, body))
+/// How long a request may take before the load gives up on it.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn post(api: &Api, path: &str, body: Value) -> Option<(u16, Value)> {
+    api.try_send(path, body, REQUEST_TIMEOUT).await
 }
 
-async fn setup(http: &reqwest::Client, token: &str, base: &str) {
+async fn setup(api: &Api) {
     for i in 0..ACCOUNTS {
         let (status, _) = post(
-            http,
-            token,
-            format!("{base}/v1/accounts"),
+            api,
+            "/v1/accounts",
             json!({"id": format!("acc{i}"), "currency": "USD"}),
         )
         .await
         .unwrap();
         assert!(status == 201 || status == 200);
         let (status, _) = post(
-            http,
-            token,
-            format!("{base}/v1/accounts/acc{i}/deposits"),
+            api,
+            &format!("/v1/accounts/acc{i}/deposits"),
             json!({"id": "funding", "amount": DEPOSIT.to_string()}),
         )
         .await
@@ -123,18 +93,16 @@ async fn setup(http: &reqwest::Client, token: &str, base: &str) {
         assert_eq!(status, 201);
     }
     let (status, _) = post(
-        http,
-        token,
-        format!("{base}/v1/items"),
+        api,
+        "/v1/items",
         json!({"sku": "hot", "price": "1", "currency": "USD", "stock": STOCK}),
     )
     .await
     .unwrap();
     assert!(status == 201 || status == 200);
     let (status, _) = post(
-        http,
-        token,
-        format!("{base}/v1/items"),
+        api,
+        "/v1/items",
         json!({"sku": "gadget", "price": "3.25", "currency": "USD", "stock": ORDER_STOCK}),
     )
     .await
@@ -147,9 +115,7 @@ async fn setup(http: &reqwest::Client, token: &str, base: &str) {
     reason = "drives the load and records every acknowledged write in one place"
 )]
 async fn load(
-    http: reqwest::Client,
-    token: String,
-    base: String,
+    api: Api,
     worker: usize,
     round: usize,
     seed: u64,
@@ -168,7 +134,7 @@ async fn load(
                 })
                 .collect();
             let body = json!({ "payments": payments });
-            match post(&http, &token, format!("{base}/v1/payments/batch"), body).await {
+            match post(&api, "/v1/payments/batch", body).await {
                 Some((200, body)) => {
                     let mut acknowledged = acknowledged.lock().unwrap();
                     for result in body["results"].as_array().into_iter().flatten() {
@@ -193,7 +159,7 @@ async fn load(
             acknowledged.lock().unwrap().orders_sent.push(id.clone());
             let body = json!({"id": id, "account": format!("acc{buyer}"), "merchant": format!("acc{merchant}"),
                               "lines": [{"sku": "gadget", "quantity": 1 + rng.below(2)}]});
-            match post(&http, &token, format!("{base}/v1/orders"), body).await {
+            match post(&api, "/v1/orders", body).await {
                 Some((201, body)) => {
                     let status = body["status"].as_str().unwrap_or("").to_owned();
                     acknowledged.lock().unwrap().orders.push((id, Some(status)));
@@ -207,14 +173,7 @@ async fn load(
         if dice == 0 {
             let id = format!("r{round}-{worker}-{n}");
             let body = json!({"id": id, "quantity": 1, "ttl_ms": 3_600_000});
-            match post(
-                &http,
-                &token,
-                format!("{base}/v1/items/hot/reservations"),
-                body,
-            )
-            .await
-            {
+            match post(&api, "/v1/items/hot/reservations", body).await {
                 Some((201, _)) => acknowledged.lock().unwrap().reservations.push(id),
                 Some(_) => {}
                 None => return,
@@ -225,7 +184,7 @@ async fn load(
             let id = format!("p{round}-{worker}-{n}");
             let amount = format!("{}.{:02}", rng.below(20), rng.below(100));
             let body = json!({"id": id, "from": format!("acc{from}"), "to": format!("acc{to}"), "amount": amount, "currency": "USD"});
-            match post(&http, &token, format!("{base}/v1/payments"), body).await {
+            match post(&api, "/v1/payments", body).await {
                 Some((201, body)) => {
                     let status = body["status"].as_str().unwrap_or("").to_owned();
                     acknowledged.lock().unwrap().payments.push((id, status));
@@ -248,31 +207,16 @@ async fn load(
     clippy::too_many_lines,
     reason = "reads the state back and checks each invariant in turn"
 )]
-async fn check_invariants(
-    http: &reqwest::Client,
-    token: &str,
-    base: &str,
-    acknowledged: &Acknowledged,
-) {
+async fn check_invariants(api: &Api, acknowledged: &Acknowledged) {
     // Every acknowledged payment is there with the status the client saw.
     for (id, status) in &acknowledged.payments {
-        let response = http
-            .get(format!("{base}/v1/payments/{id}"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
+        let response = api.get(&format!("/v1/payments/{id}")).await;
         assert_eq!(response.status(), 200, "acknowledged payment {id} is lost");
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["status"].as_str().unwrap(), status, "payment {id}");
     }
     for id in &acknowledged.reservations {
-        let response = http
-            .get(format!("{base}/v1/items/hot/reservations/{id}"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
+        let response = api.get(&format!("/v1/items/hot/reservations/{id}")).await;
         assert_eq!(
             response.status(),
             200,
@@ -291,12 +235,7 @@ async fn check_invariants(
     let deadline = Instant::now() + Duration::from_secs(30);
     for id in &acknowledged.orders_sent {
         let order = loop {
-            let response = http
-                .get(format!("{base}/v1/orders/{id}"))
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap();
+            let response = api.get(&format!("/v1/orders/{id}")).await;
             if response.status() == 404 {
                 assert!(
                     !told.contains_key(id.as_str()),
@@ -321,15 +260,7 @@ async fn check_invariants(
             sold += order["lines"][0]["quantity"].as_u64().unwrap();
         }
     }
-    let gadget: Value = http
-        .get(format!("{base}/v1/items/gadget"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let gadget: Value = api.get("/v1/items/gadget").await.json().await.unwrap();
     assert_eq!(gadget["reserved"], 0, "no order holds stock: {gadget}");
     assert_eq!(
         gadget["on_hand"].as_u64().unwrap() + sold,
@@ -337,15 +268,7 @@ async fn check_invariants(
         "every unit sold belongs to one confirmed order: {gadget}"
     );
     // No oversell.
-    let item: Value = http
-        .get(format!("{base}/v1/items/hot"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let item: Value = api.get("/v1/items/hot").await.json().await.unwrap();
     assert!(
         item["reserved"].as_u64().unwrap() <= item["on_hand"].as_u64().unwrap(),
         "{item}"
@@ -356,12 +279,9 @@ async fn check_invariants(
     loop {
         let mut total = rust_decimal::Decimal::ZERO;
         for i in 0..ACCOUNTS {
-            let account: Value = http
-                .get(format!("{base}/v1/accounts/acc{i}"))
-                .bearer_auth(token)
-                .send()
+            let account: Value = api
+                .get(&format!("/v1/accounts/acc{i}"))
                 .await
-                .unwrap()
                 .json()
                 .await
                 .unwrap();
@@ -396,36 +316,26 @@ async fn crash_rounds(storage_url: String) {
         .unwrap_or_else(|| surge_actors::engine::system_clock_ms() | 1);
     eprintln!("crash test seed {seed} (rerun with SEED={seed})");
     let mut rng = Rng(seed);
-    let http = reqwest::Client::new();
     let token = token();
     let acknowledged = Arc::new(Mutex::new(Acknowledged::default()));
     for round in 0..ROUNDS {
-        let port = free_port();
-        let mut server = start(&storage_url, port);
-        wait_ready(&http, &server.base).await;
+        let mut server = start(&storage_url);
+        server.wait_ready().await;
+        let api = server.api(&token);
         if round == 0 {
-            setup(&http, &token, &server.base).await;
+            setup(&api).await;
         } else {
             let seen = acknowledged.lock().unwrap().clone();
-            check_invariants(&http, &token, &server.base, &seen).await;
+            check_invariants(&api, &seen).await;
         }
         let workers: Vec<_> = (0..16)
             .map(|worker| {
-                tokio::spawn(load(
-                    http.clone(),
-                    token.clone(),
-                    server.base.clone(),
-                    worker,
-                    round,
-                    seed,
-                    acknowledged.clone(),
-                ))
+                tokio::spawn(load(api.clone(), worker, round, seed, acknowledged.clone()))
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(300 + rng.below(700))).await;
         // SIGKILL: no shutdown hook runs, nothing is flushed on the way out.
-        server.child.kill().unwrap();
-        server.child.wait().unwrap();
+        server.kill();
         for worker in workers {
             let _ = worker.await;
         }
@@ -438,40 +348,26 @@ async fn crash_rounds(storage_url: String) {
             counts.0, counts.1, counts.2
         );
     }
-    let mut server = start(&storage_url, free_port());
-    wait_ready(&http, &server.base).await;
+    let mut server = start(&storage_url);
+    server.wait_ready().await;
     let seen = acknowledged.lock().unwrap().clone();
-    check_invariants(&http, &token, &server.base, &seen).await;
+    check_invariants(&server.api(&token), &seen).await;
     assert!(
         acknowledged.lock().unwrap().payments.len() > 10,
         "the load did something"
     );
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    server.kill();
 }
 
 #[tokio::test]
 async fn kill_9_under_load_loses_nothing_acknowledged_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    crash_rounds(format!("sqlite://{}/surge.db", dir.path().display())).await;
+    let (_dir, url) = common::temp_sqlite();
+    crash_rounds(url).await;
 }
 
 #[tokio::test]
 async fn kill_9_under_load_loses_nothing_acknowledged_on_postgres() {
-    let admin_url = std::env::var("SURGE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("surge_crash_{}", uuid::Uuid::new_v4().simple());
-    let pool = sqlx::PgPool::connect(&admin_url)
-        .await
-        .expect("PostgreSQL is running");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&pool)
-        .await
-        .unwrap();
-    let (base, _) = admin_url.rsplit_once('/').unwrap();
-    crash_rounds(format!("{base}/{name}")).await;
-    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&pool)
-        .await
-        .unwrap();
+    let database = common::postgres::Database::create("surge_crash").await;
+    crash_rounds(database.url.clone()).await;
+    database.destroy().await;
 }

@@ -9,6 +9,8 @@ use surge_actors::recovery::recover_state;
 use surge_actors::state::State;
 use surge_actors::{Journal, JournalError, ShardId};
 
+mod common;
+
 fn options(url: String) -> StorageOptions {
     StorageOptions {
         url,
@@ -18,26 +20,10 @@ fn options(url: String) -> StorageOptions {
     }
 }
 
-/// A fresh PostgreSQL database for one test (created here, so ours to drop).
+/// A fresh PostgreSQL database for one test (left for the server's owner to
+/// clean up).
 async fn fresh_postgres() -> String {
-    let admin_url = std::env::var("SURGE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("surge_test_{}", uuid::Uuid::new_v4().simple());
-    let pool = sqlx::PgPool::connect(&admin_url)
-        .await
-        .expect("PostgreSQL must be running for these tests (scripts/test.sh starts it)");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&pool)
-        .await
-        .expect("create test database");
-    let (base, _) = admin_url.rsplit_once('/').expect("url has a database");
-    format!("{base}/{name}")
-}
-
-fn fresh_sqlite() -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}/journal.db", dir.path().display());
-    (dir, url)
+    common::postgres::Database::create("surge_test").await.url
 }
 
 fn account_created(id: &str, at: u64) -> Event {
@@ -155,14 +141,14 @@ async fn the_postgres_journal_round_trips_fences_and_snapshots() {
 
 #[tokio::test]
 async fn the_sqlite_journal_round_trips_fences_and_snapshots() {
-    let (_dir, url) = fresh_sqlite();
+    let (_dir, url) = common::temp_sqlite();
     let journal = storage::open(&options(url)).await.unwrap();
     the_journal_round_trips_fences_and_snapshots(journal).await;
 }
 
 #[tokio::test]
 async fn a_corrupted_record_stops_recovery_loudly() {
-    let (_dir, url) = fresh_sqlite();
+    let (_dir, url) = common::temp_sqlite();
     let journal = storage::open(&options(url.clone())).await.unwrap();
     let shard = ShardId(0);
     let epoch = journal.acquire(shard).await.unwrap();
@@ -491,7 +477,7 @@ async fn a_postgres_snapshot_saves_while_appends_keep_coming() {
 
 #[tokio::test]
 async fn a_sqlite_snapshot_saves_while_appends_keep_coming() {
-    let (_dir, url) = fresh_sqlite();
+    let (_dir, url) = common::temp_sqlite();
     a_snapshot_saves_while_appends_keep_coming(url).await;
 }
 
@@ -640,7 +626,7 @@ async fn the_postgres_journal_stores_the_format_and_a_newer_one_stops_recovery()
 
 #[tokio::test]
 async fn the_sqlite_journal_stores_the_format_and_a_newer_one_stops_recovery() {
-    let (_dir, url) = fresh_sqlite();
+    let (_dir, url) = common::temp_sqlite();
     the_journal_format_is_stored_and_a_newer_one_stops_recovery(url).await;
 }
 
@@ -651,7 +637,7 @@ async fn postgres_snapshots_span_chunks_prune_them_and_survive_a_torn_newest() {
 
 #[tokio::test]
 async fn sqlite_snapshots_span_chunks_prune_them_and_survive_a_torn_newest() {
-    let (_dir, url) = fresh_sqlite();
+    let (_dir, url) = common::temp_sqlite();
     snapshots_span_chunks_prune_them_and_survive_a_torn_newest(url).await;
 }
 
@@ -662,6 +648,6 @@ async fn a_postgres_snapshot_stored_inline_before_chunking_still_loads() {
 
 #[tokio::test]
 async fn a_sqlite_snapshot_stored_inline_before_chunking_still_loads() {
-    let (_dir, url) = fresh_sqlite();
+    let (_dir, url) = common::temp_sqlite();
     a_snapshot_stored_inline_before_chunking_still_loads(url).await;
 }

@@ -7,11 +7,13 @@ use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use surge::api::auth::{AuthKeys, Claims, Role};
-use surge::startup::Application;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+
+mod common;
+
+use common::http::Api;
 
 const SECRET: &str = "surge-outage-test-secret-0123456789";
 
@@ -69,52 +71,10 @@ impl Proxy {
     }
 }
 
-async fn send(
-    http: &reqwest::Client,
-    token: &str,
-    base: &str,
-    path: &str,
-    body: Value,
-) -> (u16, Value) {
-    let response = http
-        .post(format!("{base}{path}"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (
-        response.status().as_u16(),
-        response.json().await.unwrap_or(Value::Null),
-    )
-}
-
-async fn balance(http: &reqwest::Client, token: &str, base: &str, id: &str) -> (u16, Value) {
-    let response = http
-        .get(format!("{base}/v1/accounts/{id}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    (
-        response.status().as_u16(),
-        response.json().await.unwrap_or(Value::Null),
-    )
-}
-
 #[actix_web::test]
 async fn a_database_outage_gives_fast_503s_keeps_reads_and_loses_nothing() {
-    let admin_url = std::env::var("SURGE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("surge_outage_{}", uuid::Uuid::new_v4().simple());
-    let admin = sqlx::PgPool::connect(&admin_url)
-        .await
-        .expect("PostgreSQL is running");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let host = admin_url
+    let database = common::postgres::Database::create("surge_outage").await;
+    let host = common::postgres::admin_url()
         .split('@')
         .nth(1)
         .and_then(|h| h.split('/').next())
@@ -122,44 +82,28 @@ async fn a_database_outage_gives_fast_503s_keeps_reads_and_loses_nothing() {
         .to_owned();
     let proxy = Proxy::start(host).await;
 
-    let mut settings = surge::configuration::load().unwrap();
-    settings.http.addr = "127.0.0.1:0".into();
-    settings.auth.jwt_secret = SECRET.to_owned().into();
-    settings.storage.url = format!("postgres://postgres@127.0.0.1:{}/{name}", proxy.port);
+    let mut settings = common::app::base_settings(SECRET);
+    settings.storage.url = format!(
+        "postgres://postgres@127.0.0.1:{}/{}",
+        proxy.port, database.name
+    );
     settings.storage.timeout_ms = 1_000;
     settings.engine.journal_timeout_ms = 1_000;
     settings.engine.shards = 2;
-    let app = Application::build(settings).await.unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    actix_web::rt::spawn(app.run_until_stopped());
-    let http = reqwest::Client::new();
-    let token = AuthKeys::from_secret(SECRET.as_bytes())
-        .mint(&Claims {
-            sub: "ops".into(),
-            exp: surge_actors::engine::system_clock_ms() / 1000 + 600,
-            role: Role::Operator,
-            accounts: None,
-        })
-        .unwrap();
+    let api = Api::new(
+        &common::app::run(settings).await,
+        &common::tokens::operator_token(SECRET, "ops"),
+    );
 
     for id in ["a", "b"] {
         assert_eq!(
-            send(
-                &http,
-                &token,
-                &base,
-                "/v1/accounts",
-                json!({"id": id, "currency": "USD"})
-            )
-            .await
-            .0,
+            api.send("/v1/accounts", json!({"id": id, "currency": "USD"}))
+                .await
+                .0,
             201
         );
         assert_eq!(
-            send(
-                &http,
-                &token,
-                &base,
+            api.send(
                 &format!("/v1/accounts/{id}/deposits"),
                 json!({"amount": "100"})
             )
@@ -168,14 +112,12 @@ async fn a_database_outage_gives_fast_503s_keeps_reads_and_loses_nothing() {
             201
         );
     }
-    let (status, _) = send(
-        &http,
-        &token,
-        &base,
-        "/v1/payments",
-        json!({"id": "before", "from": "a", "to": "b", "amount": "10", "currency": "USD"}),
-    )
-    .await;
+    let (status, _) = api
+        .send(
+            "/v1/payments",
+            json!({"id": "before", "from": "a", "to": "b", "amount": "10", "currency": "USD"}),
+        )
+        .await;
     assert_eq!(status, 201);
 
     proxy.cut();
@@ -183,14 +125,12 @@ async fn a_database_outage_gives_fast_503s_keeps_reads_and_loses_nothing() {
     for i in 0..5 {
         let started = Instant::now();
         let id = format!("during-{i}");
-        let (status, body) = send(
-            &http,
-            &token,
-            &base,
-            "/v1/payments",
-            json!({"id": id, "from": "a", "to": "b", "amount": "1", "currency": "USD"}),
-        )
-        .await;
+        let (status, body) = api
+            .send(
+                "/v1/payments",
+                json!({"id": id, "from": "a", "to": "b", "amount": "1", "currency": "USD"}),
+            )
+            .await;
         assert!(
             started.elapsed() < Duration::from_secs(4),
             "a write hung for {:?}",
@@ -209,10 +149,11 @@ async fn a_database_outage_gives_fast_503s_keeps_reads_and_loses_nothing() {
         acknowledged_during_outage.len() < 5,
         "writes cannot all succeed with the database cut off"
     );
-    let (status, body) = balance(&http, &token, &base, "a").await;
+    let (status, body) = api.fetch("/v1/accounts/a").await;
     assert_eq!(status, 200, "reads of in-memory state keep working: {body}");
-    let ready = http
-        .get(format!("{base}/ready"))
+    let ready = api
+        .http
+        .get(api.url("/ready"))
         .send()
         .await
         .unwrap()
@@ -222,14 +163,12 @@ async fn a_database_outage_gives_fast_503s_keeps_reads_and_loses_nothing() {
     proxy.restore();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (status, _) = send(
-            &http,
-            &token,
-            &base,
-            "/v1/payments",
-            json!({"id": "after", "from": "a", "to": "b", "amount": "5", "currency": "USD"}),
-        )
-        .await;
+        let (status, _) = api
+            .send(
+                "/v1/payments",
+                json!({"id": "after", "from": "a", "to": "b", "amount": "5", "currency": "USD"}),
+            )
+            .await;
         if status == 201 {
             break;
         }
@@ -241,31 +180,20 @@ async fn a_database_outage_gives_fast_503s_keeps_reads_and_loses_nothing() {
     }
     // Retrying the failed writes with the same ids is safe: each takes effect once.
     for i in 0..5 {
-        let (status, _) = send(&http, &token, &base, "/v1/payments", json!({"id": format!("during-{i}"), "from": "a", "to": "b", "amount": "1", "currency": "USD"})).await;
+        let (status, _) = api.send("/v1/payments", json!({"id": format!("during-{i}"), "from": "a", "to": "b", "amount": "1", "currency": "USD"})).await;
         assert_eq!(status, 201);
     }
-    let (_, a) = balance(&http, &token, &base, "a").await;
-    let (_, b) = balance(&http, &token, &base, "b").await;
+    let (_, a) = api.fetch("/v1/accounts/a").await;
+    let (_, b) = api.fetch("/v1/accounts/b").await;
     assert_eq!(
         a["balance"], "80.00",
         "10 before, 5 during (retried), 5 after"
     );
     assert_eq!(b["balance"], "120.00");
     for id in ["before", "after"] {
-        let payment: Value = http
-            .get(format!("{base}/v1/payments/{id}"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let payment: Value = api.get_json(&format!("/v1/payments/{id}")).await;
         assert_eq!(payment["status"], "settled");
     }
     // The database is ours: drop it (the engine's connections with it).
-    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    database.destroy().await;
 }

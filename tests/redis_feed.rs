@@ -6,151 +6,57 @@
 //! two-node test on a channel and stream of its own; the outage test starts and
 //! kills a throwaway `redis-server` it owns.
 
-use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
 
 mod common;
 
-use common::free_port;
+use common::feed::{next, subscribe};
+use common::http::Api;
+use common::process::{KillOnDrop, Serve, SurgeProcess};
 
 const SECRET: &str = "surge-redis-test-secret-0123456789";
 
 fn token() -> String {
-    common::operator_token(SECRET, "redis-test")
+    common::tokens::operator_token(SECRET, "redis-test")
 }
 
-struct Node {
-    child: Child,
-    base: String,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_node(redis_url: &str, channel: &str, stream: &str) -> Node {
-    let data = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_surge"))
-        .arg("serve")
-        .env("SURGE__HTTP__ADDR", format!("127.0.0.1:{port}"))
-        .env(
-            "SURGE__STORAGE__URL",
-            format!("sqlite://{}/surge.db", data.path().display()),
-        )
-        .env("SURGE__AUTH__JWT_SECRET", SECRET)
+async fn start_node(redis_url: &str, channel: &str, stream: &str) -> SurgeProcess {
+    Serve::new(SECRET)
         .env("SURGE__REDIS__URL", redis_url)
         .env("SURGE__REDIS__CHANNEL", channel)
         .env("SURGE__REDIS__STREAM_KEY", stream)
-        .env("SURGE__LOG__LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("surge binary starts");
-    let node = Node {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        _data: data,
-    };
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(response) = http.get(format!("{}/ready", node.base)).send().await {
-            if response.status() == 200 {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "surge did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    node
-}
-
-async fn post(base: &str, path: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{base}{path}"))
-        .bearer_auth(token())
-        .json(&body)
-        .send()
+        .start()
         .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn shop(base: &str) {
+fn api(node: &SurgeProcess) -> Api {
+    node.api(&token())
+}
+
+async fn shop(api: &Api) {
     for account in ["buyer", "merchant"] {
-        let (status, _) = post(
-            base,
-            "/v1/accounts",
-            json!({"id": account, "currency": "USD"}),
-        )
-        .await;
+        let (status, _) = api
+            .send("/v1/accounts", json!({"id": account, "currency": "USD"}))
+            .await;
         assert_eq!(status, 201);
     }
-    let (status, _) = post(
-        base,
-        "/v1/accounts/buyer/deposits",
-        json!({"amount": "100"}),
-    )
-    .await;
+    let (status, _) = api
+        .send("/v1/accounts/buyer/deposits", json!({"amount": "100"}))
+        .await;
     assert_eq!(status, 201);
-    let (status, _) = post(
-        base,
-        "/v1/items",
-        json!({"sku": "tv", "price": "10.00", "currency": "USD", "stock": 100}),
-    )
-    .await;
+    let (status, _) = api
+        .send(
+            "/v1/items",
+            json!({"sku": "tv", "price": "10.00", "currency": "USD", "stock": 100}),
+        )
+        .await;
     assert_eq!(status, 201);
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn feed(base: &str) -> Socket {
-    let mut request = format!("{}/v1/feed", base.replace("http://", "ws://"))
-        .into_client_request()
-        .unwrap();
-    request.headers_mut().insert(
-        "Authorization",
-        format!("Bearer {}", token()).parse().unwrap(),
-    );
-    tokio_tungstenite::connect_async(request).await.unwrap().0
-}
-
-async fn next(socket: &mut Socket) -> Value {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("a message within 10 s")
-            .unwrap()
-            .unwrap();
-        if let Message::Text(text) = frame {
-            return serde_json::from_str(&text).unwrap();
-        }
-    }
-}
-
-async fn subscribe(socket: &mut Socket, topic: &str) -> Value {
-    socket
-        .send(Message::Text(
-            json!({"op": "subscribe", "topic": topic})
-                .to_string()
-                .into(),
-        ))
-        .await
-        .unwrap();
-    let answer = next(socket).await;
-    assert_eq!(answer["type"], "subscribed", "{answer}");
-    answer
+async fn feed(node: &SurgeProcess) -> common::feed::Socket {
+    common::feed::connect(&node.base, &token()).await
 }
 
 fn redis_url() -> String {
@@ -168,9 +74,9 @@ async fn a_feed_client_on_one_node_sees_an_order_processed_by_another() {
     let stream = format!("surge:test:events:{unique}");
     let processing = start_node(&redis_url(), &channel, &stream).await;
     let watching = start_node(&redis_url(), &channel, &stream).await;
-    shop(&processing.base).await;
+    shop(&api(&processing)).await;
 
-    let mut socket = feed(&watching.base).await;
+    let mut socket = feed(&watching).await;
     let subscribed = subscribe(&mut socket, "order:o-remote").await;
     assert_eq!(
         subscribed["snapshot"],
@@ -179,13 +85,13 @@ async fn a_feed_client_on_one_node_sees_an_order_processed_by_another() {
     );
     // Both nodes' bridges must be subscribed before the order runs.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (status, order) = post(
-        &processing.base,
-        "/v1/orders",
-        json!({"id": "o-remote", "account": "buyer", "merchant": "merchant",
-               "lines": [{"sku": "tv", "quantity": 2}]}),
-    )
-    .await;
+    let (status, order) = api(&processing)
+        .send(
+            "/v1/orders",
+            json!({"id": "o-remote", "account": "buyer", "merchant": "merchant",
+                   "lines": [{"sku": "tv", "quantity": 2}]}),
+        )
+        .await;
     assert_eq!(status, 201);
     assert_eq!(order["status"], "confirmed");
     for (index, status) in ["pending", "reserved", "authorized", "confirmed"]
@@ -247,35 +153,32 @@ async fn a_feed_client_on_one_node_sees_an_order_processed_by_another() {
 
 /// A `redis-server` this test owns, on a port of its own.
 struct ThrowawayRedis {
-    child: Child,
+    _process: KillOnDrop,
     port: u16,
 }
 
 impl ThrowawayRedis {
     fn start(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
+        let process = KillOnDrop::spawn(
+            Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null()),
+            "redis-server is installed",
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self { child, port }
+        Self {
+            _process: process,
+            port,
+        }
     }
 
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for ThrowawayRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -304,21 +207,21 @@ async fn stream_length(url: &str, stream: &str) -> u64 {
 
 #[tokio::test]
 async fn a_redis_outage_drops_stream_events_but_never_touches_orders_or_local_feeds() {
-    let port = free_port();
+    let port = common::free_port();
     let redis_server = ThrowawayRedis::start(port);
     let node = start_node(&redis_server.url(), "surge:feed", "surge:events").await;
-    shop(&node.base).await;
+    shop(&api(&node)).await;
     let order = |id: String| {
-        let base = node.base.clone();
+        let api = api(&node);
         async move {
             let started = Instant::now();
-            let (status, order) = post(
-                &base,
-                "/v1/orders",
-                json!({"id": id, "account": "buyer", "merchant": "merchant",
-                       "lines": [{"sku": "tv", "quantity": 1}]}),
-            )
-            .await;
+            let (status, order) = api
+                .send(
+                    "/v1/orders",
+                    json!({"id": id, "account": "buyer", "merchant": "merchant",
+                           "lines": [{"sku": "tv", "quantity": 1}]}),
+                )
+                .await;
             assert_eq!(status, 201, "{order}");
             assert_eq!(order["status"], "confirmed");
             started.elapsed()
@@ -332,7 +235,7 @@ async fn a_redis_outage_drops_stream_events_but_never_touches_orders_or_local_fe
     }
 
     drop(redis_server);
-    let mut socket = feed(&node.base).await;
+    let mut socket = feed(&node).await;
     subscribe(&mut socket, "order:during").await;
     let elapsed = order("during".into()).await;
     assert!(

@@ -5,28 +5,23 @@
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use surge::startup::Application;
 
 mod common;
+
+use common::http::Api;
 
 const SECRET: &str = "surge-restart-test-secret-0123456789";
 const ACCOUNTS: usize = 12;
 
 fn token() -> String {
-    common::operator_token(SECRET, "ops")
+    common::tokens::operator_token(SECRET, "ops")
 }
 
 /// Sends until the answer is not 503: the same id makes retries safe.
-async fn pay_until_answered(
-    http: &reqwest::Client,
-    token: &str,
-    base: &str,
-    body: Value,
-) -> (u16, Value) {
+async fn pay_until_answered(api: &Api, body: Value) -> (u16, Value) {
     for _ in 0..200 {
-        let response = http
-            .post(format!("{base}/v1/payments"))
-            .bearer_auth(token)
+        let response = api
+            .post_request("/v1/payments")
             .json(&body)
             .timeout(Duration::from_secs(15))
             .send()
@@ -44,50 +39,42 @@ async fn pay_until_answered(
 
 #[actix_web::test]
 async fn panics_and_operator_restarts_under_load_lose_nothing_and_hang_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = surge::configuration::load().unwrap();
-    settings.http.addr = "127.0.0.1:0".into();
-    settings.auth.jwt_secret = SECRET.to_owned().into();
-    settings.storage.url = format!("sqlite://{}/surge.db", dir.path().display());
+    let (_dir, storage_url) = common::temp_sqlite();
+    let mut settings = common::app::base_settings(SECRET);
+    settings.storage.url = storage_url;
     settings.admin.fault_injection = true;
     settings.engine.shards = 4;
     settings.engine.snapshot_every_events = 200;
     settings.rate_limit.requests_per_s = 1_000_000;
-    let app = Application::build(settings).await.unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    actix_web::rt::spawn(app.run_until_stopped());
-    let http = reqwest::Client::new();
-    let token = token();
+    let api = Api::new(&common::app::run(settings).await, &token());
     for i in 0..ACCOUNTS {
-        let r = http
-            .post(format!("{base}/v1/accounts"))
-            .bearer_auth(&token)
-            .json(&json!({"id": format!("a{i}"), "currency": "USD"}))
-            .send()
-            .await
-            .unwrap();
+        let r = api
+            .post(
+                "/v1/accounts",
+                json!({"id": format!("a{i}"), "currency": "USD"}),
+            )
+            .await;
         assert_eq!(r.status(), 201);
-        let r = http
-            .post(format!("{base}/v1/accounts/a{i}/deposits"))
-            .bearer_auth(&token)
-            .json(&json!({"amount": "500"}))
-            .send()
-            .await
-            .unwrap();
+        let r = api
+            .post(
+                &format!("/v1/accounts/a{i}/deposits"),
+                json!({"amount": "500"}),
+            )
+            .await;
         assert_eq!(r.status(), 201);
     }
 
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let workers: Vec<_> = (0..8)
         .map(|worker| {
-            let (http, token, base, acknowledged) = (http.clone(), token.clone(), base.clone(), acknowledged.clone());
+            let (api, acknowledged) = (api.clone(), acknowledged.clone());
             actix_web::rt::spawn(async move {
                 for n in 0..60 {
                     let from = (worker * 7 + n) % ACCOUNTS;
                     let to = (from + 1 + n % (ACCOUNTS - 1)) % ACCOUNTS;
                     let id = format!("w{worker}-{n}");
                     let body = json!({"id": id, "from": format!("a{from}"), "to": format!("a{to}"), "amount": "1.10", "currency": "USD", "capture": n % 3 != 0});
-                    let (status, body) = pay_until_answered(&http, &token, &base, body).await;
+                    let (status, body) = pay_until_answered(&api, body).await;
                     assert!(status == 201 || status == 422, "{status} {body}");
                     acknowledged.lock().unwrap().push((id, body["status"].as_str().unwrap_or("rejected").to_owned()));
                 }
@@ -108,9 +95,8 @@ async fn panics_and_operator_restarts_under_load_lose_nothing_and_hang_nothing()
         } else {
             json!({})
         };
-        let response = http
-            .post(format!("{base}{path}"))
-            .bearer_auth(&token)
+        let response = api
+            .post_request(&path)
             .json(&body)
             .timeout(Duration::from_secs(15))
             .send()
@@ -126,29 +112,13 @@ async fn panics_and_operator_restarts_under_load_lose_nothing_and_hang_nothing()
     let acknowledged = acknowledged.lock().unwrap().clone();
     assert_eq!(acknowledged.len(), 8 * 60);
     for (id, status) in &acknowledged {
-        let payment: Value = http
-            .get(format!("{base}/v1/payments/{id}"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let payment: Value = api.get_json(&format!("/v1/payments/{id}")).await;
         assert_eq!(payment["status"].as_str().unwrap(), status, "payment {id}");
     }
     let mut total = rust_decimal::Decimal::ZERO;
     let mut held = rust_decimal::Decimal::ZERO;
     for i in 0..ACCOUNTS {
-        let account: Value = http
-            .get(format!("{base}/v1/accounts/a{i}"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let account: Value = api.get_json(&format!("/v1/accounts/a{i}")).await;
         total += account["balance"]
             .as_str()
             .unwrap()
@@ -174,15 +144,7 @@ async fn panics_and_operator_restarts_under_load_lose_nothing_and_hang_nothing()
         rust_decimal::Decimal::new(110, 2) * rust_decimal::Decimal::from(authorized),
         "exactly the authorized payments hold money"
     );
-    let shards: Value = http
-        .get(format!("{base}/admin/shards"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shards: Value = api.get_json("/admin/shards").await;
     let restarts: u64 = shards
         .as_array()
         .unwrap()

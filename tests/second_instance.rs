@@ -4,55 +4,47 @@
 //! can serve.
 
 use serde_json::json;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{free_port, wait_ready};
+use common::process::{Serve, SurgeProcess};
 
 const SECRET: &str = "surge-second-instance-secret-0123456789";
 
-fn start(storage_url: &str, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_surge"))
-        .arg("serve")
-        .env("SURGE__HTTP__ADDR", format!("127.0.0.1:{port}"))
-        .env("SURGE__STORAGE__URL", storage_url)
-        .env("SURGE__AUTH__JWT_SECRET", SECRET)
+fn start(storage_url: &str, port: u16) -> SurgeProcess {
+    Serve::new(SECRET)
+        .storage(storage_url)
+        .port(port)
         .env("SURGE__ENGINE__SHARDS", "2")
-        .env("SURGE__LOG__LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .quiet()
         .spawn()
-        .expect("surge binary starts")
 }
 
-async fn create_account(http: &reqwest::Client, base: &str, id: &str) -> u16 {
-    http.post(format!("{base}/v1/accounts"))
-        .bearer_auth(common::operator_token(SECRET, "second-instance-test"))
-        .json(&json!({"id": id, "currency": "USD"}))
-        .send()
+async fn create_account(server: &SurgeProcess, id: &str) -> u16 {
+    server
+        .api(&common::tokens::operator_token(
+            SECRET,
+            "second-instance-test",
+        ))
+        .post("/v1/accounts", json!({"id": id, "currency": "USD"}))
         .await
-        .unwrap()
         .status()
         .as_u16()
 }
 
 #[tokio::test]
 async fn a_second_instance_on_a_taken_port_fails_and_the_first_keeps_writing() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = format!("sqlite://{}/surge.db", dir.path().display());
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
+    let (_dir, storage) = common::temp_sqlite();
+    let port = common::free_port();
     let mut first = start(&storage, port);
-    wait_ready(&http, &base).await;
-    assert_eq!(create_account(&http, &base, "before").await, 201);
+    first.wait_ready().await;
+    assert_eq!(create_account(&first, "before").await, 201);
 
     let mut second = start(&storage, port);
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
-        if let Some(status) = second.try_wait().unwrap() {
+        if let Some(status) = second.try_wait() {
             break status;
         }
         assert!(
@@ -67,8 +59,7 @@ async fn a_second_instance_on_a_taken_port_fails_and_the_first_keeps_writing() {
     for id in [
         "after-1", "after-2", "after-3", "after-4", "after-5", "after-6",
     ] {
-        assert_eq!(create_account(&http, &base, id).await, 201, "account {id}");
+        assert_eq!(create_account(&first, id).await, 201, "account {id}");
     }
-    first.kill().unwrap();
-    first.wait().unwrap();
+    first.kill();
 }

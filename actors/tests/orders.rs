@@ -4,244 +4,91 @@
 
 use proptest::prelude::*;
 use rust_decimal::Decimal;
-use std::collections::VecDeque;
 use surge_actors::command::{Command, Reply};
-use surge_actors::domain::{
-    AccountId, Amount, Currency, OpId, OrderId, Quantity, ReservationId, Sku,
-};
+use surge_actors::domain::{Amount, Currency, OpId, Quantity, ReservationId};
 use surge_actors::event::Event;
 use surge_actors::model::{ReservationKey, ReservationStatus};
 use surge_actors::notice::Notice;
 use surge_actors::order::{OrderLine, OrderStatus, OrderTerms};
-use surge_actors::router::{Router, ShardId};
-use surge_actors::shard::{ShardCore, ShardLimits, ShardMessage, Token};
-use surge_actors::state::State;
+use surge_actors::shard::{ShardLimits, Token};
 use surge_actors::Rejection;
+
+mod common;
+
+use common::{aid, oid, sku_of, Cluster, Config};
 
 const SHARDS: u32 = 4;
 
 /// Shards whose batches always commit; messages wait in a queue until pumped.
-struct World {
-    cores: Vec<ShardCore>,
-    /// Every event each shard journaled, for replay checks.
-    journals: Vec<Vec<Event>>,
-    /// Every notice each shard gave its feeds.
-    notices: Vec<Vec<Notice>>,
-    in_flight: VecDeque<(ShardId, ShardMessage)>,
-    replies: Vec<(Token, Reply)>,
-    now: u64,
-    next_token: Token,
-}
-
-impl World {
-    fn new() -> Self {
-        let router = Router::new(SHARDS);
-        let limits = ShardLimits {
+fn world() -> Cluster {
+    Cluster::with(Config {
+        limits: ShardLimits {
             order_timeout_ms: 5_000,
             step_resend_ms: 1_000,
             ..ShardLimits::default()
-        };
-        Self {
-            cores: (0..SHARDS)
-                .map(|i| ShardCore::new(ShardId(i), router, limits.clone(), State::new(0)))
-                .collect(),
-            journals: (0..SHARDS).map(|_| Vec::new()).collect(),
-            notices: (0..SHARDS).map(|_| Vec::new()).collect(),
-            in_flight: VecDeque::new(),
-            replies: Vec::new(),
-            now: 1_000_000,
-            next_token: 0,
-        }
-    }
+        },
+        start_ms: 1_000_000,
+        ..Config::new(SHARDS)
+    })
+}
 
-    fn shard(&self, key: &str) -> usize {
-        Router::new(SHARDS).shard_for(key).0 as usize
-    }
-
-    /// The first id `{prefix}{n}` that lives on (`on`) or off (`!on`) `shard`.
-    fn id_where(&self, prefix: &str, shard: usize, on: bool) -> String {
-        (0..)
-            .map(|n| format!("{prefix}{n}"))
-            .find(|id| (self.shard(id) == shard) == on)
-            .expect("some id routes anywhere")
-    }
-
-    /// What the feeds heard of an order, as (version, status, reason).
-    fn order_notices(&self, id: &str) -> Vec<(u64, OrderStatus, Option<Rejection>)> {
-        self.notices[self.shard(id)]
-            .iter()
-            .filter_map(|notice| match notice {
-                Notice::Order {
-                    id: of,
-                    status,
-                    reason,
-                    version,
-                    ..
-                } if of.as_str() == id => Some((*version, *status, *reason)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// The kinds of event a shard journaled about an order.
-    fn order_events(&self, id: &str) -> Vec<&'static str> {
-        self.journals[self.shard(id)]
-            .iter()
-            .filter_map(|event| match event {
-                Event::OrderCreated { id: of, .. } if of.as_str() == id => Some("created"),
-                Event::OrderRefusedLocally { id: of, .. } if of.as_str() == id => {
-                    Some("refused locally")
-                }
-                Event::OrderRunLocally { id: of, .. } if of.as_str() == id => Some("run locally"),
-                Event::OrderRejectedLocally { id: of, .. } if of.as_str() == id => {
-                    Some("rejected locally")
-                }
-                Event::OrderStepCompleted { id: of, .. } if of.as_str() == id => {
-                    Some("step completed")
-                }
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn flush(&mut self, index: usize) {
-        let batch = self.cores[index].take_batch();
-        self.cores[index].commit();
-        self.journals[index].extend(batch.events);
-        self.notices[index].extend(batch.notices);
-        self.replies.extend(batch.replies);
-        for envelope in batch.messages {
-            self.in_flight.push_back((envelope.to, envelope.message));
-        }
-    }
-
-    fn command(&mut self, command: Command) -> Token {
-        let index = self.shard(command.route_key());
-        let token = self.next_token;
-        self.next_token += 1;
-        self.cores[index].advance_clock(self.now);
-        self.cores[index].command(token, command);
-        self.flush(index);
-        token
-    }
-
-    /// Delivers messages until none are left (or `limit` deliveries).
-    fn pump(&mut self, limit: usize) {
-        for _ in 0..limit {
-            let Some((to, message)) = self.in_flight.pop_front() else {
-                return;
-            };
-            let index = to.0 as usize;
-            self.cores[index].advance_clock(self.now);
-            self.cores[index].message(message);
-            self.flush(index);
-        }
-    }
-
-    fn tick_all(&mut self, advance_ms: u64) {
-        self.now += advance_ms;
-        for index in 0..self.cores.len() {
-            self.cores[index].advance_clock(self.now);
-            self.cores[index].tick();
-            self.flush(index);
-        }
-    }
-
-    fn reply(&self, token: Token) -> Option<&Reply> {
-        self.replies
-            .iter()
-            .find(|(t, _)| *t == token)
-            .map(|(_, r)| r)
-    }
-
-    fn order(&self, id: &str) -> surge_actors::order::Order {
-        let index = self.shard(id);
-        let order = self.cores[index].state.orders.get(&oid(id)).unwrap();
-        (**order).clone()
-    }
-
-    fn item(&self, sku: &str) -> (u64, u64) {
-        let index = self.shard(sku);
-        let item = self.cores[index].state.items.get(&sku_of(sku)).unwrap();
-        (item.on_hand, item.reserved)
-    }
-
-    fn account(&self, id: &str) -> (Decimal, Decimal) {
-        let index = self.shard(id);
-        let account = self.cores[index].state.accounts.get(&aid(id)).unwrap();
-        (account.balance, account.held)
-    }
-
-    fn money(&self) -> Decimal {
-        self.cores.iter().map(|c| c.state.money_total()).sum()
-    }
-
-    /// A crash of one shard: everything in memory goes; the journal is replayed.
-    fn crash(&mut self, index: usize) {
-        let router = Router::new(SHARDS);
-        let limits = self.cores[index].limits().clone();
-        let mut core = ShardCore::new(ShardId(index as u32), router, limits, State::new(0));
-        core.replay(&self.journals[index]);
-        core.advance_clock(self.now);
-        core.redrive();
-        self.cores[index] = core;
-        self.flush(index);
-    }
-
-    /// Replaying every journal from scratch gives the same states.
-    fn assert_replay_matches(&self) {
-        for (index, journal) in self.journals.iter().enumerate() {
-            let mut state = State::new(0);
-            for event in journal {
-                state.apply(event);
+/// The kinds of event a shard journaled about an order.
+fn order_events(world: &Cluster, id: &str) -> Vec<&'static str> {
+    world.journals[world.shard(id)]
+        .iter()
+        .filter_map(|event| match event {
+            Event::OrderCreated { id: of, .. } if of.as_str() == id => Some("created"),
+            Event::OrderRefusedLocally { id: of, .. } if of.as_str() == id => {
+                Some("refused locally")
             }
-            assert_eq!(state, self.cores[index].state, "shard {index} replays");
-        }
-    }
+            Event::OrderRunLocally { id: of, .. } if of.as_str() == id => Some("run locally"),
+            Event::OrderRejectedLocally { id: of, .. } if of.as_str() == id => {
+                Some("rejected locally")
+            }
+            Event::OrderStepCompleted { id: of, .. } if of.as_str() == id => Some("step completed"),
+            _ => None,
+        })
+        .collect()
+}
 
-    fn setup(&mut self, funds: &str, items: &[(&str, &str, u64)]) {
-        self.setup_selling_for("merchant", funds, items);
-    }
+fn setup(world: &mut Cluster, funds: &str, items: &[(&str, &str, u64)]) {
+    setup_selling_for(world, "merchant", funds, items);
+}
 
-    /// Accounts "buyer" (with `funds`) and `merchant`, and `items` as (sku, price,
-    /// stock).
-    fn setup_selling_for(&mut self, merchant: &str, funds: &str, items: &[(&str, &str, u64)]) {
-        for id in ["buyer", merchant] {
-            self.command(Command::CreateAccount {
-                id: aid(id),
-                currency: usd(),
-                overdraft_limit: Decimal::ZERO,
-            });
-        }
-        self.command(Command::Deposit {
-            account: aid("buyer"),
-            id: OpId::parse("d1").unwrap(),
-            amount: Amount::parse(funds, Decimal::MAX).unwrap(),
-            currency: None,
-            replayable: true,
+/// Accounts "buyer" (with `funds`) and `merchant`, and `items` as (sku, price,
+/// stock).
+fn setup_selling_for(
+    world: &mut Cluster,
+    merchant: &str,
+    funds: &str,
+    items: &[(&str, &str, u64)],
+) {
+    for id in ["buyer", merchant] {
+        world.command(Command::CreateAccount {
+            id: aid(id),
+            currency: usd(),
+            overdraft_limit: Decimal::ZERO,
         });
-        for (sku, price, stock) in items {
-            self.command(Command::CreateItem {
-                sku: sku_of(sku),
-                price: Amount::parse(price, Decimal::MAX).unwrap(),
-                currency: usd(),
-                stock: *stock,
-            });
-        }
+    }
+    world.command(Command::Deposit {
+        account: aid("buyer"),
+        id: OpId::parse("d1").unwrap(),
+        amount: Amount::parse(funds, Decimal::MAX).unwrap(),
+        currency: None,
+        replayable: true,
+    });
+    for (sku, price, stock) in items {
+        world.command(Command::CreateItem {
+            sku: sku_of(sku),
+            price: Amount::parse(price, Decimal::MAX).unwrap(),
+            currency: usd(),
+            stock: *stock,
+        });
     }
 }
 
 fn usd() -> Currency {
     Currency::parse("USD").unwrap()
-}
-fn aid(id: &str) -> AccountId {
-    AccountId::parse(id).unwrap()
-}
-fn oid(id: &str) -> OrderId {
-    OrderId::parse(id).unwrap()
-}
-fn sku_of(sku: &str) -> Sku {
-    Sku::parse(sku).unwrap()
 }
 
 fn create_order(id: &str, lines: &[(&str, u32)]) -> Command {
@@ -271,11 +118,15 @@ fn order_status(reply: &Reply) -> (OrderStatus, Option<Rejection>) {
 
 #[test]
 fn a_confirmed_order_commits_the_stock_and_moves_the_total_to_the_merchant() {
-    let mut world = World::new();
-    world.setup("100", &[("tv", "30.00", 5), ("cable", "2.50", 10)]);
+    let mut world = world();
+    setup(
+        &mut world,
+        "100",
+        &[("tv", "30.00", 5), ("cable", "2.50", 10)],
+    );
     let money = world.money();
     let token = world.command(create_order("o1", &[("tv", 2), ("cable", 4)]));
-    world.pump(1_000);
+    world.deliver(1_000);
     assert_eq!(
         order_status(world.reply(token).unwrap()),
         (OrderStatus::Confirmed, None)
@@ -295,8 +146,12 @@ fn a_confirmed_order_commits_the_stock_and_moves_the_total_to_the_merchant() {
 
 #[test]
 fn a_cancel_while_lines_are_reserving_waits_for_them_and_gives_them_back() {
-    let mut world = World::new();
-    world.setup("100", &[("tv", "30.00", 5), ("cable", "2.50", 10)]);
+    let mut world = world();
+    setup(
+        &mut world,
+        "100",
+        &[("tv", "30.00", 5), ("cable", "2.50", 10)],
+    );
     let order = world.command(create_order("o2", &[("tv", 1), ("cable", 1)]));
     // The reservation requests are in flight, not delivered yet.
     let cancel = world.command(Command::CancelOrder {
@@ -307,7 +162,7 @@ fn a_cancel_while_lines_are_reserving_waits_for_them_and_gives_them_back() {
         world.reply(cancel).is_none(),
         "the cancel waits for the end"
     );
-    world.pump(1_000);
+    world.deliver(1_000);
     assert_eq!(
         order_status(world.reply(order).unwrap()),
         (OrderStatus::Cancelled, None)
@@ -332,8 +187,8 @@ fn a_cancel_while_lines_are_reserving_waits_for_them_and_gives_them_back() {
 
 #[test]
 fn a_cancel_after_the_hold_releases_the_money_and_then_the_stock() {
-    let mut world = World::new();
-    world.setup("100", &[("tv", "30.00", 5)]);
+    let mut world = world();
+    setup(&mut world, "100", &[("tv", "30.00", 5)]);
     let order = world.command(create_order("o3", &[("tv", 1)]));
     // Deliver until the order holds money but has not been validated: the hold
     // request is answered, its reply is still in flight.
@@ -341,14 +196,14 @@ fn a_cancel_after_the_hold_releases_the_money_and_then_the_stock() {
         if world.account("buyer").1 > Decimal::ZERO {
             break;
         }
-        world.pump(1);
+        world.deliver(1);
     }
     assert_eq!(world.account("buyer").1, Decimal::from(30), "money is held");
     let cancel = world.command(Command::CancelOrder {
         id: oid("o3"),
         op: None,
     });
-    world.pump(1_000);
+    world.deliver(1_000);
     assert_eq!(
         order_status(world.reply(cancel).unwrap()),
         (OrderStatus::Cancelled, None)
@@ -372,12 +227,12 @@ fn a_cancel_after_the_hold_releases_the_money_and_then_the_stock() {
 
 #[test]
 fn an_order_whose_item_shard_never_answers_expires_once_it_does() {
-    let mut world = World::new();
-    world.setup("100", &[("tv", "30.00", 5)]);
+    let mut world = world();
+    setup(&mut world, "100", &[("tv", "30.00", 5)]);
     let order = world.command(create_order("o4", &[("tv", 1)]));
     // The item shard is unreachable: its messages are lost, and so are resends.
     world.in_flight.clear();
-    world.tick_all(5_001);
+    world.tick(5_001);
     world.in_flight.clear();
     assert!(world.order("o4").ending_requested.is_some());
     assert!(
@@ -385,8 +240,8 @@ fn an_order_whose_item_shard_never_answers_expires_once_it_does() {
         "waits for the reservation answer"
     );
     // The item shard is back: the resent request reserves, the order releases.
-    world.tick_all(1_000);
-    world.pump(1_000);
+    world.tick(1_000);
+    world.deliver(1_000);
     assert_eq!(
         order_status(world.reply(order).unwrap()),
         (OrderStatus::Expired, None)
@@ -399,18 +254,22 @@ fn an_order_whose_item_shard_never_answers_expires_once_it_does() {
 fn a_crash_of_any_shard_mid_saga_still_ends_every_order_exactly_once() {
     for victim in 0..SHARDS as usize {
         for cut in 0..12 {
-            let mut world = World::new();
-            world.setup("100", &[("tv", "30.00", 3), ("cable", "2.50", 10)]);
+            let mut world = world();
+            setup(
+                &mut world,
+                "100",
+                &[("tv", "30.00", 3), ("cable", "2.50", 10)],
+            );
             let money = world.money();
             world.command(create_order("a", &[("tv", 1), ("cable", 2)]));
             world.command(create_order("b", &[("tv", 5)]));
-            world.pump(cut);
+            world.deliver(cut);
             world.crash(victim);
             // Messages that were in flight to the crashed shard are lost too.
-            world.in_flight.retain(|(to, _)| to.0 as usize != victim);
+            world.lose_messages_to(victim);
             for _ in 0..5 {
-                world.tick_all(1_000);
-                world.pump(1_000);
+                world.tick(1_000);
+                world.deliver(1_000);
             }
             let a = world.order("a");
             let b = world.order("b");
@@ -438,8 +297,8 @@ fn a_crash_of_any_shard_mid_saga_still_ends_every_order_exactly_once() {
 
 #[test]
 fn a_second_cancel_with_its_own_key_answers_cancelled_again_when_retried() {
-    let mut world = World::new();
-    world.setup("100", &[("tv", "30.00", 5)]);
+    let mut world = world();
+    setup(&mut world, "100", &[("tv", "30.00", 5)]);
     world.command(create_order("o5", &[("tv", 1)]));
     // Both cancels arrive while the reservation is in flight: the second joins
     // the first's end.
@@ -449,7 +308,7 @@ fn a_second_cancel_with_its_own_key_answers_cancelled_again_when_retried() {
     };
     let first = world.command(cancel("c1"));
     let second = world.command(cancel("c2"));
-    world.pump(1_000);
+    world.deliver(1_000);
     for token in [first, second] {
         assert_eq!(
             order_status(world.reply(token).unwrap()),
@@ -468,22 +327,22 @@ fn a_second_cancel_with_its_own_key_answers_cancelled_again_when_retried() {
 
 #[test]
 fn an_order_its_own_shard_refuses_ends_in_one_event_as_the_saga_would_end_it() {
-    let mut world = World::new();
-    world.setup("100", &[("tv", "30.00", 1)]);
+    let mut world = world();
+    setup(&mut world, "100", &[("tv", "30.00", 1)]);
     let tv_shard = world.shard("tv");
     // The only unit goes to a first order.
     world.command(create_order("first", &[("tv", 1)]));
-    world.pump(1_000);
+    world.deliver(1_000);
     assert_eq!(world.order("first").status, OrderStatus::Confirmed);
     let local = world.id_where("local", tv_shard, true);
     let remote = world.id_where("remote", tv_shard, false);
     let refused_here = world.command(create_order(&local, &[("tv", 1), ("tv", 1)]));
     let refused_there = world.command(create_order(&remote, &[("tv", 1), ("tv", 1)]));
-    world.pump(1_000);
+    world.deliver(1_000);
 
-    assert_eq!(world.order_events(&local), ["refused locally"]);
+    assert_eq!(order_events(&world, &local), ["refused locally"]);
     assert_eq!(
-        world.order_events(&remote),
+        order_events(&world, &remote),
         ["created", "step completed", "step completed"]
     );
     // The one event leaves the order, the answer and the feed exactly as the saga
@@ -519,12 +378,12 @@ fn an_order_its_own_shard_refuses_ends_in_one_event_as_the_saga_would_end_it() {
     world.crash(tv_shard);
     let retry = world.command(create_order(&local, &[("tv", 1), ("tv", 1)]));
     assert_eq!(order_status(world.reply(retry).unwrap()), rejected);
-    assert_eq!(world.order_events(&local), ["refused locally"]);
+    assert_eq!(order_events(&world, &local), ["refused locally"]);
 }
 
 /// A buyer, a merchant and two items that all live on the buyer's shard.
 struct Shop {
-    world: World,
+    world: Cluster,
     shard: usize,
     merchant: String,
     tv: String,
@@ -533,7 +392,7 @@ struct Shop {
 
 impl Shop {
     fn open(funds: &str, tv_stock: u64) -> Self {
-        let mut world = World::new();
+        let mut world = world();
         let shard = world.shard("buyer");
         let merchant = world.id_where("merchant", shard, true);
         let tv = world.id_where("tv", shard, true);
@@ -542,7 +401,7 @@ impl Shop {
             (tv.as_str(), "30.00", tv_stock),
             (cable.as_str(), "2.50", 10),
         ];
-        world.setup_selling_for(&merchant, funds, &items);
+        setup_selling_for(&mut world, &merchant, funds, &items);
         Self {
             world,
             shard,
@@ -561,7 +420,7 @@ impl Shop {
             terms.merchant = aid(&self.merchant);
         }
         let token = self.world.command(command);
-        self.world.pump(1_000);
+        self.world.deliver(1_000);
         (id, token)
     }
 
@@ -701,8 +560,8 @@ fn an_order_run_on_its_own_shard_confirms_in_one_event_as_the_saga_would() {
         answer,
     } = place_here_and_there(&mut here, &mut there, &lines);
 
-    assert_eq!(here.world.order_events(&local), ["run locally"]);
-    assert_eq!(there.world.order_events(&remote)[0], "created");
+    assert_eq!(order_events(&here.world, &local), ["run locally"]);
+    assert_eq!(order_events(&there.world, &remote)[0], "created");
     let confirmed = (OrderStatus::Confirmed, None);
     assert_eq!(answer, confirmed);
     assert_eq!(here.world.order(&local).total, Some(Decimal::new(9750, 2)));
@@ -733,7 +592,7 @@ fn an_order_run_on_its_own_shard_confirms_in_one_event_as_the_saga_would() {
     // A crash replays the one event, and a retry answers the same.
     let retry = here.crash_and_retry(&local, &lines);
     assert_eq!(order_status(here.world.reply(retry).unwrap()), confirmed);
-    assert_eq!(here.world.order_events(&local), ["run locally"]);
+    assert_eq!(order_events(&here.world, &local), ["run locally"]);
 }
 
 #[test]
@@ -741,7 +600,7 @@ fn an_order_the_payer_cannot_pay_goes_the_sagas_way_and_gives_the_stock_back() {
     let mut shop = Shop::open("10", 5);
     let tv = shop.tv.clone();
     let (order, token) = shop.order("order", true, &[(tv.as_str(), 1)]);
-    assert_eq!(shop.world.order_events(&order)[0], "created");
+    assert_eq!(order_events(&shop.world, &order)[0], "created");
     assert_eq!(
         order_status(shop.world.reply(token).unwrap()),
         (OrderStatus::Rejected, Some(Rejection::InsufficientFunds))
@@ -768,8 +627,8 @@ fn an_order_its_own_shard_would_partly_reserve_is_rejected_in_one_event_as_the_s
         answer,
     } = place_here_and_there(&mut here, &mut there, &lines);
 
-    assert_eq!(here.world.order_events(&local), ["rejected locally"]);
-    assert_eq!(there.world.order_events(&remote)[0], "created");
+    assert_eq!(order_events(&here.world, &local), ["rejected locally"]);
+    assert_eq!(order_events(&there.world, &remote)[0], "created");
     let rejected = (OrderStatus::Rejected, Some(Rejection::OutOfStock));
     assert_eq!(answer, rejected);
     // Every version of the cable the saga goes through, the feeds hear too: taken
@@ -811,7 +670,7 @@ fn an_order_its_own_shard_would_partly_reserve_is_rejected_in_one_event_as_the_s
     // A crash replays the one event, and a retry answers the same.
     let retry = here.crash_and_retry(&local, &lines);
     assert_eq!(order_status(here.world.reply(retry).unwrap()), rejected);
-    assert_eq!(here.world.order_events(&local), ["rejected locally"]);
+    assert_eq!(order_events(&here.world, &local), ["rejected locally"]);
 }
 
 #[test]
@@ -823,7 +682,7 @@ fn an_order_whose_second_line_finds_the_stock_its_first_took_is_rejected_as_the_
     // line could be reserved.
     let lines = [(tv.as_str(), 2), (tv.as_str(), 1)];
     let twin = place_here_and_there(&mut here, &mut there, &lines);
-    assert_eq!(here.world.order_events(&twin.local), ["rejected locally"]);
+    assert_eq!(order_events(&here.world, &twin.local), ["rejected locally"]);
     let rejected = (OrderStatus::Rejected, Some(Rejection::OutOfStock));
     assert_eq!(twin.answer, rejected);
     assert_eq!(here.world.item(&tv), (2, 0));
@@ -838,7 +697,7 @@ fn a_refused_line_takes_no_stock_from_the_lines_after_it() {
     // its unit, as the saga's reserve of that line would.
     let lines = [(tv.as_str(), 3), (tv.as_str(), 1), (cable.as_str(), 1)];
     let twin = place_here_and_there(&mut here, &mut there, &lines);
-    assert_eq!(here.world.order_events(&twin.local), ["rejected locally"]);
+    assert_eq!(order_events(&here.world, &twin.local), ["rejected locally"]);
     assert!(matches!(
         here.reservations(&twin.local, &lines)[..],
         [
@@ -884,7 +743,7 @@ proptest! {
             .collect();
         let Twin { local, answer, .. } = place_here_and_there(&mut here, &mut there, &lines);
         // Only a refused payment needs the saga's steps.
-        let events = here.world.order_events(&local);
+        let events = order_events(&here.world, &local);
         match answer {
             (OrderStatus::Rejected, Some(Rejection::InsufficientFunds)) => {
                 prop_assert_eq!(events[0], "created")

@@ -5,24 +5,24 @@
 
 use proptest::prelude::*;
 use rust_decimal::Decimal;
-use std::collections::VecDeque;
 use surge_actors::command::Command;
 use surge_actors::domain::{
     AccountId, Amount, Currency, OpId, PaymentId, Quantity, ReservationId, Sku,
 };
 use surge_actors::event::Event;
 use surge_actors::model::{ReservationStatus, Stage};
-use surge_actors::router::Router;
-use surge_actors::shard::{Envelope, ShardCore, ShardLimits};
+use surge_actors::shard::ShardLimits;
 use surge_actors::state::State;
+
+mod common;
+
+use common::{Cluster, Config};
 
 const HASH_SEED: u64 = 7;
 /// Short enough that clock advances in a sequence outlive idempotency and step
 /// records, so pruning is exercised too.
 const RETENTION_MS: u64 = 20_000;
 const STEP_RESEND_MS: u64 = 1_000;
-/// Deliveries handled before a sequence is declared stuck (a saga loop).
-const DELIVERIES_PER_SETTLE_MAX: usize = 10_000;
 
 /// One client action, with ids drawn from small pools so that retries of the same
 /// id, with the same or a different body, happen often.
@@ -272,122 +272,77 @@ fn to_command(action: &Action) -> Option<Command> {
     Some(command)
 }
 
-/// Shards with an instant network and a journal that is a list of events per shard.
+/// The cluster of the property tests: `shards` shards, short retention and
+/// resend intervals, the test's hash seed, starting at 1,000 ms.
+fn cluster(shards: u32) -> Cluster {
+    Cluster::with(Config {
+        limits: ShardLimits {
+            retention_ms: RETENTION_MS,
+            step_resend_ms: STEP_RESEND_MS,
+            ..ShardLimits::default()
+        },
+        hash_seed: HASH_SEED,
+        ..Config::new(shards)
+    })
+}
+
+/// Shards with an instant network (every message is delivered after each
+/// action) and a journal that is a list of events per shard.
 struct Harness {
-    router: Router,
-    cores: Vec<ShardCore>,
-    journals: Vec<Vec<Event>>,
-    durable_seq: Vec<u64>,
-    network: VecDeque<Envelope>,
-    now_ms: u64,
-    next_token: u64,
+    cluster: Cluster,
     fail_next_write: bool,
-    /// Deposits minus withdrawals, from the journaled events.
-    net_deposits: Decimal,
 }
 
 impl Harness {
     fn new(shards: u32) -> Self {
-        let router = Router::new(shards);
-        let limits = ShardLimits {
-            retention_ms: RETENTION_MS,
-            step_resend_ms: STEP_RESEND_MS,
-            ..ShardLimits::default()
-        };
-        let cores = (0..shards)
-            .map(|shard| {
-                ShardCore::new(
-                    surge_actors::ShardId(shard),
-                    router,
-                    limits.clone(),
-                    State::new(HASH_SEED),
-                )
-            })
-            .collect();
         Self {
-            router,
-            cores,
-            journals: vec![Vec::new(); shards as usize],
-            durable_seq: vec![0; shards as usize],
-            network: VecDeque::new(),
-            now_ms: 1_000,
-            next_token: 0,
+            cluster: cluster(shards),
             fail_next_write: false,
-            net_deposits: Decimal::ZERO,
         }
     }
 
     fn run(&mut self, action: &Action) {
         match action {
-            Action::Advance { ms } => {
-                self.now_ms += u64::from(*ms);
-                self.tick_all();
-            }
+            Action::Advance { ms } => self.tick_all(u64::from(*ms)),
             Action::FailNextWrite => self.fail_next_write = true,
             _ => {
                 let command = to_command(action).expect("a client action");
-                let shard = self.router.shard_for(command.route_key()).0 as usize;
-                self.next_token += 1;
-                let core = &mut self.cores[shard];
-                core.advance_clock(self.now_ms);
-                core.command(self.next_token, command);
                 // Only a client command's batch is made to fail: everything it did
                 // (including same-shard saga steps) goes back together, so no step
                 // reply is lost and conservation holds exactly after settling.
-                let fail = std::mem::take(&mut self.fail_next_write);
-                self.flush(shard, fail);
-                self.settle();
+                if std::mem::take(&mut self.fail_next_write) {
+                    self.cluster.command_failing_write(command);
+                } else {
+                    self.cluster.command(command);
+                }
+                self.cluster.run_until_quiet();
             }
         }
     }
 
-    fn tick_all(&mut self) {
-        for shard in 0..self.cores.len() {
-            self.cores[shard].advance_clock(self.now_ms);
-            self.cores[shard].tick();
-            self.flush(shard, false);
-        }
-        self.settle();
+    fn tick_all(&mut self, advance_ms: u64) {
+        self.cluster.tick(advance_ms);
+        self.cluster.run_until_quiet();
     }
 
-    fn flush(&mut self, shard: usize, fail: bool) {
-        let core = &mut self.cores[shard];
-        let batch = core.take_batch();
-        if fail && !batch.events.is_empty() {
-            core.rollback(self.durable_seq[shard], &batch);
-            return;
-        }
-        for event in &batch.events {
-            if let Event::BalanceChanged { delta, .. } = event {
-                self.net_deposits += *delta;
-            }
-        }
-        self.journals[shard].extend(batch.events);
-        self.durable_seq[shard] = core.state.last_seq;
-        core.commit();
-        self.network.extend(batch.messages);
-    }
-
-    fn settle(&mut self) {
-        let mut deliveries = 0;
-        while let Some(envelope) = self.network.pop_front() {
-            deliveries += 1;
-            assert!(
-                deliveries < DELIVERIES_PER_SETTLE_MAX,
-                "saga messages never settle"
-            );
-            let shard = envelope.to.0 as usize;
-            self.cores[shard].advance_clock(self.now_ms);
-            self.cores[shard].message(envelope.message);
-            self.flush(shard, false);
-        }
+    /// Deposits minus withdrawals, from the journaled events.
+    fn net_deposits(&self) -> Decimal {
+        self.cluster
+            .journals
+            .iter()
+            .flatten()
+            .filter_map(|event| match event {
+                Event::BalanceChanged { delta, .. } => Some(*delta),
+                _ => None,
+            })
+            .sum()
     }
 
     /// Invariants that hold after every action once messages are delivered.
     fn check(&self) -> Result<(), TestCaseError> {
-        let total: Decimal = self.cores.iter().map(|c| c.state.money_total()).sum();
-        prop_assert_eq!(total, self.net_deposits, "money is not conserved");
-        for core in &self.cores {
+        let total = self.cluster.money();
+        prop_assert_eq!(total, self.net_deposits(), "money is not conserved");
+        for core in &self.cluster.cores {
             let state = &core.state;
             for account in state.accounts.values() {
                 prop_assert!(account.held >= Decimal::ZERO, "{:?}", account);
@@ -413,11 +368,8 @@ impl Harness {
 
     /// Replaying each shard's journal into a fresh state gives the live state.
     fn check_replay(&self) -> Result<(), TestCaseError> {
-        for (core, events) in self.cores.iter().zip(&self.journals) {
-            let mut replayed = State::new(HASH_SEED);
-            for event in events {
-                replayed.apply(event);
-            }
+        for (shard, core) in self.cluster.cores.iter().enumerate() {
+            let replayed = self.cluster.replayed(shard);
             prop_assert!(
                 replayed == core.state,
                 "replay of shard {} differs from the live state",
@@ -431,11 +383,10 @@ impl Harness {
     /// every payment has ended.
     fn check_quiescence(&mut self) -> Result<(), TestCaseError> {
         for _ in 0..3 {
-            self.now_ms += 100_000;
-            self.tick_all();
+            self.tick_all(100_000);
         }
         self.check()?;
-        for core in &self.cores {
+        for core in &self.cluster.cores {
             let state = &core.state;
             for account in state.accounts.values() {
                 prop_assert_eq!(account.held, Decimal::ZERO, "still held: {:?}", account);
@@ -448,13 +399,14 @@ impl Harness {
             }
         }
         let total: Decimal = self
+            .cluster
             .cores
             .iter()
             .flat_map(|c| c.state.accounts.values().map(|a| a.balance))
             .sum();
         prop_assert_eq!(
             total,
-            self.net_deposits,
+            self.net_deposits(),
             "balances do not add up once settled"
         );
         self.check_replay()
@@ -517,18 +469,10 @@ proptest! {
     fn pipelined_writes_commit_and_roll_back_exactly_what_they_wrote(
         steps in prop::collection::vec(write_step(), 1..150),
     ) {
-        let limits = ShardLimits {
-            retention_ms: RETENTION_MS,
-            step_resend_ms: STEP_RESEND_MS,
-            ..ShardLimits::default()
-        };
-        let mut core = ShardCore::new(
-            surge_actors::ShardId(0),
-            Router::new(1),
-            limits,
-            State::new(HASH_SEED),
-        );
-        core.advance_clock(1_000);
+        // The write protocol is what is tested here: the one core is driven by
+        // hand, without the cluster's commit after every input.
+        let mut cluster = cluster(1);
+        let core = &mut cluster.cores[0];
         let mut landed: Vec<Event> = Vec::new();
         let mut in_flight: Option<surge_actors::shard::Batch> = None;
         let mut token = 0;

@@ -1,6 +1,7 @@
 //! Accounts: creating, reading, deposits and withdrawals, through a spawned app.
 
-use crate::helpers::{assert_problem, spawn_app};
+use crate::common::app::spawn_app;
+use crate::common::http::assert_problem;
 use serde_json::{json, Value};
 
 #[actix_web::test]

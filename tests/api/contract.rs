@@ -1,7 +1,7 @@
 //! docs/API.md against the server: its route list must name exactly the
 //! operations of `/openapi.json`, with the auth the server asks for.
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp};
+use crate::common::app::{spawn_app, spawn_app_with, TestApp};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,6 +1,7 @@
 //! Error answers: problem documents, codes and statuses for bad input, through a spawned app.
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
+use crate::common::app::{spawn_app, spawn_app_with};
+use crate::common::http::assert_problem;
 use serde_json::json;
 
 #[actix_web::test]
@@ -18,7 +19,7 @@ async fn requests_without_a_valid_token_are_401() {
     let expired = app.get_as(&app.expired_token(), "/v1/accounts/a").await;
     assert_problem(expired, 401, "unauthorized").await;
     let other_keys = surge::api::auth::AuthKeys::from_secret(b"another-secret-entirely-123");
-    let forged = crate::helpers::mint(
+    let forged = crate::common::tokens::mint(
         &other_keys,
         "ops",
         surge::api::auth::Role::Operator,

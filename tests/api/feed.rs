@@ -1,57 +1,11 @@
 //! The WebSocket feed: subscriptions, snapshots, ordered notices, lag and limits, through a spawned app.
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp};
+use crate::common::app::{spawn_app, spawn_app_with, TestApp};
+use crate::common::feed::{next, send, subscribe};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-pub async fn connect(app: &TestApp, token: &str) -> Socket {
-    let url = app.url("/v1/feed").replace("http://", "ws://");
-    let mut request = url.into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("Authorization", format!("Bearer {token}").parse().unwrap());
-    let (socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("feed connects");
-    socket
-}
-
-pub async fn send(socket: &mut Socket, message: Value) {
-    socket
-        .send(Message::Text(message.to_string().into()))
-        .await
-        .unwrap();
-}
-
-/// The next JSON message (pings are answered by the client library).
-pub async fn next(socket: &mut Socket) -> Value {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("a message within 10 s")
-            .expect("the connection is open")
-            .expect("a valid frame");
-        match frame {
-            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
-            Message::Close(frame) => return json!({"closed": frame.map(|f| u16::from(f.code))}),
-            _ => continue,
-        }
-    }
-}
-
-pub async fn subscribe(socket: &mut Socket, topic: &str) -> Value {
-    send(socket, json!({"op": "subscribe", "topic": topic})).await;
-    let answer = next(socket).await;
-    assert_eq!(answer["type"], "subscribed", "{answer}");
-    assert_eq!(answer["topic"], topic);
-    answer
-}
 
 async fn shop(app: &TestApp) {
     app.create_account("buyer", "USD").await;
@@ -70,10 +24,10 @@ async fn shop(app: &TestApp) {
 async fn an_order_feed_shows_every_status_in_order_with_consecutive_seq() {
     let app = spawn_app().await;
     shop(&app).await;
-    let mut socket = connect(&app, &app.operator).await;
+    let mut socket = app.feed(&app.operator).await;
     let subscribed = subscribe(&mut socket, "order:o1").await;
     assert_eq!(subscribed["snapshot"], Value::Null, "not created yet");
-    let mut all = connect(&app, &app.operator).await;
+    let mut all = app.feed(&app.operator).await;
     subscribe(&mut all, "orders").await;
     let (_, order) = app
         .place_order(
@@ -99,7 +53,7 @@ async fn an_order_feed_shows_every_status_in_order_with_consecutive_seq() {
         }
     }
     // A late subscriber gets the whole order as its snapshot.
-    let mut late = connect(&app, &app.operator).await;
+    let mut late = app.feed(&app.operator).await;
     let snapshot = subscribe(&mut late, "order:o1").await;
     assert_eq!(snapshot["snapshot"]["status"], "confirmed");
     assert_eq!(snapshot["snapshot"]["history"].as_array().unwrap().len(), 4);
@@ -128,7 +82,7 @@ async fn an_order_feed_shows_every_status_in_order_with_consecutive_seq() {
 async fn account_and_item_feeds_start_from_the_snapshot_without_gaps() {
     let app = spawn_app().await;
     shop(&app).await;
-    let mut socket = connect(&app, &app.operator).await;
+    let mut socket = app.feed(&app.operator).await;
     let account = subscribe(&mut socket, "account:buyer").await;
     assert_eq!(account["snapshot"]["balance"], "100.00");
     let version = account["snapshot"]["version"].as_u64().unwrap();
@@ -174,7 +128,7 @@ async fn account_and_item_feeds_start_from_the_snapshot_without_gaps() {
 #[actix_web::test]
 async fn bad_messages_get_an_error_and_the_connection_stays_open() {
     let app = spawn_app().await;
-    let mut socket = connect(&app, &app.operator).await;
+    let mut socket = app.feed(&app.operator).await;
     for bad in [
         json!({"op": "dance"}),
         json!({"op": "subscribe"}),
@@ -250,7 +204,7 @@ async fn a_reader_that_falls_behind_is_told_it_lagged_and_closed_with_1008() {
     app.create_account("busy", "USD").await;
     app.deposit("busy", "1000").await;
     app.create_account("sink", "USD").await;
-    let mut slow = connect(&app, &app.operator).await;
+    let mut slow = app.feed(&app.operator).await;
     subscribe(&mut slow, "account:busy").await;
     // Hundreds of changes to one account in a single request: they reach the hub
     // in a burst, far faster than any connection drains four messages. The slow
@@ -290,7 +244,7 @@ async fn a_connection_that_stops_answering_pings_is_closed_after_the_idle_timeou
         settings.feed.idle_timeout_ms = 300;
     })
     .await;
-    let mut socket = connect(&app, &app.operator).await;
+    let mut socket = app.feed(&app.operator).await;
     // Not reading means not answering the server's pings.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let mut closed = None;
@@ -303,7 +257,7 @@ async fn a_connection_that_stops_answering_pings_is_closed_after_the_idle_timeou
     assert_eq!(closed, Some((1000, "idle timeout".to_owned())));
 
     // A client that keeps reading answers the pings and stays connected.
-    let mut alive = connect(&app, &app.operator).await;
+    let mut alive = app.feed(&app.operator).await;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(800);
     while tokio::time::Instant::now() < deadline {
         if let Ok(frame) = tokio::time::timeout(Duration::from_millis(20), alive.next()).await {
@@ -320,8 +274,8 @@ async fn a_connection_that_stops_answering_pings_is_closed_after_the_idle_timeou
 #[actix_web::test]
 async fn connections_beyond_the_limit_are_refused_with_503_overloaded() {
     let app = spawn_app_with(|settings| settings.feed.connections_max = 2).await;
-    let mut first = connect(&app, &app.operator).await;
-    let _second = connect(&app, &app.operator).await;
+    let mut first = app.feed(&app.operator).await;
+    let _second = app.feed(&app.operator).await;
     let url = format!(
         "{}?access_token={}",
         app.url("/v1/feed").replace("http://", "ws://"),
@@ -351,7 +305,7 @@ async fn connections_beyond_the_limit_are_refused_with_503_overloaded() {
 #[actix_web::test]
 async fn a_connection_may_hold_only_so_many_subscriptions() {
     let app = spawn_app_with(|settings| settings.feed.subscriptions_per_connection_max = 2).await;
-    let mut socket = connect(&app, &app.operator).await;
+    let mut socket = app.feed(&app.operator).await;
     subscribe(&mut socket, "item:a").await;
     subscribe(&mut socket, "item:b").await;
     // Subscribing again to a topic already held does not count twice.

@@ -1,6 +1,8 @@
 //! Items and reservations: stock, reserve, commit, release and expiry, through a spawned app.
 
-use crate::helpers::{assert_problem, eventually, spawn_app};
+use crate::common::app::spawn_app;
+use crate::common::eventually;
+use crate::common::http::assert_problem;
 use serde_json::{json, Value};
 
 #[actix_web::test]

@@ -1,10 +1,11 @@
 //! Black-box tests of the HTTP API through a spawned server.
 
 mod accounts;
+#[path = "../common/mod.rs"]
+mod common;
 mod contract;
 mod errors;
 mod feed;
-mod helpers;
 mod items;
 mod operations;
 mod orders;

@@ -1,6 +1,8 @@
 //! Operations: health, readiness, metrics, the admin API and its audit, through a spawned app.
 
-use crate::helpers::{assert_problem, eventually, spawn_app, spawn_app_with, test_settings};
+use crate::common::app::{spawn_app, spawn_app_with, test_settings};
+use crate::common::eventually;
+use crate::common::http::assert_problem;
 use serde_json::{json, Value};
 
 #[actix_web::test]

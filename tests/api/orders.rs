@@ -1,6 +1,8 @@
 //! Orders: placing, waiting, cancelling and their feed, through a spawned app.
 
-use crate::helpers::{assert_problem, eventually, spawn_app, spawn_app_with, TestApp};
+use crate::common::app::{spawn_app, spawn_app_with, TestApp};
+use crate::common::eventually;
+use crate::common::http::assert_problem;
 use serde_json::{json, Value};
 
 /// A buyer with `funds`, a merchant, and items with the given (sku, price, stock).

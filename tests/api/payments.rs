@@ -1,10 +1,12 @@
 //! Payments: one- and two-phase, capture, void, batches and idempotency, through a spawned app.
 
-use crate::helpers::{assert_problem, eventually, spawn_app};
+use crate::common::app::spawn_app;
+use crate::common::eventually;
+use crate::common::http::assert_problem;
 use serde_json::{json, Value};
 use surge::api::limits::PAYMENTS_PER_BATCH_MAX;
 
-async fn funded(app: &crate::helpers::TestApp, accounts: &[&str]) {
+async fn funded(app: &crate::common::app::TestApp, accounts: &[&str]) {
     for id in accounts {
         app.create_account(id, "USD").await;
         app.deposit(id, "100").await;

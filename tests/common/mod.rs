@@ -1,13 +1,21 @@
-//! Helpers shared by the black-box tests that run `surge` as a process: a free
-//! port, an operator token for a test's own secret, and waiting for readiness.
-//! Each test binary compiles this module and uses only part of it.
+//! The harness every server test binary shares: an in-process application
+//! (`app`), a `surge` process killed on drop (`process`), tokens (`tokens`), raw
+//! HTTP requests (`http`), feed sockets (`feed`) and throwaway PostgreSQL
+//! databases (`postgres`).
+//!
+//! Each binary compiles this module (`mod common;`, or
+//! `#[path = "../common/mod.rs"] mod common;` from `tests/api/`) and uses only
+//! part of it, hence `dead_code` is allowed here.
 #![allow(dead_code)]
 
-use std::time::{Duration, Instant};
-use surge::api::auth::{AuthKeys, Claims, Role};
+pub mod app;
+pub mod feed;
+pub mod http;
+pub mod postgres;
+pub mod process;
+pub mod tokens;
 
-/// How long a freshly started process may take to answer `/ready` with 200.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+use std::time::Duration;
 
 /// A port nothing listens on right now (the OS picks it).
 pub fn free_port() -> u16 {
@@ -18,28 +26,31 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// An operator token for `sub`, signed with `secret`, valid for an hour.
-pub fn operator_token(secret: &str, sub: &str) -> String {
-    AuthKeys::from_secret(secret.as_bytes())
-        .mint(&Claims {
-            sub: sub.into(),
-            exp: surge_actors::engine::system_clock_ms() / 1000 + 3600,
-            role: Role::Operator,
-            accounts: None,
-        })
-        .expect("a token for a test secret")
+/// The storage URL of a SQLite journal file inside `dir`.
+pub fn sqlite_url(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}/surge.db", dir.path().display())
 }
 
-/// Waits for `GET {base}/ready` to answer 200; panics after `READY_TIMEOUT`.
-pub async fn wait_ready(http: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + READY_TIMEOUT;
-    while Instant::now() < deadline {
-        if let Ok(response) = http.get(format!("{base}/ready")).send().await {
-            if response.status() == 200 {
-                return;
-            }
+/// A fresh temporary directory and the URL of a SQLite journal inside it; the
+/// file goes when the directory is dropped.
+pub fn temp_sqlite() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = sqlite_url(&dir);
+    (dir, url)
+}
+
+/// Polls until `check` holds (for engine-driven changes such as expiry); panics
+/// after 300 tries 20 ms apart.
+pub async fn eventually<F, Fut>(mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..300 {
+        if check().await {
+            return;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("surge at {base} did not become ready");
+    panic!("condition never held");
 }

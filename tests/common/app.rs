@@ -1,13 +1,54 @@
-//! Spawns a real Surge application on a random port with its own SQLite journal,
-//! and talks to it over HTTP like any client would.
+//! A real Surge application spawned inside the test process on a random port,
+//! with its own SQLite journal, and talked to over HTTP like any client would.
 
+use super::feed::{self, Socket};
+use super::http::{self, Api};
+use super::tokens::mint;
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
-use surge::api::auth::{AuthKeys, Claims, Role};
+use std::time::Duration;
+use surge::api::auth::{AuthKeys, Role};
 use surge::configuration::{self, Settings};
 use surge::startup::Application;
 
 pub const TEST_SECRET: &str = "surge-test-secret-0123456789abcdef";
+
+/// How long a spawned application may take to answer `/ready` with 200.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The default settings, listening on port 0 and signing with `secret`.
+pub fn base_settings(secret: &str) -> Settings {
+    let mut settings = configuration::load().expect("default settings load");
+    settings.http.addr = "127.0.0.1:0".into();
+    settings.auth.jwt_secret = secret.to_owned().into();
+    settings
+}
+
+/// Settings for a test: fresh SQLite file, port 0, test secret, 4 shards.
+pub fn test_settings(dir: &tempfile::TempDir) -> Settings {
+    let mut settings = base_settings(TEST_SECRET);
+    settings.environment = "test".into();
+    settings.http.workers = 2;
+    settings.engine.shards = 4;
+    settings.engine.tick_interval_ms = 10;
+    settings.storage.url = super::sqlite_url(dir);
+    // Tests share two cores with each other and with builds: opening storage
+    // may be slow, and that must not fail a test about something else.
+    settings.storage.timeout_ms = 30_000;
+    settings
+}
+
+/// Builds an application from `settings` and runs it on the current actix
+/// runtime; returns its address (`http://127.0.0.1:port`). Does not wait for it
+/// to be ready.
+pub async fn run(settings: Settings) -> String {
+    let application = Application::build(settings)
+        .await
+        .expect("application builds");
+    let address = format!("http://127.0.0.1:{}", application.port());
+    actix_web::rt::spawn(application.run_until_stopped());
+    address
+}
 
 pub struct TestApp {
     pub address: String,
@@ -15,22 +56,6 @@ pub struct TestApp {
     pub operator: String,
     keys: AuthKeys,
     _data: tempfile::TempDir,
-}
-
-/// Settings for a test: fresh SQLite file, port 0, test secret, 4 shards.
-pub fn test_settings(dir: &tempfile::TempDir) -> Settings {
-    let mut settings = configuration::load().expect("default settings load");
-    settings.environment = "test".into();
-    settings.http.addr = "127.0.0.1:0".into();
-    settings.http.workers = 2;
-    settings.engine.shards = 4;
-    settings.engine.tick_interval_ms = 10;
-    settings.auth.jwt_secret = TEST_SECRET.to_owned().into();
-    settings.storage.url = format!("sqlite://{}/surge.db", dir.path().display());
-    // Tests share two cores with each other and with builds: opening storage
-    // may be slow, and that must not fail a test about something else.
-    settings.storage.timeout_ms = 30_000;
-    settings
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -41,11 +66,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     let data = tempfile::tempdir().expect("temp dir");
     let mut settings = test_settings(&data);
     customize(&mut settings);
-    let application = Application::build(settings)
-        .await
-        .expect("application builds");
-    let address = format!("http://127.0.0.1:{}", application.port());
-    actix_web::rt::spawn(application.run_until_stopped());
+    let address = run(settings).await;
     let keys = AuthKeys::from_secret(TEST_SECRET.as_bytes());
     let operator = mint(&keys, "ops", Role::Operator, None, 3600);
     let app = TestApp {
@@ -55,25 +76,8 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
         keys,
         _data: data,
     };
-    app.wait_ready().await;
+    http::wait_ready(&app.http, &app.address, READY_TIMEOUT).await;
     app
-}
-
-pub fn mint(
-    keys: &AuthKeys,
-    sub: &str,
-    role: Role,
-    accounts: Option<Vec<&str>>,
-    ttl_s: i64,
-) -> String {
-    let now = surge_actors::engine::system_clock_ms() as i64 / 1000;
-    keys.mint(&Claims {
-        sub: sub.into(),
-        exp: (now + ttl_s).max(0) as u64,
-        role,
-        accounts: accounts.map(|a| a.into_iter().map(str::to_owned).collect()),
-    })
-    .expect("token mints")
 }
 
 impl TestApp {
@@ -89,26 +93,18 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
-    async fn wait_ready(&self) {
-        for _ in 0..200 {
-            if let Ok(response) = self.http.get(self.url("/ready")).send().await {
-                if response.status() == StatusCode::OK {
-                    return;
-                }
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        panic!("the application never became ready");
+    /// A client of the application sending `token`.
+    pub fn api(&self, token: &str) -> Api {
+        Api::with_client(self.http.clone(), &self.address, token)
+    }
+
+    /// A feed connection with `token`.
+    pub async fn feed(&self, token: &str) -> Socket {
+        feed::connect(&self.address, token).await
     }
 
     pub async fn post_as(&self, token: &str, path: &str, body: Value) -> Response {
-        self.http
-            .post(self.url(path))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .expect("request is sent")
+        self.api(token).post(path, body).await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Response {
@@ -116,9 +112,8 @@ impl TestApp {
     }
 
     pub async fn post_with_key(&self, path: &str, key: &str, body: Value) -> Response {
-        self.http
-            .post(self.url(path))
-            .bearer_auth(&self.operator)
+        self.api(&self.operator)
+            .post_request(path)
             .header("Idempotency-Key", key)
             .json(&body)
             .send()
@@ -127,12 +122,7 @@ impl TestApp {
     }
 
     pub async fn get_as(&self, token: &str, path: &str) -> Response {
-        self.http
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request is sent")
+        self.api(token).get(path).await
     }
 
     pub async fn get(&self, path: &str) -> Response {
@@ -182,7 +172,7 @@ impl TestApp {
                 if final_states.contains(&order["status"].as_str().unwrap()) {
                     break;
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
         assert!(status == 201 || status == 202, "{status}: {order}");
@@ -202,38 +192,4 @@ impl TestApp {
             body["available"].as_str().unwrap().to_owned(),
         )
     }
-}
-
-/// Asserts a problem+json error with the given status and code; returns the body.
-pub async fn assert_problem(response: Response, status: u16, code: &str) -> Value {
-    assert_eq!(response.status().as_u16(), status, "status");
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    assert!(
-        content_type.starts_with("application/problem+json"),
-        "{content_type}"
-    );
-    let body: Value = response.json().await.expect("problem body is JSON");
-    assert_eq!(body["code"], code, "{body}");
-    assert_eq!(body["type"], format!("/errors/{code}"));
-    assert_eq!(body["status"], status);
-    body
-}
-
-/// Polls until `check` holds (for engine-driven changes such as expiry).
-pub async fn eventually<F, Fut>(mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..300 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("condition never held");
 }
