@@ -56,8 +56,43 @@ const STATE_TABLES: &[&str] = &[
     "timers",
 ];
 
-/// Methods that change a table.
-const MUTATING_METHODS: &[&str] = &["insert(", "remove(", "get_mut(", "retain(", "clear("];
+/// Methods that change a table (`UndoMap`, `UndoSet`).
+const MUTATING_METHODS: &[&str] = &["insert(", "remove(", "get_mut(", "rehash("];
+
+/// What the engine re-exports at its root, by the module that defines it, so that
+/// `crate::Engine` counts as an import of `engine`.
+const ROOT_REEXPORTS: &[(&str, &str)] = &[
+    ("Command", "command"),
+    ("Query", "command"),
+    ("Reply", "command"),
+    ("Engine", "engine"),
+    ("EngineConfig", "engine"),
+    ("EngineError", "engine"),
+    ("ShardStatus", "engine"),
+    ("Journal", "journal"),
+    ("JournalError", "journal"),
+    ("MemoryJournal", "journal"),
+    ("Rejection", "rejection"),
+    ("Router", "router"),
+    ("ShardId", "router"),
+];
+
+/// Crates that speak HTTP or SQL, which the engine must not depend on or use.
+const IO_CRATES: &[&str] = &[
+    "actix-web",
+    "actix-http",
+    "actix-ws",
+    "awc",
+    "axum",
+    "hyper",
+    "reqwest",
+    "sqlx",
+    "rusqlite",
+    "postgres",
+    "tokio-postgres",
+    "redis",
+    "lapin",
+];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -78,6 +113,7 @@ fn files_under(dir: &Path, extensions: &[&str]) -> Vec<PathBuf> {
             } else if extensions
                 .iter()
                 .any(|ext| path.extension().is_some_and(|e| e == *ext))
+                || (extensions.contains(&"toml") && name == "Dockerfile")
                 || (path.extension().is_none() && path.starts_with(root().join(".ci")))
             {
                 found.push(path);
@@ -202,16 +238,45 @@ fn the_architecture_and_the_api_are_cited_where_they_live() {
 }
 
 #[test]
+fn every_cited_page_of_docs_exists() {
+    let mut missing = Vec::new();
+    for path in files_under(&root(), TEXT_EXTENSIONS) {
+        for (number, line) in read(&path).lines().enumerate() {
+            for (at, _) in line.match_indices("docs/") {
+                let name: String = line[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || "._/-".contains(*c))
+                    .collect();
+                let name = name.trim_end_matches('.');
+                let after_root = line[..at].ends_with(|c: char| c.is_ascii_alphanumeric());
+                if name.ends_with(".md") && !after_root && !root().join(name).is_file() {
+                    missing.push(format!("{}:{}: {name}", relative(&path), number + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "citations of pages that docs/ does not have:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
 fn every_rust_file_starts_with_a_line_that_says_what_it_is_for() {
     let missing: Vec<String> = files_under(&root(), &["rs"])
         .into_iter()
         .filter(|path| path.extension().is_some_and(|e| e == "rs"))
-        .filter(|path| !read(path).starts_with("//!"))
+        .filter(|path| {
+            let text = read(path);
+            let first = text.lines().next().unwrap_or("");
+            !(first.starts_with("//! ") && first.len() > "//! ".len() + 10)
+        })
         .map(|path| relative(&path))
         .collect();
     assert!(
         missing.is_empty(),
-        "files without a `//!` first line:\n{}",
+        "files whose first line is not a `//!` sentence:\n{}",
         missing.join("\n")
     );
 }
@@ -238,6 +303,57 @@ fn code_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
         .map(|(number, line)| (number + 1, line.split("//").next().unwrap_or("")))
 }
 
+/// The first segment of every `crate::` path in `line`, with grouped imports
+/// (`use crate::{a, b::C}`) taken apart.
+fn crate_paths(line: &str) -> Vec<String> {
+    let segment = |text: &str| -> String {
+        text.trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut found = Vec::new();
+    for (at, _) in line.match_indices("crate::") {
+        let rest = &line[at + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let mut depth = 0;
+            let mut start = 0;
+            for (index, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => {
+                        found.push(segment(&group[start..index]));
+                        break;
+                    }
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        found.push(segment(&group[start..index]));
+                        start = index + 1;
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            found.push(segment(rest));
+        }
+    }
+    found.retain(|used| !used.is_empty() && used != "self");
+    found
+}
+
+#[test]
+fn crate_paths_are_read_plain_grouped_and_nested() {
+    assert_eq!(crate_paths("use crate::state::State;"), ["state"]);
+    assert_eq!(
+        crate_paths("use crate::{decide, model::{A, B}, Engine};"),
+        ["decide", "model", "Engine"]
+    );
+    assert_eq!(
+        crate_paths("let x = crate::order::ORDER_LINES_MAX;"),
+        ["order"]
+    );
+}
+
 #[test]
 fn the_engine_modules_import_only_downward() {
     let mut upward = Vec::new();
@@ -249,19 +365,16 @@ fn the_engine_modules_import_only_downward() {
             .unwrap_or_else(|| panic!("module `{module}` is not in ENGINE_LAYERS: place it"));
         let text = read(&path);
         for (number, line) in code_lines(&text) {
-            for (at, _) in line.match_indices("crate::") {
-                let used: String = line[at + "crate::".len()..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                if used == module || used.is_empty() {
+            for used in crate_paths(line) {
+                let used = ROOT_REEXPORTS
+                    .iter()
+                    .find(|(item, _)| *item == used)
+                    .map_or(used.as_str(), |(_, module)| module);
+                if used == module {
                     continue;
                 }
-                // Items re-exported at the crate root (`crate::Rejection`) are
-                // named by their type; only modules are layered.
-                let Some(layer) = layer_of(&used) else {
-                    continue;
-                };
+                let layer = layer_of(used)
+                    .unwrap_or_else(|| panic!("{}:{number}: `crate::{used}` is not a module in ENGINE_LAYERS nor a root re-export in ROOT_REEXPORTS", relative(&path)));
                 if layer >= own {
                     upward.push(format!(
                         "{}:{number}: `{module}` imports `{used}`",
@@ -335,25 +448,77 @@ fn the_wildcard_rule_finds_a_wildcard_arm() {
     assert!(wildcard_arms(nested).is_empty());
 }
 
+/// The dependency names of a manifest's `[dependencies]` tables (`name = ...`,
+/// `name.workspace = true`, `[dependencies.name]`), with `package = ` renames.
+fn dependencies(manifest: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut in_dependencies = false;
+    for line in manifest.lines().map(str::trim) {
+        if let Some(table) = line.strip_prefix('[') {
+            let table = table.trim_end_matches(']');
+            in_dependencies = table == "dependencies";
+            if let Some(name) = table.strip_prefix("dependencies.") {
+                names.push(name.to_owned());
+            }
+            continue;
+        }
+        if in_dependencies {
+            let key: String = line
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || "-_".contains(*c))
+                .collect();
+            if !key.is_empty() {
+                names.push(key);
+            }
+        }
+        if let Some((_, renamed)) = line.split_once("package = \"") {
+            names.extend(renamed.split('"').next().map(str::to_owned));
+        }
+    }
+    names
+}
+
 #[test]
 fn the_engine_has_no_http_and_no_sql() {
     let manifest = read(&root().join("actors/Cargo.toml"));
-    for crate_name in [
-        "actix-web",
-        "sqlx",
-        "hyper",
-        "reqwest",
-        "redis",
-        "tokio-postgres",
-    ] {
+    let names = dependencies(&manifest);
+    assert!(
+        names.iter().any(|n| n == "actix"),
+        "dependencies() read none of {names:?}"
+    );
+    for name in &names {
         assert!(
-            !manifest.lines().any(
-                |line| line.trim_start().starts_with(&format!("{crate_name} "))
-                    || line.trim_start().starts_with(&format!("{crate_name}="))
-            ),
-            "actors/Cargo.toml depends on {crate_name}: the engine has no HTTP and no SQL"
+            !IO_CRATES.contains(&name.as_str()),
+            "actors/Cargo.toml depends on {name}: the engine has no HTTP and no SQL"
         );
     }
+    for path in files_under(&root().join("actors/src"), &["rs"]) {
+        let text = read(&path);
+        for (number, line) in code_lines(&text) {
+            for name in IO_CRATES {
+                let name = name.replace('-', "_");
+                if line.contains(&format!("{name}::")) && !line.contains(&format!("_{name}::")) {
+                    panic!("{}:{number}: the engine uses {name}", relative(&path));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn dependencies_are_read_in_every_form() {
+    let manifest = "[package]\nname = \"x\"\n[dependencies]\nactix.workspace = true\nsqlx = \"0.8\"\nweb = { package = \"actix-web\", version = \"4\" }\n[dependencies.redis]\nversion = \"0.32\"\n[dev-dependencies]\nreqwest = \"0.12\"\n";
+    let names = dependencies(manifest);
+    for name in ["actix", "sqlx", "web", "actix-web", "redis"] {
+        assert!(
+            names.iter().any(|n| n == name),
+            "{name} not read: {names:?}"
+        );
+    }
+    assert!(
+        !names.iter().any(|n| n == "reqwest"),
+        "dev-dependencies are not the engine's"
+    );
 }
 
 #[test]

@@ -39,7 +39,7 @@ use std::str::FromStr;
 // Most lines in an order: the engine's limit, which Surge's API enforces too.
 use surge_actors::order::ORDER_LINES_MAX;
 
-/// Connections to PostgreSQL across all HTTP workers (docs/ARCHITECTURE.md's baseline
+/// Connections to PostgreSQL across all HTTP workers (BENCHMARKS.md's baseline
 /// figures were measured at 32 clients; more only adds lock queueing).
 pub const POOL_CONNECTIONS_MAX: u32 = 32;
 /// Payments per transaction when a batch is applied.

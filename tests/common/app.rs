@@ -13,8 +13,11 @@ use surge::startup::Application;
 
 pub const TEST_SECRET: &str = "surge-test-secret-0123456789abcdef";
 
-/// How long a spawned application may take to answer `/ready` with 200.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a spawned application may take to answer `/ready` with 200. Generous:
+/// it usually takes milliseconds, but the shared two-core machines that run the
+/// suite (four tests at a time, builds beside them) can stall it for seconds, and
+/// a readiness wait is not a timing assertion.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The default settings, listening on port 0 and signing with `secret`.
 pub fn base_settings(secret: &str) -> Settings {

@@ -10,6 +10,7 @@ use crate::state::UndoMark;
 
 use super::messages::Envelope;
 
+/// The largest batch (in events) whose buffers a shard keeps for the next (see
 /// `ShardCore::recycle`): 32 MB at most (128-byte events), and far above a busy shard's
 /// batches (a few thousand to a few tens of thousands of events).
 pub const SPARE_EVENTS_CAPACITY_MAX: usize = 1 << 18;
