@@ -78,10 +78,12 @@ impl<K: Eq + Hash + Clone, V: Clone> UndoMap<K, V> {
         self.map = map;
     }
 
+    #[inline]
     pub fn get(&self, key: &K) -> Option<&V> {
         self.map.get(key)
     }
 
+    #[inline]
     pub fn contains_key(&self, key: &K) -> bool {
         self.map.contains_key(key)
     }
@@ -103,6 +105,7 @@ impl<K: Eq + Hash + Clone, V: Clone> UndoMap<K, V> {
     }
 
     /// Mutable access; the previous value is saved first when recording.
+    #[inline]
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         if self.recording {
             let previous = self.map.get(key)?.clone();
@@ -111,6 +114,7 @@ impl<K: Eq + Hash + Clone, V: Clone> UndoMap<K, V> {
         self.map.get_mut(key)
     }
 
+    #[inline]
     pub fn insert(&mut self, key: K, value: V) {
         let previous = self.map.insert(key.clone(), value);
         if self.recording {

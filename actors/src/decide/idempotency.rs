@@ -4,7 +4,7 @@
 use super::{Plan, WaitFor};
 use crate::command::{BalanceChangeView, Command, ItemView, OrderView, PaymentView, Reply};
 use crate::domain::{Amount, OpId};
-use crate::model::{Ending, OpKey, OpOutcome, OpRecord, ReservationKey, Stage};
+use crate::model::{Ending, OpKey, OpOutcome, OpRecord, Stage};
 use crate::rejection::Rejection;
 use crate::state::State;
 use xxhash_rust::xxh3::Xxh3Default;
@@ -198,17 +198,7 @@ fn replay_finalized(state: &State, command: &Command) -> Plan {
         },
         Command::CommitReservation { sku, id, .. }
         | Command::ReleaseReservation { sku, id, .. } => {
-            let key = ReservationKey {
-                sku: sku.clone(),
-                id: id.clone(),
-            };
-            match state.reservations.get(&key) {
-                Some(reservation) => Reply::Reservation {
-                    reservation: reservation.into(),
-                    replayed: false,
-                },
-                None => Reply::rejected(Rejection::ReservationNotFound),
-            }
+            super::stock::answer_reservation(state, sku, id)
         }
         Command::CreateAccount { .. }
         | Command::Deposit { .. }

@@ -331,6 +331,7 @@ impl State {
         }
     }
 
+    #[inline]
     fn account_mut(&mut self, id: &AccountId) -> &mut Account {
         self.accounts
             .get_mut(id)
@@ -338,6 +339,7 @@ impl State {
     }
 
     /// The payment to change: copied first if a snapshot still shares it.
+    #[inline]
     fn payment_mut(&mut self, id: &PaymentId) -> &mut Payment {
         Arc::make_mut(
             self.payments
@@ -347,6 +349,7 @@ impl State {
     }
 
     /// The order to change: copied first if a snapshot still shares it.
+    #[inline]
     fn order_mut(&mut self, id: &OrderId) -> &mut Order {
         Arc::make_mut(
             self.orders
@@ -355,6 +358,7 @@ impl State {
         )
     }
 
+    #[inline]
     fn item_mut(&mut self, sku: &Sku) -> &mut Item {
         self.items
             .get_mut(sku)

@@ -144,6 +144,7 @@ impl State {
     }
 }
 
+#[inline]
 fn set_first(payment: &mut Payment, at: TimestampMs) {
     if payment.first.is_none() {
         payment.first = Some(FirstOutcome {
@@ -154,6 +155,7 @@ fn set_first(payment: &mut Payment, at: TimestampMs) {
     }
 }
 
+#[inline]
 fn finish(payment: &mut Payment, status: PaymentStatus, code: Option<Rejection>, at: u64) {
     payment.stage = Stage::Done;
     payment.status = status;
