@@ -1,23 +1,16 @@
 //! Logs written to a file or a pipe carry no terminal colour codes: the real
 //! `surge` binary runs with its output captured, and the captured log is read.
 
+mod common;
+
+use common::process::KillOnDrop;
 use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// How long the binary may take to log that it listens.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Kills the process when the test ends, however it ends.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Reads `stream` to its end on a thread, sending each chunk read.
 fn forward(mut stream: impl Read + Send + 'static, chunks: mpsc::Sender<Vec<u8>>) {
@@ -33,17 +26,14 @@ fn forward(mut stream: impl Read + Send + 'static, chunks: mpsc::Sender<Vec<u8>>
 
 #[test]
 fn logs_to_a_pipe_carry_no_colour_codes() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (dir, storage_url) = common::temp_sqlite();
     let mut child = Command::new(env!("CARGO_BIN_EXE_surge"))
         .arg("serve")
         .env("SURGE_CONFIG_DIR", dir.path())
         .env_remove("SURGE_ENVIRONMENT")
         .env_remove("APP_ENVIRONMENT")
         .env("SURGE__HTTP__ADDR", "127.0.0.1:0")
-        .env(
-            "SURGE__STORAGE__URL",
-            format!("sqlite://{}/surge.db", dir.path().display()),
-        )
+        .env("SURGE__STORAGE__URL", storage_url)
         .env("SURGE__LOG__FORMAT", "human")
         .env("SURGE__LOG__LEVEL", "info")
         .env_remove("RUST_LOG")
@@ -58,7 +48,7 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
     let (sender, chunks) = mpsc::channel();
     forward(child.stdout.take().expect("piped stdout"), sender.clone());
     forward(child.stderr.take().expect("piped stderr"), sender);
-    let child = KillOnDrop(child);
+    let child = KillOnDrop::adopt(child);
 
     let mut log = Vec::new();
     let deadline = Instant::now() + START_TIMEOUT;

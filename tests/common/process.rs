@@ -13,6 +13,11 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct KillOnDrop(Child);
 
 impl KillOnDrop {
+    /// Takes charge of a child already spawned (whose pipes the test took first).
+    pub fn adopt(child: Child) -> Self {
+        Self(child)
+    }
+
     /// Spawns `command`; panics with `what` if it cannot start.
     pub fn spawn(command: &mut Command, what: &str) -> Self {
         Self(command.spawn().expect(what))
