@@ -24,7 +24,6 @@ mod orders;
 mod payments;
 mod stock;
 
-pub use crate::model::HOLD_OPEN_DEADLINE;
 pub use accounts::{decide_step, step_effect};
 pub use idempotency::{fingerprint, op_key, op_outcome_after};
 pub use local::{local_refusals, local_rejection, local_run, local_run_outcomes, LocalRun};

@@ -21,8 +21,7 @@ mod stock;
 
 pub use local::local_run_steps;
 
-use crate::domain::TimestampMs;
-use crate::domain::{AccountId, OrderId, PaymentId, Sku};
+use crate::domain::{AccountId, OrderId, PaymentId, Sku, TimestampMs};
 use crate::event::Event;
 use crate::model::{
     Account, Item, OpKey, OpRecord, Payment, Reservation, ReservationKey, StepKey, StepRecord,
