@@ -439,35 +439,48 @@ fn chunk_count(snapshot: &Snapshot) -> i64 {
         .div_ceil(storage::SNAPSHOT_CHUNK_BYTES_MAX) as i64
 }
 
-/// A snapshot of several chunks is saved while the shard's appends keep coming:
-/// both succeed (SQLite has one writer at a time; the save must wait its turn,
-/// not fail).
+/// A snapshot of several chunks is saved while the shard's appends keep coming,
+/// group after group, from before the save starts until it returns: both succeed
+/// (SQLite has one writer at a time; the save must get its turn, not poll for the
+/// lock between commits until its busy timeout runs out).
 async fn a_snapshot_saves_while_appends_keep_coming(url: String) {
     let journal = storage::open(&options(url)).await.unwrap();
     let shard = ShardId(5);
     let epoch = journal.acquire(shard).await.unwrap();
     let state = state_with_accounts(100_000);
     let snapshot = Snapshot::encode(shard, &state);
-    let appends = {
-        let journal = journal.clone();
-        async move {
-            for seq in 1..=200u64 {
-                journal
-                    .append(JournalRecord::encode(
-                        shard,
-                        epoch,
-                        seq,
-                        &[account_created(&format!("late-{seq}"), seq)],
-                    ))
-                    .await
-                    .unwrap();
+    let saved = std::sync::atomic::AtomicBool::new(false);
+    let appending = tokio::sync::Notify::new();
+    let appends = async {
+        let mut seq = 0u64;
+        while seq < 200 || !saved.load(std::sync::atomic::Ordering::Acquire) {
+            seq += 1;
+            if seq == 20 {
+                appending.notify_one();
             }
+            journal
+                .append(JournalRecord::encode(
+                    shard,
+                    epoch,
+                    seq,
+                    &[account_created(&format!("late-{seq}"), seq)],
+                ))
+                .await
+                .unwrap();
         }
+        seq
     };
-    let (saved, ()) = tokio::join!(journal.save_snapshot(snapshot.clone()), appends);
-    saved.unwrap();
+    let save = async {
+        appending.notified().await;
+        let result = journal.save_snapshot(snapshot.clone()).await;
+        saved.store(true, std::sync::atomic::Ordering::Release);
+        result
+    };
+    let (result, appended) = tokio::join!(save, appends);
+    result.unwrap();
     let recovered = journal.load(shard).await.unwrap();
     assert_eq!(recovered.snapshot, Some(snapshot));
+    assert!(appended >= 200, "{appended} appends");
 }
 
 #[tokio::test]

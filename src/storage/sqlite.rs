@@ -18,12 +18,22 @@ use surge_actors::{Journal, JournalError, ShardId};
 pub struct SqliteJournal {
     pool: SqlitePool,
     writer: GroupWriter,
+    write_turn: WriteTurn,
 }
 
 struct Writer {
     /// A single connection: SQLite has one writer at a time anyway.
     pool: SqlitePool,
+    write_turn: WriteTurn,
 }
+
+/// Whose turn it is to write. SQLite has one writer at a time, and a writer that
+/// finds the lock taken polls for it with growing sleeps (the busy handler): a
+/// snapshot save behind a journal writer that commits group after group can keep
+/// missing the gaps until its busy timeout runs out. Every write transaction takes
+/// this first-come-first-served lock, so they queue here instead and the busy
+/// handler only ever waits for a reader's checkpoint.
+type WriteTurn = Arc<tokio::sync::Mutex<()>>;
 
 impl SqliteJournal {
     pub async fn open(options: &StorageOptions) -> anyhow::Result<Self> {
@@ -56,11 +66,19 @@ impl SqliteJournal {
             .connect_with(connect)
             .await
             .context("cannot open the SQLite writer connection")?;
+        let write_turn = WriteTurn::default();
         let writer = GroupWriter::start(
-            Arc::new(Writer { pool: write_pool }),
+            Arc::new(Writer {
+                pool: write_pool,
+                write_turn: write_turn.clone(),
+            }),
             options.records_per_write_max,
         );
-        Ok(Self { pool, writer })
+        Ok(Self {
+            pool,
+            writer,
+            write_turn,
+        })
     }
 }
 
@@ -71,6 +89,7 @@ impl WriteRecords for Writer {
     ) -> BoxFuture<'_, Result<Vec<Result<(), JournalError>>, JournalError>> {
         Box::pin(async move {
             // One transaction, one fsync, for the whole group.
+            let _turn = self.write_turn.lock().await;
             let mut tx = self.pool.begin().await.map_err(unavailable)?;
             let mut results = Vec::with_capacity(records.len());
             for record in &records {
@@ -109,7 +128,9 @@ impl WriteRecords for Writer {
 impl Journal for SqliteJournal {
     fn acquire(&self, shard: ShardId) -> BoxFuture<'static, Result<u64, JournalError>> {
         let pool = self.pool.clone();
+        let write_turn = self.write_turn.clone();
         Box::pin(async move {
+            let _turn = write_turn.lock().await;
             let epoch: i64 = sqlx::query_scalar(
                 "INSERT INTO shard_leases (shard, epoch) VALUES (?1, 1)
                  ON CONFLICT (shard) DO UPDATE
@@ -180,16 +201,18 @@ impl Journal for SqliteJournal {
 
     fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'static, Result<(), JournalError>> {
         let pool = self.pool.clone();
+        let write_turn = self.write_turn.clone();
         Box::pin(async move {
             let shard = snapshot.shard.0 as i64;
             let seq = snapshot.seq as i64;
+            let _turn = write_turn.lock().await;
             let mut tx = pool.begin().await.map_err(unavailable)?;
             // A snapshot at this sequence number may be stored already (asked for
             // twice with nothing in between, or a torn one that recovery skipped).
             // It is replaced whole: the same state can encode to other bytes (map
             // order), and one head must never describe chunks of two encodings.
-            // (A write first, too: SQLite then takes its write lock at once and
-            // waits for the journal's writer instead of failing to upgrade.)
+            // (A write first, too: SQLite then takes its write lock at once
+            // instead of failing to upgrade a read transaction.)
             for table in ["snapshots", "snapshot_chunks"] {
                 sqlx::query(&format!(
                     "DELETE FROM {table} WHERE shard = ?1 AND seq = ?2"
@@ -227,35 +250,45 @@ impl Journal for SqliteJournal {
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-            sqlx::query(
-                "DELETE FROM snapshots WHERE shard = ?1 AND seq < (
-                     SELECT min(seq) FROM (SELECT seq FROM snapshots WHERE shard = ?1
-                                           ORDER BY seq DESC LIMIT 2))",
-            )
-            .bind(shard)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-            sqlx::query(
-                "DELETE FROM snapshot_chunks WHERE shard = ?1
-                 AND seq < (SELECT min(seq) FROM snapshots WHERE shard = ?1)",
-            )
-            .bind(shard)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-            sqlx::query(
-                "DELETE FROM journal WHERE shard = ?1
-                 AND last_seq <= (SELECT min(seq) FROM snapshots WHERE shard = ?1)
-                 AND (SELECT count(*) FROM snapshots WHERE shard = ?1) >= 2",
-            )
-            .bind(shard)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+            prune_before_snapshots(&mut tx, shard).await?;
             tx.commit().await.map_err(unavailable)
         })
     }
+}
+
+/// Keeps the newest two snapshots of a shard and the journal after the older one
+/// (recovery falls back to it if the newest is torn); drops the rest.
+async fn prune_before_snapshots(
+    conn: &mut SqliteConnection,
+    shard: i64,
+) -> Result<(), JournalError> {
+    sqlx::query(
+        "DELETE FROM snapshots WHERE shard = ?1 AND seq < (
+             SELECT min(seq) FROM (SELECT seq FROM snapshots WHERE shard = ?1
+                                   ORDER BY seq DESC LIMIT 2))",
+    )
+    .bind(shard)
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    sqlx::query(
+        "DELETE FROM snapshot_chunks WHERE shard = ?1
+         AND seq < (SELECT min(seq) FROM snapshots WHERE shard = ?1)",
+    )
+    .bind(shard)
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    sqlx::query(
+        "DELETE FROM journal WHERE shard = ?1
+         AND last_seq <= (SELECT min(seq) FROM snapshots WHERE shard = ?1)
+         AND (SELECT count(*) FROM snapshots WHERE shard = ?1) >= 2",
+    )
+    .bind(shard)
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
 }
 
 /// The newest snapshot whose payload is complete and whose checksum holds; a torn
