@@ -501,11 +501,19 @@ async fn a_snapshot_stored_inline_before_chunking_still_loads(url: String) {
     db.create_schema_before_chunking().await;
     let shard = ShardId(2);
     let state = state_with_accounts(100);
-    let legacy = Snapshot::encode(shard, &state);
+    // Rows from before the format column are format 1: label these so (their
+    // bytes are today's encoding, which decodes under either label).
+    let legacy = Snapshot {
+        format: 1,
+        ..Snapshot::encode(shard, &state)
+    };
     db.insert_inline_snapshot(&legacy).await;
     // So is a record, written after the snapshot.
     let after = vec![account_created("legacy-after", 100)];
-    let legacy_record = JournalRecord::encode(shard, 0, state.last_seq + 1, &after);
+    let legacy_record = JournalRecord {
+        format: 1,
+        ..JournalRecord::encode(shard, 0, state.last_seq + 1, &after)
+    };
     db.insert_legacy_record(&legacy_record).await;
     let journal = storage::open(&options(url.clone())).await.unwrap();
     journal.acquire(shard).await.unwrap();

@@ -27,6 +27,7 @@ const ENGINE_LAYERS: &[&[&str]] = &[
     &["domain", "rejection", "router"],
     &["model"],
     &["order"],
+    &["archive"],
     &["command", "event"],
     &["notice"],
     &["table"],
@@ -54,6 +55,7 @@ const STATE_TABLES: &[&str] = &[
     "ops",
     "steps",
     "timers",
+    "finished",
 ];
 
 /// Methods that change a table (`UndoMap`, `UndoSet`).

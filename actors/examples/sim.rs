@@ -97,7 +97,8 @@ fn main() -> ExitCode {
                     println!(
                         "seed {seed} ok: {} shards, {} steps, {} requests, {} events, {} crashes, \
                          {} failed writes, {} messages ({} duplicated, {} lost), orders {}/{}/{}/{} \
-                         (confirmed/rejected/cancelled/expired) | total {:.0} steps/s",
+                         (confirmed/rejected/cancelled/expired), {} archive rounds, {} recalls \
+                         | total {:.0} steps/s",
                         report.shards,
                         report.steps,
                         report.requests,
@@ -111,6 +112,8 @@ fn main() -> ExitCode {
                         report.orders.rejected,
                         report.orders.cancelled,
                         report.orders.expired,
+                        report.archive_rounds,
+                        report.recalls,
                         steps_total as f64 / elapsed
                     );
                 }

@@ -147,6 +147,9 @@ pub struct ShardActor {
     /// Operators waiting for the running snapshot to be written.
     snapshot_waiters: Vec<(ControlResponder, bool)>,
     shutting_down: bool,
+    /// Counts the cores built (each recovery and resync builds one): an archive
+    /// round or lookup answered for an earlier core is dropped.
+    core_generation: u64,
 }
 
 impl ShardActor {
@@ -183,6 +186,7 @@ impl ShardActor {
             restart_waiters: Vec::new(),
             snapshot_waiters: Vec::new(),
             shutting_down: false,
+            core_generation: 0,
         }
     }
 
@@ -304,6 +308,7 @@ impl ShardActor {
     )]
     fn flush(&mut self, ctx: &mut Context<Self>) {
         self.flush_scheduled = false;
+        self.send_lookups(ctx);
         if self.writing {
             // The write's completion flushes again.
             return;
@@ -358,6 +363,7 @@ impl ShardActor {
                     actor.events_since_snapshot += events as u64;
                     let reads = std::mem::take(&mut actor.reads_writing);
                     actor.release(batch, reads);
+                    actor.archive_finished(ctx);
                     if actor.restart_after_write {
                         actor.restart_after_write = false;
                         ctx.stop();
@@ -404,6 +410,7 @@ impl ShardActor {
             self.resync(ctx);
             return;
         }
+        self.archive_finished(ctx);
         self.guarded(ctx, |core| core.tick());
     }
 
@@ -437,6 +444,7 @@ impl ShardActor {
             core.redrive();
             actor.durable_seq = core.state.last_seq;
             actor.core = Some(core);
+            actor.core_generation += 1;
             actor.resync_needed = false;
             actor.stats.set_state(ShardState::Running);
             tracing::info!(shard = %id, seq = actor.durable_seq, "shard resynchronised with the journal");
@@ -600,6 +608,77 @@ impl ShardActor {
         }
     }
 
+    fn journal_timeout(&self) -> Duration {
+        Duration::from_millis(self.settings.journal_timeout_ms)
+    }
+
+    /// Hands the finished entities that are durable to the archive, one round at a
+    /// time; once it has stored them, the core lets them leave memory.
+    fn archive_finished(&mut self, ctx: &mut Context<Self>) {
+        let durable_seq = self.durable_seq;
+        let Some(round) = self
+            .core
+            .as_mut()
+            .and_then(|core| core.take_archivable(durable_seq))
+        else {
+            return;
+        };
+        let (id, generation, through_seq) = (self.id, self.core_generation, round.through_seq);
+        let entities = round.entities.len();
+        let store = with_timeout(
+            self.journal.archive(id, round.entities),
+            self.journal_timeout(),
+        );
+        ctx.spawn(store.into_actor(self).map(move |result, actor, ctx| {
+            if actor.core_generation != generation {
+                return;
+            }
+            if let Err(error) = &result {
+                tracing::warn!(shard = %id, %error, entities, "archive write failed; the round goes again");
+            }
+            let stored = result.is_ok();
+            actor.guarded(ctx, |core| core.archived(through_seq, stored));
+        }));
+    }
+
+    /// Sends the lookups the inputs handled since the last flush are parked on,
+    /// in one request.
+    fn send_lookups(&mut self, ctx: &mut Context<Self>) {
+        let Some(keys) = self
+            .core
+            .as_mut()
+            .map(ShardCore::take_lookups)
+            .filter(|keys| !keys.is_empty())
+        else {
+            return;
+        };
+        let (id, generation) = (self.id, self.core_generation);
+        let lookup = with_timeout(self.journal.lookup(keys.clone()), self.journal_timeout());
+        ctx.spawn(lookup.into_actor(self).map(move |result, actor, ctx| {
+            if actor.core_generation != generation {
+                // The core that parked the inputs is gone, and their clients
+                // were told to retry with it.
+                return;
+            }
+            match result {
+                Ok(found) => actor.guarded(ctx, |core| {
+                    core.looked_up(found);
+                }),
+                Err(error) => {
+                    tracing::warn!(shard = %id, %error, keys = keys.len(), "archive lookup failed; its commands are answered retry");
+                    let tokens = actor
+                        .core
+                        .as_mut()
+                        .map(|core| core.lookups_failed(&keys))
+                        .unwrap_or_default();
+                    for token in tokens {
+                        actor.answer(token, Err(EngineError::Retry));
+                    }
+                }
+            }
+        }));
+    }
+
     fn build_core(&self, state: crate::state::State, events: &[crate::event::Event]) -> ShardCore {
         crate::recovery::build_core(
             self.id,
@@ -656,6 +735,7 @@ impl Actor for ShardActor {
                     actor.stats.last_seq.store(actor.durable_seq, Ordering::Relaxed);
                     actor.stats.update_counts(&core.state);
                     actor.core = Some(core);
+                    actor.core_generation += 1;
                     actor.stats.set_state(ShardState::Running);
                     let elapsed = started.elapsed();
                     actor.stats.recovery_ms.store(elapsed.as_millis() as u64, Ordering::Relaxed);
@@ -736,7 +816,8 @@ impl Handler<Submit> for ShardActor {
         }
         self.guarded(ctx, |core| {
             for (token, command) in accepted {
-                core.command(token, command);
+                // Parked or not, its client waits on the token.
+                let _decided_now = core.command(token, command);
             }
         });
     }
@@ -794,6 +875,20 @@ impl Handler<Flush> for ShardActor {
 
     fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) {
         self.flush(ctx);
+    }
+}
+
+/// A storage call that gives up after `timeout`, as unavailable.
+async fn with_timeout<T>(
+    call: futures::future::BoxFuture<'static, Result<T, JournalError>>,
+    timeout: Duration,
+) -> Result<T, JournalError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(result) => result,
+        Err(_) => Err(JournalError::Unavailable(format!(
+            "storage took longer than {} ms",
+            timeout.as_millis()
+        ))),
     }
 }
 

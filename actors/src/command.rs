@@ -3,6 +3,7 @@
 //! Everything here is already parsed: ids, amounts, currencies and quantities are
 //! domain types. Views are plain data; the HTTP front formats them.
 
+use crate::archive::{ArchiveKey, Archived};
 use crate::domain::{
     AccountId, Amount, Currency, OpId, OrderId, PaymentId, Quantity, ReservationId, Sku,
     TimestampMs,
@@ -142,6 +143,21 @@ impl Query {
             Query::Order(id) => id.as_str(),
         }
     }
+
+    /// The archive key of what the query reads, when that may have left memory.
+    pub fn archive_key(&self) -> Option<ArchiveKey> {
+        match self {
+            Query::Payment(id) => Some(ArchiveKey::Payment(id.clone())),
+            Query::Order(id) => Some(ArchiveKey::Order(id.clone())),
+            Query::Reservation(sku, id) => {
+                Some(ArchiveKey::Reservation(crate::model::ReservationKey {
+                    sku: sku.clone(),
+                    id: id.clone(),
+                }))
+            }
+            Query::Account(_) | Query::Item(_) => None,
+        }
+    }
 }
 
 /// The engine's answer to a command or query.
@@ -180,6 +196,25 @@ pub enum Reply {
 }
 
 impl Reply {
+    /// A read's answer for an archived entity: the very reply a read of it in
+    /// memory gives (see `ShardCore::query`), so the JSON is the same either way.
+    pub fn of_archived(entity: &Archived) -> Self {
+        match entity {
+            Archived::Payment(payment) => Reply::Payment {
+                payment: PaymentView::current(payment),
+                replayed: false,
+            },
+            Archived::Order(order) => Reply::Order {
+                order: OrderView::from(&**order),
+                replayed: false,
+            },
+            Archived::Reservation(reservation) => Reply::Reservation {
+                reservation: ReservationView::from(reservation),
+                replayed: false,
+            },
+        }
+    }
+
     pub fn rejected(rejection: Rejection) -> Self {
         Reply::Rejected {
             rejection,

@@ -3,8 +3,10 @@
 
 use crate::actor::{Control, Read, Responder, ShardActor, ShardSettings, Submit};
 pub use crate::actor::{ControlReply, ControlRequest};
+use crate::archive::ArchiveKey;
 use crate::command::{Command, Query, Reply};
 use crate::journal::Journal;
+use crate::rejection::Rejection;
 use crate::router::{Router, ShardId};
 use crate::shard::ShardLimits;
 pub use crate::status::{
@@ -235,7 +237,50 @@ impl Engine {
     }
 
     /// Reads one entity from its shard.
+    /// Answers a read. A payment, order or reservation is read from the archive
+    /// first, so a read of one that has left memory never waits on its shard;
+    /// one the archive does not have yet is asked of the shard, and if it left
+    /// memory in between, read from the archive again.
     pub async fn query(&self, query: Query) -> Result<Reply, EngineError> {
+        let Some(key) = query.archive_key() else {
+            return self.ask_shard(query).await;
+        };
+        if let Some(reply) = self.read_archived(&key).await? {
+            return Ok(reply);
+        }
+        let reply = self.ask_shard(query).await?;
+        let not_found = matches!(
+            reply.rejection(),
+            Some(
+                Rejection::PaymentNotFound
+                    | Rejection::OrderNotFound
+                    | Rejection::ReservationNotFound
+            )
+        );
+        if not_found {
+            if let Some(reply) = self.read_archived(&key).await? {
+                return Ok(reply);
+            }
+        }
+        Ok(reply)
+    }
+
+    async fn read_archived(&self, key: &ArchiveKey) -> Result<Option<Reply>, EngineError> {
+        let lookup = self.inner.journal.lookup(vec![key.clone()]);
+        match tokio::time::timeout(self.inner.reply_timeout, lookup).await {
+            Ok(Ok(found)) => Ok(found
+                .into_iter()
+                .find_map(|(_, entity)| entity)
+                .map(|entity| Reply::of_archived(&entity))),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "archive read failed");
+                Err(EngineError::Retry)
+            }
+            Err(_) => Err(EngineError::Retry),
+        }
+    }
+
+    async fn ask_shard(&self, query: Query) -> Result<Reply, EngineError> {
         let shard = self.inner.router.shard_for(query.route_key());
         let (responder, receiver) = oneshot::channel();
         let (addr, _) = &self.inner.shards[shard.0 as usize];

@@ -4,6 +4,7 @@
 //! rebuilds exactly the state that clients were told about, with no lookups, clocks
 //! or configuration involved.
 
+use crate::archive::Archived;
 use crate::domain::{AccountId, Currency, OrderId, PaymentId, ReservationId, Sku, TimestampMs};
 use crate::model::{
     Ending, OpKey, OpRecord, PaymentTerms, ReservationStatus, SagaId, StepEffect, StepKey,
@@ -217,6 +218,14 @@ pub enum Event {
         answers: Vec<(StepOutcome, ReportedPrice)>,
         at: TimestampMs,
     },
+    /// The archive has stored every entity this shard finished up to and including
+    /// event `through_seq` (see [`crate::archive`]): they leave memory. Entities
+    /// finished later stay until a later round.
+    EntitiesArchived { through_seq: u64 },
+    /// A finished entity that had left memory, looked up in the archive for a
+    /// command that names it, comes back as it was stored: the command is then
+    /// planned and decided on it exactly as if it had never left.
+    EntityRecalled { entity: Archived, at: TimestampMs },
 }
 
 impl Event {
@@ -245,7 +254,9 @@ impl Event {
             | Event::Reserved { .. }
             | Event::ReservationClosed { .. }
             | Event::LineStepApplied { .. }
-            | Event::RecordsPruned { .. } => None,
+            | Event::RecordsPruned { .. }
+            | Event::EntitiesArchived { .. }
+            | Event::EntityRecalled { .. } => None,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! * [`event`]: the events that change state and fill the journal.
 //! * [`model`]: the entities a shard owns and the saga records.
 //! * [`order`]: the order saga's progress and the item side of its steps.
+//! * [`archive`]: finished entities that leave memory once the archive has them.
 //! * [`notice`]: what feeds hear of durable changes.
 //! * [`state`]: a shard's state and `apply`.
 //! * [`decide`]: the pure business rules, `decide(state, command, now)`.
@@ -24,6 +25,7 @@
 //! * [`engine`]: the handle the server uses to start shards and send them work.
 
 pub mod actor;
+pub mod archive;
 pub mod command;
 pub mod decide;
 pub mod domain;

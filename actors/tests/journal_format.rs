@@ -13,6 +13,7 @@ use serde::de::{Error as _, Visitor};
 use serde::Deserialize as _;
 use std::path::PathBuf;
 use std::sync::Arc;
+use surge_actors::archive::{ArchiveKey, Archived};
 use surge_actors::domain::{
     AccountId, Currency, OpId, OrderId, PaymentId, Quantity, ReservationId, Sku, TimestampMs,
 };
@@ -76,6 +77,8 @@ fn variant_name(event: &Event) -> &'static str {
         Event::OrderRefusedLocally { .. } => "OrderRefusedLocally",
         Event::OrderRunLocally { .. } => "OrderRunLocally",
         Event::OrderRejectedLocally { .. } => "OrderRejectedLocally",
+        Event::EntitiesArchived { .. } => "EntitiesArchived",
+        Event::EntityRecalled { .. } => "EntityRecalled",
     }
 }
 
@@ -356,6 +359,19 @@ fn every_variant() -> Vec<Event> {
             ],
             at: AT,
         },
+        Event::EntitiesArchived { through_seq: 40 },
+        Event::EntityRecalled {
+            entity: Archived::Reservation(Reservation {
+                sku: sku("sku-1"),
+                id: ReservationId::parse("res-9").expect("valid id"),
+                quantity: 2,
+                ttl_ms: 60_000,
+                status: ReservationStatus::Committed,
+                expires_at: LATER,
+                created_at: AT,
+            }),
+            at: AT,
+        },
     ]
 }
 
@@ -493,6 +509,9 @@ fn small_state() -> State {
     }
     state.last_seq = SNAPSHOT_SEQ;
     state
+        .finished
+        .insert(ArchiveKey::Order(order("ord-9")), SNAPSHOT_SEQ - 1);
+    state
 }
 
 fn golden_path(name: &str) -> PathBuf {
@@ -594,6 +613,7 @@ fn a_small_snapshot_encodes_to_the_committed_bytes_and_decodes_from_them() {
         ("orders", state.orders.len()),
         ("ops", state.ops.len()),
         ("steps", state.steps.len()),
+        ("finished", state.finished.len()),
     ] {
         assert_eq!(
             entries, 1,

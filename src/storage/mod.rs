@@ -14,6 +14,7 @@
 //! `format` column; rows from before it read as format 1, its default (see
 //! "Journal compatibility" in `surge_actors::journal`).
 
+mod archive;
 mod postgres;
 mod sqlite;
 mod writer;

@@ -1,5 +1,6 @@
 //! The PostgreSQL journal (production backend).
 
+use super::archive::{ArchiveBackend, ArchiveRow, ArchiveWorkers, Found, ROWS_PER_STATEMENT_MAX};
 use super::writer::{GroupWriter, WriteRecords};
 use super::{
     checksum_from_sql, checksum_to_sql, format_from_sql, format_to_sql, snapshot_chunk_count,
@@ -10,15 +11,23 @@ use futures::future::BoxFuture;
 use futures::TryStreamExt as _;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Row};
+use std::collections::HashMap;
 use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::Arc;
-use surge_actors::journal::{JournalRecord, Recovered, Snapshot};
+use surge_actors::archive::{ArchiveKey, Archived};
+use surge_actors::journal::{JournalRecord, Lookups, Recovered, Snapshot};
 use surge_actors::{Journal, JournalError, ShardId};
 
 pub struct PostgresJournal {
     pool: PgPool,
     writer: GroupWriter,
+    archive: ArchiveWorkers,
+}
+
+/// The archive's tables, on the journal's pool.
+struct Archive {
+    pool: PgPool,
 }
 
 struct Writer {
@@ -46,7 +55,12 @@ impl PostgresJournal {
             Arc::new(Writer { pool: pool.clone() }),
             options.records_per_write_max,
         );
-        Ok(Self { pool, writer })
+        let archive = ArchiveWorkers::start(Arc::new(Archive { pool: pool.clone() }));
+        Ok(Self {
+            pool,
+            writer,
+            archive,
+        })
     }
 }
 
@@ -142,6 +156,18 @@ impl Journal for PostgresJournal {
 
     fn append(&self, record: JournalRecord) -> BoxFuture<'static, Result<(), JournalError>> {
         self.writer.append(record)
+    }
+
+    fn archive(
+        &self,
+        shard: ShardId,
+        entities: Vec<Archived>,
+    ) -> BoxFuture<'static, Result<(), JournalError>> {
+        self.archive.store(shard, entities)
+    }
+
+    fn lookup(&self, keys: Vec<ArchiveKey>) -> BoxFuture<'static, Result<Lookups, JournalError>> {
+        self.archive.lookup(keys)
     }
 
     fn ping(&self) -> BoxFuture<'static, Result<(), JournalError>> {
@@ -319,4 +345,60 @@ async fn load_snapshot(
         }
     }
     Ok(None)
+}
+
+impl ArchiveBackend for Archive {
+    fn store(
+        &self,
+        rows: Vec<(&'static str, Vec<ArchiveRow>)>,
+    ) -> BoxFuture<'_, Result<(), JournalError>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(unavailable)?;
+            for (table, rows) in rows {
+                for chunk in rows.chunks(ROWS_PER_STATEMENT_MAX) {
+                    // One statement per table and chunk: UNNEST turns the columns
+                    // into rows; an id stored before keeps its row.
+                    sqlx::query(&format!(
+                        "INSERT INTO {table} (id, shard, status, finished_at, format, body)
+                         SELECT * FROM UNNEST($1::text[], $2::int4[], $3::text[],
+                                              $4::int8[], $5::int4[], $6::bytea[])
+                         ON CONFLICT (id) DO NOTHING"
+                    ))
+                    .bind(chunk.iter().map(|r| r.id.clone()).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|r| r.shard).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|r| r.status).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|r| r.finished_at).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|r| r.format).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|r| r.body.clone()).collect::<Vec<_>>())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                }
+            }
+            tx.commit().await.map_err(unavailable)
+        })
+    }
+
+    fn find(
+        &self,
+        table: &'static str,
+        ids: Vec<String>,
+    ) -> BoxFuture<'_, Result<Found, JournalError>> {
+        Box::pin(async move {
+            let mut found = HashMap::new();
+            for chunk in ids.chunks(ROWS_PER_STATEMENT_MAX) {
+                let rows = sqlx::query(&format!(
+                    "SELECT id, format, body FROM {table} WHERE id = ANY($1)"
+                ))
+                .bind(chunk)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+                for row in rows {
+                    found.insert(row.get(0), (row.get(1), row.get(2)));
+                }
+            }
+            Ok(found)
+        })
+    }
 }

@@ -1,5 +1,6 @@
 //! The SQLite journal (embedded default): WAL mode, full synchronous commits.
 
+use super::archive::{ArchiveBackend, ArchiveRow, ArchiveWorkers, Found};
 use super::writer::{GroupWriter, WriteRecords};
 use super::{
     checksum_from_sql, checksum_to_sql, format_from_sql, format_to_sql, snapshot_chunk_count,
@@ -10,14 +11,25 @@ use futures::future::BoxFuture;
 use futures::TryStreamExt as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
-use surge_actors::journal::{JournalRecord, Recovered, Snapshot};
+use surge_actors::archive::{ArchiveKey, Archived};
+use surge_actors::journal::{JournalRecord, Lookups, Recovered, Snapshot};
 use surge_actors::{Journal, JournalError, ShardId};
 
 pub struct SqliteJournal {
     pool: SqlitePool,
     writer: GroupWriter,
+    write_turn: WriteTurn,
+    archive: ArchiveWorkers,
+}
+
+/// The archive's tables: written on the writer's connection in its turn, read
+/// on the pool.
+struct Archive {
+    write_pool: SqlitePool,
+    pool: SqlitePool,
     write_turn: WriteTurn,
 }
 
@@ -67,6 +79,11 @@ impl SqliteJournal {
             .await
             .context("cannot open the SQLite writer connection")?;
         let write_turn = WriteTurn::default();
+        let archive = ArchiveWorkers::start(Arc::new(Archive {
+            write_pool: write_pool.clone(),
+            pool: pool.clone(),
+            write_turn: write_turn.clone(),
+        }));
         let writer = GroupWriter::start(
             Arc::new(Writer {
                 pool: write_pool,
@@ -78,6 +95,7 @@ impl SqliteJournal {
             pool,
             writer,
             write_turn,
+            archive,
         })
     }
 }
@@ -147,6 +165,18 @@ impl Journal for SqliteJournal {
 
     fn append(&self, record: JournalRecord) -> BoxFuture<'static, Result<(), JournalError>> {
         self.writer.append(record)
+    }
+
+    fn archive(
+        &self,
+        shard: ShardId,
+        entities: Vec<Archived>,
+    ) -> BoxFuture<'static, Result<(), JournalError>> {
+        self.archive.store(shard, entities)
+    }
+
+    fn lookup(&self, keys: Vec<ArchiveKey>) -> BoxFuture<'static, Result<Lookups, JournalError>> {
+        self.archive.lookup(keys)
     }
 
     fn ping(&self) -> BoxFuture<'static, Result<(), JournalError>> {
@@ -333,4 +363,61 @@ async fn load_snapshot(
         }
     }
     Ok(None)
+}
+
+/// Ids per `IN (…)` list: far below SQLite's limit on bound parameters.
+const IDS_PER_QUERY_MAX: usize = 500;
+
+impl ArchiveBackend for Archive {
+    fn store(
+        &self,
+        rows: Vec<(&'static str, Vec<ArchiveRow>)>,
+    ) -> BoxFuture<'_, Result<(), JournalError>> {
+        Box::pin(async move {
+            let _turn = self.write_turn.lock().await;
+            let mut tx = self.write_pool.begin().await.map_err(unavailable)?;
+            for (table, rows) in rows {
+                let insert = format!(
+                    "INSERT OR IGNORE INTO {table} (id, shard, status, finished_at, format, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                );
+                for row in rows {
+                    sqlx::query(&insert)
+                        .bind(row.id)
+                        .bind(row.shard)
+                        .bind(row.status)
+                        .bind(row.finished_at)
+                        .bind(row.format)
+                        .bind(row.body)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
+                }
+            }
+            tx.commit().await.map_err(unavailable)
+        })
+    }
+
+    fn find(
+        &self,
+        table: &'static str,
+        ids: Vec<String>,
+    ) -> BoxFuture<'_, Result<Found, JournalError>> {
+        Box::pin(async move {
+            let mut found = HashMap::new();
+            for chunk in ids.chunks(IDS_PER_QUERY_MAX) {
+                let marks = vec!["?"; chunk.len()].join(", ");
+                let select = format!("SELECT id, format, body FROM {table} WHERE id IN ({marks})");
+                let mut query = sqlx::query(&select);
+                for id in chunk {
+                    query = query.bind(id);
+                }
+                let rows = query.fetch_all(&self.pool).await.map_err(unavailable)?;
+                for row in rows {
+                    found.insert(row.get(0), (row.get(1), row.get(2)));
+                }
+            }
+            Ok(found)
+        })
+    }
 }

@@ -27,11 +27,13 @@ mod stock;
 pub use accounts::{decide_step, step_effect};
 pub use idempotency::{fingerprint, op_key, op_outcome_after};
 pub use local::{local_refusals, local_rejection, local_run, local_run_outcomes, LocalRun};
-pub use stock::{decide_line_step, item_price, reserve_refusal};
+pub use stock::{decide_line_step, item_price, line_step_reservation, reserve_refusal};
 
+use crate::archive::ArchiveKey;
 use crate::command::{Command, Reply};
 use crate::domain::TimestampMs;
 use crate::event::Event;
+use crate::model::ReservationKey;
 use crate::model::SagaId;
 use crate::rejection::Rejection;
 use crate::state::State;
@@ -115,6 +117,34 @@ pub fn plan(state: &State, command: &Command) -> Plan {
         | Command::CommitReservation { .. }
         | Command::ReleaseReservation { .. }
         | Command::CancelOrder { .. } => Plan::Decide,
+    }
+}
+
+/// The finished entity a command names, which must be in memory (or known to be
+/// nowhere) before the command is planned: a retry of a creation, or an
+/// operation on the entity.
+pub fn named_entity(command: &Command) -> Option<ArchiveKey> {
+    match command {
+        Command::CreatePayment { id, .. }
+        | Command::CapturePayment { id, .. }
+        | Command::VoidPayment { id, .. } => Some(ArchiveKey::Payment(id.clone())),
+        Command::CreateOrder { id, .. } | Command::CancelOrder { id, .. } => {
+            Some(ArchiveKey::Order(id.clone()))
+        }
+        Command::Reserve { sku, id, .. }
+        | Command::CommitReservation { sku, id, .. }
+        | Command::ReleaseReservation { sku, id, .. } => {
+            Some(ArchiveKey::Reservation(ReservationKey {
+                sku: sku.clone(),
+                id: id.clone(),
+            }))
+        }
+        // Accounts and items never leave memory.
+        Command::CreateAccount { .. }
+        | Command::Deposit { .. }
+        | Command::Withdraw { .. }
+        | Command::CreateItem { .. }
+        | Command::Restock { .. } => None,
     }
 }
 

@@ -23,8 +23,11 @@
 //! * `notices`: what feeds hear of each event.
 //! * `waiters`: clients waiting on a saga, answered when it moves.
 //! * `reads`: queries answered from the state.
+//! * `archive`: handing finished entities to the archive, and parking inputs
+//!   while an entity that left memory is looked up.
 
 mod accounts;
+mod archive;
 mod batch;
 mod idempotency;
 mod local;
@@ -37,11 +40,13 @@ mod stock;
 mod timers;
 mod waiters;
 
+pub use archive::ArchiveRound;
 pub use batch::{Batch, SPARE_EVENTS_CAPACITY_MAX};
 pub use messages::{
     Envelope, LineStepReply, LineStepRequest, ShardMessage, StepReply, StepRequest,
 };
 
+use crate::archive::ArchiveKey;
 use crate::command::Command;
 use crate::command::Reply;
 use crate::decide::{self, Plan, WaitFor};
@@ -111,6 +116,18 @@ pub struct ShardCore {
     /// The buffers of a batch already written, emptied, kept for the next batch
     /// (see `recycle`).
     spare: Batch,
+    /// Finished entities up to this event are in the archive (volatile: after a
+    /// restart the archive is given them again, and stores each once).
+    archived_through: u64,
+    /// A round of finished entities is on its way to the archive.
+    archive_in_flight: bool,
+    /// Inputs waiting for a lookup, by the key looked up (volatile: a crash loses
+    /// them, and their clients get a retryable error).
+    parked: HashMap<ArchiveKey, VecDeque<archive::Parked>>,
+    /// Keys to look up, not yet taken by the owner.
+    lookups: Vec<ArchiveKey>,
+    /// The key whose parked inputs are running now, after its lookup.
+    recalling: Option<ArchiveKey>,
 }
 
 impl ShardCore {
@@ -128,6 +145,11 @@ impl ShardCore {
             touched: Vec::new(),
             batch_open: false,
             spare: Batch::default(),
+            archived_through: 0,
+            archive_in_flight: false,
+            parked: HashMap::new(),
+            lookups: Vec::new(),
+            recalling: None,
         }
     }
 
@@ -197,8 +219,22 @@ impl ShardCore {
         self.batch.events.len()
     }
 
-    /// Handles a client command.
-    pub fn command(&mut self, token: Token, command: Command) {
+    /// Handles a client command, or parks it while the entity it names is looked
+    /// up in the archive. Returns whether it was decided now (a parked one is
+    /// decided when its lookup is answered: see `looked_up`).
+    pub fn command(&mut self, token: Token, command: Command) -> bool {
+        match self.park_command(token, command) {
+            Some(command) => {
+                self.decide_command(token, command);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Plans, decides and answers a command whose entity is in memory (or known
+    /// to be nowhere).
+    fn decide_command(&mut self, token: Token, command: Command) {
         self.open_batch();
         match decide::plan(&self.state, &command) {
             Plan::Answer(reply) => self.batch.replies.push((token, reply)),
@@ -342,8 +378,9 @@ fn event_time(event: &Event) -> Option<TimestampMs> {
         | Event::OrderRejectedLocally { at, .. }
         | Event::OrderStepCompleted { at, .. }
         | Event::OrderEndRequested { at, .. }
-        | Event::LineStepApplied { at, .. } => Some(*at),
+        | Event::LineStepApplied { at, .. }
+        | Event::EntityRecalled { at, .. } => Some(*at),
         Event::OpRecorded { record, .. } => Some(record.at),
-        Event::RecordsPruned { .. } => None,
+        Event::RecordsPruned { .. } | Event::EntitiesArchived { .. } => None,
     }
 }

@@ -36,7 +36,9 @@ pub(super) fn order_version_before(state: &State, event: &Event) -> usize {
         | Event::PaymentRunLocally { .. }
         | Event::OrderRefusedLocally { .. }
         | Event::OrderRunLocally { .. }
-        | Event::OrderRejectedLocally { .. } => 0,
+        | Event::OrderRejectedLocally { .. }
+        | Event::EntitiesArchived { .. }
+        | Event::EntityRecalled { .. } => 0,
     }
 }
 
@@ -108,7 +110,10 @@ impl ShardCore {
             | Event::LineStepApplied { .. }
             | Event::RecordsPruned { .. }
             | Event::OrderRunLocally { .. }
-            | Event::OrderRejectedLocally { .. } => {}
+            | Event::OrderRejectedLocally { .. }
+            // An entity leaving memory or coming back changes nothing it shows.
+            | Event::EntitiesArchived { .. }
+            | Event::EntityRecalled { .. } => {}
         }
     }
 }

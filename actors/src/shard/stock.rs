@@ -5,6 +5,9 @@ use crate::decide;
 
 impl ShardCore {
     pub(super) fn handle_line_step(&mut self, request: LineStepRequest) {
+        let Some(request) = self.park_line_step(request) else {
+            return;
+        };
         let (events, outcome) = decide::decide_line_step(
             &self.state,
             &request.order,

@@ -99,10 +99,13 @@ impl ShardCore {
     }
 
     /// Drops every waiting client (the shard is going down); returns their tokens.
+    /// (Commands parked on a lookup are waiting clients too.)
     pub fn take_waiters(&mut self) -> Vec<Token> {
+        let parked = self.take_parked_tokens();
         self.waiters
             .drain()
             .flat_map(|(_, waiters)| waiters.into_iter().map(|w| w.token))
+            .chain(parked)
             .collect()
     }
 

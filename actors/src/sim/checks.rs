@@ -16,6 +16,7 @@
 use super::node::Answer;
 use super::workload::order_answers_agree;
 use super::world::World;
+use crate::archive::{ArchiveKey, Archived};
 use crate::command::{Command, OrderView, Reply};
 use crate::domain::{AccountId, OrderId, PaymentId, ReservationId, Sku};
 use crate::event::Event;
@@ -157,7 +158,10 @@ impl Ledger {
                 | Event::Reserved { .. }
                 | Event::ReservationClosed { .. }
                 | Event::LineStepApplied { .. }
-                | Event::RecordsPruned { .. } => {}
+                | Event::RecordsPruned { .. }
+                // Leaving memory and coming back move no money.
+                | Event::EntitiesArchived { .. }
+                | Event::EntityRecalled { .. } => {}
             }
         }
         self.folded[shard] = target;
@@ -401,9 +405,33 @@ impl World {
         if let Some((id, amount)) = self.ledger.outside.iter().find(|(_, a)| !a.is_zero()) {
             return Err(format!("{amount} of {id} never arrived anywhere"));
         }
+        self.merged = self.merged_states()?;
         self.check_told()?;
         self.check_orders()?;
         self.check_journals()
+    }
+
+    /// Each shard's state with everything it archived put back: what clients were
+    /// told is checked against where things ended, in memory or not.
+    fn merged_states(&self) -> Result<Vec<State>, String> {
+        let archived = self.journal.archived_entities();
+        self.nodes
+            .iter()
+            .map(|node| {
+                let core = node.core.as_ref().ok_or("a shard is down at the end")?;
+                let owner = |entity: &Archived| {
+                    let key = match entity.key() {
+                        ArchiveKey::Payment(id) => id.as_str().to_owned(),
+                        ArchiveKey::Order(id) => id.as_str().to_owned(),
+                        ArchiveKey::Reservation(key) => key.sku.as_str().to_owned(),
+                    };
+                    self.router.shard_for(&key) == node.id
+                };
+                Ok(core
+                    .state
+                    .with_archived(archived.iter().filter(|e| owner(e)).cloned()))
+            })
+            .collect()
     }
 
     /// Every order ended once, along a valid path, and left the stock and money as
@@ -415,15 +443,13 @@ impl World {
     fn check_orders(&self) -> Result<(), String> {
         let traces = self.order_traces()?;
         let mut orders = BTreeMap::new();
-        for core in self.nodes.iter().filter_map(|node| node.core.as_ref()) {
-            orders.extend(core.state.orders.iter().map(|(id, order)| (id, &**order)));
+        for state in &self.merged {
+            orders.extend(state.orders.iter().map(|(id, order)| (id, &**order)));
         }
         let state_of = |key: &str| {
             let shard = self.router.shard_for(key).0 as usize;
-            self.nodes[shard]
-                .core
-                .as_ref()
-                .map(|core| &core.state)
+            self.merged
+                .get(shard)
                 .ok_or_else(|| format!("the shard of {key} is down at the end"))
         };
         let nobody = OrderTrace::default();
@@ -568,12 +594,7 @@ impl World {
         traces: &BTreeMap<OrderId, OrderTrace>,
     ) -> Result<(), String> {
         let mut committed_for_orders: BTreeMap<Sku, u64> = BTreeMap::new();
-        for (shard, node) in self.nodes.iter().enumerate() {
-            let state = &node
-                .core
-                .as_ref()
-                .ok_or("a shard is down at the end")?
-                .state;
+        for (shard, state) in self.merged.iter().enumerate() {
             let mut committed: BTreeMap<&Sku, u64> = BTreeMap::new();
             for reservation in state.reservations.values() {
                 let quantity = u64::from(reservation.quantity);
@@ -753,10 +774,9 @@ impl World {
                         // accounts, is checked against the saga itself in
                         // `tests/orders.rs`; here the shard's balance sum and the
                         // held amounts guard it.
-                        let state = self.nodes[shard]
-                            .core
-                            .as_ref()
-                            .map(|core| &core.state)
+                        let state = self
+                            .merged
+                            .get(shard)
                             .ok_or_else(|| format!("shard {shard} is down at the end"))?;
                         let total: Option<Decimal> = terms
                             .lines
@@ -815,7 +835,9 @@ impl World {
                     | Event::PaymentStepAppliedLocally { .. }
                     | Event::PaymentRunLocally { .. }
                     | Event::OrderRefusedLocally { .. }
-                    | Event::OrderRejectedLocally { .. } => {}
+                    | Event::OrderRejectedLocally { .. }
+                    | Event::EntitiesArchived { .. }
+                    | Event::EntityRecalled { .. } => {}
                 }
             }
         }
@@ -827,10 +849,9 @@ impl World {
         let told = &self.workload.told;
         let payment = |id: &PaymentId| {
             let shard = self.router.shard_for(id.as_str()).0 as usize;
-            self.nodes[shard]
-                .core
-                .as_ref()
-                .and_then(|core| core.state.payments.get(id).cloned())
+            self.merged
+                .get(shard)
+                .and_then(|state| state.payments.get(id).cloned())
                 .ok_or_else(|| format!("acknowledged payment {id} is gone"))
         };
         for (id, first) in &told.payment_first {
@@ -868,10 +889,10 @@ impl World {
                 sku: sku.clone(),
                 id: id.clone(),
             };
-            let found = self.nodes[shard]
-                .core
-                .as_ref()
-                .and_then(|core| core.state.reservations.get(&key).map(|r| r.status));
+            let found = self
+                .merged
+                .get(shard)
+                .and_then(|state| state.reservations.get(&key).map(|r| r.status));
             if found != Some(*status) {
                 return Err(format!(
                     "reservation {sku}/{id} was {status:?} to its client, ended {found:?}"
@@ -1065,7 +1086,10 @@ fn note_created(
         | Event::OrderEndRequested { .. }
         | Event::LineStepApplied { .. }
         | Event::RecordsPruned { .. }
-        | Event::PaymentStepAppliedLocally { .. } => {}
+        | Event::PaymentStepAppliedLocally { .. }
+        // A recalled entity was created long before; it is not created again.
+        | Event::EntitiesArchived { .. }
+        | Event::EntityRecalled { .. } => {}
     }
 }
 

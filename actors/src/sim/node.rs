@@ -8,7 +8,7 @@
 use super::workload::RequestId;
 use crate::command::{Command, Reply};
 use crate::event::Event;
-use crate::journal::{Journal, JournalError, JournalRecord, MemoryJournal};
+use crate::journal::{Journal, JournalError, JournalRecord, Lookups, MemoryJournal};
 use crate::recovery::build_core;
 use crate::recovery::recover_state;
 use crate::router::{Router, ShardId};
@@ -22,6 +22,15 @@ pub enum Input {
     Command(RequestId, Command),
     Message(ShardMessage),
     Tick,
+    /// The archive's answer to lookups, for the core of `generation`.
+    LookedUp(u64, Lookups),
+    /// The archive stored (or failed to store) a round taken through a sequence
+    /// number, for the core of `generation`.
+    Archived {
+        generation: u64,
+        through_seq: u64,
+        stored: bool,
+    },
 }
 
 /// What a client hears back.
@@ -83,6 +92,9 @@ pub struct Node {
     /// Clients waiting for an answer, by token (the actor's responders).
     pending: BTreeMap<Token, RequestId>,
     next_token: Token,
+    /// Counts the cores built, as the actor does: archive answers for an earlier
+    /// core are dropped.
+    generation: u64,
 }
 
 impl Node {
@@ -96,6 +108,7 @@ impl Node {
             inbox: VecDeque::new(),
             pending: BTreeMap::new(),
             next_token: 0,
+            generation: 0,
         }
     }
 
@@ -120,6 +133,7 @@ impl Node {
         self.epoch = epoch;
         self.durable_seq = core.state.last_seq;
         self.core = Some(core);
+        self.generation += 1;
         self.resync_needed = false;
         self.flush(env, Fault::None, out);
         Ok(())
@@ -148,6 +162,7 @@ impl Node {
         core.redrive();
         self.durable_seq = core.state.last_seq;
         self.core = Some(core);
+        self.generation += 1;
         self.resync_needed = false;
         Ok(())
     }
@@ -169,9 +184,10 @@ impl Node {
                 Input::Command(request, command) => {
                     self.next_token += 1;
                     self.pending.insert(self.next_token, request);
-                    out.decided.push((request, env.now_ms));
                     let core = self.core.as_mut().expect("the node is up");
-                    core.command(self.next_token, command);
+                    if core.command(self.next_token, command) {
+                        out.decided.push((request, env.now_ms));
+                    }
                 }
                 // Dropped, as the actor does: coordinators resend unanswered steps.
                 Input::Message(_) if self.resync_needed => {}
@@ -185,9 +201,77 @@ impl Node {
                     }
                 }
                 Input::Tick => self.core.as_mut().expect("the node is up").tick(),
+                Input::LookedUp(generation, found) => {
+                    if generation == self.generation && !self.resync_needed {
+                        let core = self.core.as_mut().expect("the node is up");
+                        for token in core.looked_up(found) {
+                            if let Some(request) = self.pending.get(&token) {
+                                out.decided.push((*request, env.now_ms));
+                            }
+                        }
+                    }
+                }
+                Input::Archived {
+                    generation,
+                    through_seq,
+                    stored,
+                } => {
+                    if generation == self.generation {
+                        let core = self.core.as_mut().expect("the node is up");
+                        core.archived(through_seq, stored && !self.resync_needed);
+                    }
+                }
             }
         }
         self.flush(env, fault, out);
+        self.send_lookups(env, out);
+        self.archive_finished(env);
+    }
+
+    /// The actor's `send_lookups`: the archive is read now; its answer arrives
+    /// behind whatever the mailbox holds already (late, after other inputs).
+    fn send_lookups(&mut self, env: &Env, out: &mut Output) {
+        let Some(core) = self.core.as_mut() else {
+            return;
+        };
+        let keys = core.take_lookups();
+        if keys.is_empty() {
+            return;
+        }
+        match block_on(env.journal.lookup(keys.clone())) {
+            Ok(found) => self
+                .inbox
+                .push_back(Input::LookedUp(self.generation, found)),
+            Err(error) => {
+                note_unexpected(error, out);
+                let mut tokens = core.lookups_failed(&keys);
+                tokens.sort_unstable();
+                for token in tokens {
+                    self.answer(token, Answer::Retry, out);
+                }
+            }
+        }
+    }
+
+    /// The actor's `archive_finished`: the archive stores the round now; the
+    /// shard hears of it behind whatever the mailbox holds (a crash before then
+    /// loses the news, and the round goes again after recovery).
+    fn archive_finished(&mut self, env: &Env) {
+        if self.resync_needed {
+            return;
+        }
+        let Some(core) = self.core.as_mut() else {
+            return;
+        };
+        let Some(round) = core.take_archivable(self.durable_seq) else {
+            return;
+        };
+        let stored = block_on(env.journal.archive(self.id, round.entities)).is_ok();
+        self.inbox.push_back(Input::Archived {
+            generation: self.generation,
+            through_seq: round.through_seq,
+            stored,
+        });
     }
 
     /// The actor's flush: journal the batch, then release or roll back.

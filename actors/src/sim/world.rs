@@ -10,6 +10,7 @@ use super::node::{Answer, Env, Fault, Input, Node, Output};
 use super::rng::SimRng;
 use super::workload::{Mix, Universe, Workload};
 use crate::domain::{AccountId, Currency, Sku, TimestampMs};
+use crate::event::Event;
 use crate::journal::{Journal, MemoryJournal, Snapshot};
 use crate::order::OrderStatus;
 use crate::router::{Router, ShardId};
@@ -56,6 +57,10 @@ pub struct SimReport {
     pub shards: u32,
     /// How the run's orders ended, to see that the mix exercises every ending.
     pub orders: OrderTally,
+    /// Rounds of finished entities that left memory for the archive, and
+    /// entities recalled from it, to see that the run exercises both.
+    pub archive_rounds: u64,
+    pub recalls: u64,
 }
 
 /// Orders by final status, at the end of a run.
@@ -174,6 +179,9 @@ pub struct World {
     last_tick_ms: TimestampMs,
     outage_until_ms: TimestampMs,
     pub(super) report: SimReport,
+    /// At the end: each shard's state with what it archived put back (see
+    /// `check_final`).
+    pub(super) merged: Vec<crate::state::State>,
     trace: bool,
     /// When set, no more faults are injected (quiescence).
     calm: bool,
@@ -233,6 +241,7 @@ impl World {
             last_tick_ms: START_MS,
             outage_until_ms: 0,
             report,
+            merged: Vec::new(),
             trace: config.trace,
             calm: false,
             scenario,
@@ -442,6 +451,9 @@ impl World {
         }
         for (shard, events) in out.journaled {
             self.report.events += events.len() as u64;
+            let count = |kind: fn(&Event) -> bool| events.iter().filter(|e| kind(e)).count() as u64;
+            self.report.archive_rounds += count(|e| matches!(e, Event::EntitiesArchived { .. }));
+            self.report.recalls += count(|e| matches!(e, Event::EntityRecalled { .. }));
             self.ledger.append(shard.0 as usize, events);
         }
         if out.crashed {
@@ -628,8 +640,9 @@ impl World {
         report.messages_delivered = self.network.stats.delivered;
         report.messages_duplicated = self.network.stats.duplicated;
         report.messages_lost = self.network.stats.lost;
-        for core in self.nodes.iter().filter_map(|node| node.core.as_ref()) {
-            for order in core.state.orders.values() {
+        // Every order, archived or not (the final check merged them).
+        for state in &self.merged {
+            for order in state.orders.values() {
                 let count = match order.status {
                     OrderStatus::Confirmed => &mut report.orders.confirmed,
                     OrderStatus::Rejected => &mut report.orders.rejected,

@@ -11,8 +11,12 @@
 //! * `orders`: an order's progress through its saga, on its coordinator.
 //! * `idempotency`: operation records, and the pruning of every kind of record.
 //! * `local`: the same-shard fast paths, where a whole saga is one event.
+//!
+//! And one for what all concepts share: `archive`, finished entities queued for
+//! the archive, leaving memory once it has them, and recalled from it.
 
 mod accounts;
+mod archive;
 mod idempotency;
 mod local;
 mod orders;
@@ -21,6 +25,7 @@ mod stock;
 
 pub use local::local_run_steps;
 
+use crate::archive::ArchiveKey;
 use crate::domain::{AccountId, OrderId, PaymentId, Sku, TimestampMs};
 use crate::event::Event;
 use crate::model::{
@@ -57,6 +62,11 @@ pub struct State {
     pub timers: UndoSet<(TimestampMs, TimerKey)>,
     /// Sequence number of the last applied event.
     pub last_seq: u64,
+    /// Finished payments, orders and reservations not yet archived, with the
+    /// sequence number of the event that finished them (see `crate::archive`).
+    /// Last, and defaulted: a snapshot from before it decodes with none.
+    #[serde(default)]
+    pub finished: UndoMap<ArchiveKey, u64>,
 }
 
 /// What an event changed in its middle (see `State::apply_with`).
@@ -69,7 +79,7 @@ pub enum Changed<'a> {
 }
 
 /// Undoable tables in a state (see `State::tables`).
-const TABLES: usize = 8;
+const TABLES: usize = 9;
 
 /// How long each of the state's undo logs was when a batch was taken.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -88,6 +98,7 @@ impl State {
             steps: UndoMap::with_hasher(hasher.clone()),
             timers: UndoSet::default(),
             last_seq: 0,
+            finished: UndoMap::with_hasher(hasher.clone()),
         }
     }
 
@@ -101,7 +112,8 @@ impl State {
         self.reservations.rehash(hasher.clone());
         self.orders.rehash(hasher.clone());
         self.ops.rehash(hasher.clone());
-        self.steps.rehash(hasher);
+        self.steps.rehash(hasher.clone());
+        self.finished.rehash(hasher);
     }
 
     /// Entries in all maps: what a snapshot encodes.
@@ -114,6 +126,7 @@ impl State {
             + self.ops.len()
             + self.steps.len()
             + self.timers.len()
+            + self.finished.len()
     }
 
     /// Every table's undo log, in one fixed order (the order of `UndoMark`).
@@ -127,6 +140,7 @@ impl State {
             &self.ops,
             &self.steps,
             &self.timers,
+            &self.finished,
         ]
     }
 
@@ -140,6 +154,7 @@ impl State {
             &mut self.ops,
             &mut self.steps,
             &mut self.timers,
+            &mut self.finished,
         ]
     }
 
@@ -327,7 +342,10 @@ impl State {
                 answers,
                 at,
             } => self.reject_order_locally(id, terms, *deadline, answers, *at, changed),
+            Event::EntitiesArchived { through_seq } => self.evict_archived(*through_seq),
+            Event::EntityRecalled { entity, .. } => self.recall(entity),
         }
+        self.note_finished(event);
     }
 
     #[inline]

@@ -10,6 +10,7 @@
 
 use rust_decimal::Decimal;
 use std::collections::VecDeque;
+use surge_actors::archive::{ArchiveKey, Archived};
 use surge_actors::command::{Command, Reply};
 use surge_actors::domain::{AccountId, OrderId, Sku};
 use surge_actors::event::Event;
@@ -33,6 +34,9 @@ pub struct Config {
     pub hash_seed: u64,
     /// The clock every shard starts at.
     pub start_ms: u64,
+    /// Whether finished entities go to the archive after each batch (and leave
+    /// memory). Off, nothing is ever archived, and lookups find nothing.
+    pub archiving: bool,
 }
 
 impl Config {
@@ -43,6 +47,7 @@ impl Config {
             limits: ShardLimits::default(),
             hash_seed: 0,
             start_ms: 1_000,
+            archiving: false,
         }
     }
 }
@@ -65,6 +70,9 @@ pub struct Cluster {
     durable_seq: Vec<u64>,
     next_token: Token,
     hash_seed: u64,
+    /// Finished entities the shards handed over (see `Config::archiving`).
+    pub archive: std::collections::BTreeMap<ArchiveKey, Archived>,
+    archiving: bool,
 }
 
 impl Cluster {
@@ -94,6 +102,8 @@ impl Cluster {
             durable_seq: vec![0; shards],
             next_token: 0,
             hash_seed: config.hash_seed,
+            archive: std::collections::BTreeMap::new(),
+            archiving: config.archiving,
         }
     }
 
@@ -197,9 +207,44 @@ impl Cluster {
         self.flush(shard, false);
     }
 
+    /// Writes the shard's batch (see `write_batch`), then answers the lookups its
+    /// inputs wait on and, when archiving, hands the archive what finished, each
+    /// followed by a write of what that did, until the shard asks for nothing.
+    fn flush(&mut self, shard: usize, fail: bool) {
+        self.write_batch(shard, fail);
+        loop {
+            let keys = self.cores[shard].take_lookups();
+            if !keys.is_empty() {
+                let found = keys
+                    .into_iter()
+                    .map(|key| {
+                        let entity = self.archive.get(&key).cloned();
+                        (key, entity)
+                    })
+                    .collect();
+                self.cores[shard].looked_up(found);
+                self.write_batch(shard, false);
+                continue;
+            }
+            let durable_seq = self.durable_seq[shard];
+            let round = match self.archiving {
+                true => self.cores[shard].take_archivable(durable_seq),
+                false => None,
+            };
+            let Some(round) = round else {
+                break;
+            };
+            for entity in round.entities {
+                self.archive.entry(entity.key()).or_insert(entity);
+            }
+            self.cores[shard].archived(round.through_seq, true);
+            self.write_batch(shard, false);
+        }
+    }
+
     /// Takes the shard's batch and writes it: committed, or rolled back when
     /// `fail` and it has events.
-    fn flush(&mut self, shard: usize, fail: bool) {
+    fn write_batch(&mut self, shard: usize, fail: bool) {
         let core = &mut self.cores[shard];
         let batch = core.take_batch();
         if fail && !batch.events.is_empty() {

@@ -1,0 +1,94 @@
+//! Finished entities: what leaves a shard's memory once it is durable in the
+//! archive (the journal database's indexed store), and the keys it is found by.
+//!
+//! A payment, order or reservation that reaches a final state can never change
+//! again. Once its batch is durable the shard hands it to the archive; once the
+//! archive has stored it, the shard journals `Event::EntitiesArchived` and the
+//! entity leaves memory. A later command that names it (a retry, a capture of a
+//! settled payment) waits while the shard looks it up, and the entity comes back
+//! by `Event::EntityRecalled`, so every rule decides on it exactly as before.
+
+use crate::domain::{OrderId, PaymentId};
+use crate::model::{Payment, Reservation, ReservationKey};
+use crate::order::Order;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// How an archived entity is found: by kind and id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ArchiveKey {
+    Payment(PaymentId),
+    Order(OrderId),
+    Reservation(ReservationKey),
+}
+
+impl ArchiveKey {
+    /// The kind's name, as stored.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ArchiveKey::Payment(_) => "payment",
+            ArchiveKey::Order(_) => "order",
+            ArchiveKey::Reservation(_) => "reservation",
+        }
+    }
+
+    /// The id within its kind, as stored: a reservation is `sku/id` (neither may
+    /// contain a slash).
+    pub fn id_text(&self) -> String {
+        match self {
+            ArchiveKey::Payment(id) => id.as_str().to_owned(),
+            ArchiveKey::Order(id) => id.as_str().to_owned(),
+            ArchiveKey::Reservation(key) => format!("{}/{}", key.sku, key.id),
+        }
+    }
+}
+
+/// A finished entity, whole: enough to answer every read and replay of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Archived {
+    Payment(Arc<Payment>),
+    Order(Arc<Order>),
+    Reservation(Reservation),
+}
+
+impl Archived {
+    pub fn key(&self) -> ArchiveKey {
+        match self {
+            Archived::Payment(payment) => ArchiveKey::Payment(payment.id.clone()),
+            Archived::Order(order) => ArchiveKey::Order(order.id.clone()),
+            Archived::Reservation(reservation) => ArchiveKey::Reservation(ReservationKey {
+                sku: reservation.sku.clone(),
+                id: reservation.id.clone(),
+            }),
+        }
+    }
+
+    /// The entity's public status, as stored beside it for operators.
+    pub fn status(&self) -> &'static str {
+        match self {
+            Archived::Payment(payment) => payment.status.as_str(),
+            Archived::Order(order) => order.status.as_str(),
+            Archived::Reservation(reservation) => reservation.status.as_str(),
+        }
+    }
+
+    /// When the entity reached its final state.
+    pub fn finished_at(&self) -> u64 {
+        match self {
+            Archived::Payment(payment) => payment.updated_at,
+            Archived::Order(order) => order.updated_at,
+            Archived::Reservation(reservation) => reservation.created_at,
+        }
+    }
+
+    /// The entity in the archive's format: MessagePack, fields by position, the
+    /// same encoding (and the same compatibility rules) as the journal's events.
+    pub fn encode(&self) -> Vec<u8> {
+        // Plain data of owned values: encoding cannot fail.
+        rmp_serde::to_vec(self).expect("an archived entity encodes")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        rmp_serde::from_slice(bytes).map_err(|error| error.to_string())
+    }
+}

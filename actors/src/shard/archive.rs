@@ -1,0 +1,191 @@
+//! Finished entities on their way to the archive, and inputs that wait while the
+//! shard looks up one that has left memory (TigerBeetle's prefetch, then execute).
+//!
+//! Handing over: once a batch is durable, the owner takes what it finished
+//! (`take_archivable`), has the archive store it off the shard's thread, and
+//! reports back (`archived`); the shard then journals `Event::EntitiesArchived`
+//! and the entities leave memory. One round is in flight at a time, so a round
+//! that failed is taken again whole before any later one.
+//!
+//! Looking up: a command or line step that names a payment, order or reservation
+//! the shard does not hold is parked under that entity's key, and the key goes
+//! out in the next lookup (`take_lookups`); inputs for other entities go on
+//! meanwhile. Inputs that name a parked key queue behind it, in arrival order.
+//! When the answer comes (`looked_up`), a found entity comes back by
+//! `Event::EntityRecalled`, and the parked inputs run in order on it, or, when
+//! nothing was found, on its absence.
+
+use super::{LineStepRequest, ShardCore, ShardMessage, Token};
+use crate::archive::{ArchiveKey, Archived};
+use crate::command::Command;
+use crate::decide;
+use crate::event::Event;
+use std::collections::VecDeque;
+
+/// An input waiting for a lookup.
+#[derive(Debug)]
+pub(super) enum Parked {
+    Command(Token, Command),
+    LineStep(LineStepRequest),
+}
+
+/// A round of finished entities for the archive.
+#[derive(Debug, Clone)]
+pub struct ArchiveRound {
+    /// Every entity the shard finished up to this event is in `entities` (or was
+    /// in an earlier round).
+    pub through_seq: u64,
+    pub entities: Vec<Archived>,
+}
+
+impl ShardCore {
+    /// The next round for the archive, if none is in flight and something
+    /// finished that is durable by event `durable_seq`.
+    pub fn take_archivable(&mut self, durable_seq: u64) -> Option<ArchiveRound> {
+        if self.archive_in_flight {
+            return None;
+        }
+        let entities: Vec<Archived> = self
+            .state
+            .archivable(self.archived_through, durable_seq)
+            .into_iter()
+            .map(|(_, entity)| entity)
+            .collect();
+        if entities.is_empty() {
+            return None;
+        }
+        self.archive_in_flight = true;
+        Some(ArchiveRound {
+            through_seq: durable_seq,
+            entities,
+        })
+    }
+
+    /// The archive stored the round taken through `through_seq` (`stored`), or
+    /// failed to (the same entities go again in the next round). The owner only
+    /// reports rounds this very core took.
+    pub fn archived(&mut self, through_seq: u64, stored: bool) {
+        self.archive_in_flight = false;
+        if !stored {
+            return;
+        }
+        self.archived_through = through_seq;
+        self.open_batch();
+        self.emit(Event::EntitiesArchived { through_seq });
+        self.drain_local();
+    }
+
+    /// The entity a command names that must be looked up before it is planned.
+    pub(super) fn park_command(&mut self, token: Token, command: Command) -> Option<Command> {
+        let Some(key) = decide::named_entity(&command) else {
+            return Some(command);
+        };
+        if !self.lookup_needed(&key) {
+            return Some(command);
+        }
+        self.park(key, Parked::Command(token, command));
+        None
+    }
+
+    /// A line step on a reservation that neither its step record nor memory
+    /// knows: the reservation may have left for the archive.
+    pub(super) fn park_line_step(&mut self, request: LineStepRequest) -> Option<LineStepRequest> {
+        let Some(key) = decide::line_step_reservation(
+            &self.state,
+            &request.order,
+            request.line,
+            &request.sku,
+            request.kind,
+        ) else {
+            return Some(request);
+        };
+        if !self.lookup_needed(&key) {
+            return Some(request);
+        }
+        self.park(key, Parked::LineStep(request));
+        None
+    }
+
+    fn lookup_needed(&self, key: &ArchiveKey) -> bool {
+        if self.recalling.as_ref() == Some(key) {
+            // Its lookup has just been answered: the inputs it held run now.
+            return false;
+        }
+        self.parked.contains_key(key) || !self.state.holds(key)
+    }
+
+    fn park(&mut self, key: ArchiveKey, input: Parked) {
+        let queue = self.parked.entry(key.clone()).or_insert_with(|| {
+            self.lookups.push(key);
+            VecDeque::new()
+        });
+        queue.push_back(input);
+    }
+
+    /// Keys to look up in the archive, each once.
+    pub fn take_lookups(&mut self) -> Vec<ArchiveKey> {
+        std::mem::take(&mut self.lookups)
+    }
+
+    /// Inputs waiting for lookups.
+    pub fn parked_inputs(&self) -> usize {
+        self.parked.values().map(VecDeque::len).sum()
+    }
+
+    /// The archive answered lookups: what it holds of each key asked for (a key
+    /// it does not know is absent). Returns the tokens of the commands it let
+    /// through, in the order they were decided.
+    pub fn looked_up(&mut self, found: Vec<(ArchiveKey, Option<Archived>)>) -> Vec<Token> {
+        let mut decided = Vec::new();
+        self.open_batch();
+        for (key, entity) in found {
+            let Some(inputs) = self.parked.remove(&key) else {
+                continue;
+            };
+            if let Some(entity) = entity {
+                if !self.state.holds(&key) {
+                    let at = self.now;
+                    self.emit(Event::EntityRecalled { entity, at });
+                }
+            }
+            self.recalling = Some(key);
+            for input in inputs {
+                match input {
+                    Parked::Command(token, command) => {
+                        decided.push(token);
+                        self.decide_command(token, command);
+                    }
+                    Parked::LineStep(request) => {
+                        self.local.push_back(ShardMessage::LineStep(request));
+                        self.drain_local();
+                    }
+                }
+            }
+            self.recalling = None;
+        }
+        decided
+    }
+
+    /// Drops every parked input; returns the parked commands' tokens.
+    pub(super) fn take_parked_tokens(&mut self) -> Vec<Token> {
+        let keys: Vec<ArchiveKey> = self.parked.keys().cloned().collect();
+        self.lookups.clear();
+        self.lookups_failed(&keys)
+    }
+
+    /// The lookups of `keys` failed: their parked commands get a retryable
+    /// error (their tokens are returned), their line steps are dropped (the
+    /// coordinator sends them again).
+    pub fn lookups_failed(&mut self, keys: &[ArchiveKey]) -> Vec<Token> {
+        let mut tokens = Vec::new();
+        for key in keys {
+            for input in self.parked.remove(key).into_iter().flatten() {
+                match input {
+                    Parked::Command(token, _) => tokens.push(token),
+                    Parked::LineStep(_) => {}
+                }
+            }
+        }
+        tokens
+    }
+}
