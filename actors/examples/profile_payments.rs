@@ -68,6 +68,9 @@ fn main() {
             },
         );
         if n % BATCH_COMMANDS == BATCH_COMMANDS - 1 {
+            // The ids are new: the archive finds none of them.
+            let keys = core.take_lookups();
+            core.looked_up(keys.into_iter().map(|key| (key, None)).collect());
             std::hint::black_box(core.take_batch());
             core.commit();
         }
