@@ -56,6 +56,7 @@ const STATE_TABLES: &[&str] = &[
     "steps",
     "timers",
     "finished",
+    "archived_keys",
 ];
 
 /// Methods that change a table (`UndoMap`, `UndoSet`).

@@ -32,6 +32,20 @@ impl ArchiveKey {
         }
     }
 
+    /// The key's hash in the filter of archived keys (`State::archived_keys`):
+    /// fixed seeds, so that a snapshot's filter reads the same in any process.
+    pub fn filter_hash(&self) -> u64 {
+        use xxhash_rust::xxh3::xxh3_64_with_seed;
+        match self {
+            ArchiveKey::Payment(id) => xxh3_64_with_seed(id.as_str().as_bytes(), 1),
+            ArchiveKey::Order(id) => xxh3_64_with_seed(id.as_str().as_bytes(), 2),
+            ArchiveKey::Reservation(key) => xxh3_64_with_seed(
+                key.id.as_str().as_bytes(),
+                xxh3_64_with_seed(key.sku.as_str().as_bytes(), 3),
+            ),
+        }
+    }
+
     /// The id within its kind, as stored: a reservation is `sku/id` (neither may
     /// contain a slash).
     pub fn id_text(&self) -> String {

@@ -68,8 +68,8 @@
 //!   `OrderRejectedLocally`.
 //! * 2: appends `EntitiesArchived` and `EntityRecalled` (finished entities leave
 //!   memory for the archive and come back from it), and the state's `finished`
-//!   table as its last field, defaulted, so a format 1 snapshot decodes with
-//!   none queued. Archived entities are stored in this encoding too, with the
+//!   table and `archived_keys` filter as its last fields, defaulted, so a format
+//!   1 snapshot decodes with none queued and an empty filter. Archived entities are stored in this encoding too, with the
 //!   format beside them. Format 1 is still read.
 
 use crate::archive::{ArchiveKey, Archived};

@@ -263,6 +263,244 @@ impl<K: Ord + Clone> UndoLog for UndoSet<K> {
     }
 }
 
+/// Bits per key a filter layer is sized for, and the probes per key: about 0.2%
+/// false positives per layer when full.
+const FILTER_BITS_PER_KEY: u64 = 14;
+const FILTER_PROBES: u32 = 9;
+
+/// Keys the first layer is sized for; each further layer holds twice as many.
+const FILTER_FIRST_LAYER_KEYS: u64 = 1 << 14;
+
+/// The most memory a filter's layers take. A filter that would need more stops
+/// growing and answers "maybe" for every key from then on: every lookup it
+/// would have skipped goes to the archive instead, which is slower but never
+/// wrong.
+pub const FILTER_BYTES_MAX: u64 = 256 << 20;
+
+/// A set of keys that answers "certainly not in it" or "maybe in it" (a
+/// scalable Bloom filter: layers of growing size, the newest one filled until
+/// it holds as many keys as it was sized for), whose insertions can be undone
+/// back to the last commit point like every other table's changes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UndoFilter {
+    layers: Vec<FilterLayer>,
+    /// The layers reached `FILTER_BYTES_MAX`: every key may be in the set.
+    saturated: bool,
+    #[serde(skip)]
+    undo: Vec<FilterUndo>,
+    #[serde(skip)]
+    recording: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct FilterLayer {
+    keys_max: u64,
+    keys: u64,
+    words: FilterWords,
+}
+
+/// A layer's bits, stored as one byte string (little-endian words).
+#[derive(Debug, Clone, PartialEq)]
+struct FilterWords(Vec<u64>);
+
+#[derive(Debug, Clone, PartialEq)]
+enum FilterUndo {
+    Word {
+        layer: usize,
+        index: usize,
+        old: u64,
+    },
+    Keys {
+        layer: usize,
+        old: u64,
+    },
+    Layers {
+        len: usize,
+    },
+    Saturated {
+        old: bool,
+    },
+}
+
+/// Two filters are equal when they hold the same bits, whatever their undo logs.
+impl PartialEq for UndoFilter {
+    fn eq(&self, other: &Self) -> bool {
+        self.layers == other.layers && self.saturated == other.saturated
+    }
+}
+
+impl UndoFilter {
+    /// Whether `hash` (of a key: `xxh3` of its bytes) may have been inserted.
+    pub fn may_contain(&self, hash: u64) -> bool {
+        self.saturated || self.layers.iter().any(|layer| layer.contains(hash))
+    }
+
+    pub fn insert(&mut self, hash: u64) {
+        if self.saturated || self.may_contain(hash) {
+            return;
+        }
+        let full = self
+            .layers
+            .last()
+            .is_none_or(|layer| layer.keys >= layer.keys_max);
+        if full && !self.grow() {
+            return;
+        }
+        let index = self.layers.len() - 1;
+        let layer = &mut self.layers[index];
+        if self.recording {
+            self.undo.push(FilterUndo::Keys {
+                layer: index,
+                old: layer.keys,
+            });
+        }
+        layer.keys += 1;
+        for (word, bit) in layer.probes(hash) {
+            let old = layer.words.0[word];
+            if old & bit == 0 {
+                if self.recording {
+                    self.undo.push(FilterUndo::Word {
+                        layer: index,
+                        index: word,
+                        old,
+                    });
+                }
+                layer.words.0[word] = old | bit;
+            }
+        }
+    }
+
+    /// Adds a layer twice the size of the last; false when that would pass
+    /// `FILTER_BYTES_MAX` (the filter saturates instead).
+    fn grow(&mut self) -> bool {
+        let keys_max = self
+            .layers
+            .last()
+            .map_or(FILTER_FIRST_LAYER_KEYS, |layer| layer.keys_max * 2);
+        let bytes_now: u64 = self.layers.iter().map(FilterLayer::bytes).sum();
+        let words = (keys_max * FILTER_BITS_PER_KEY).div_ceil(64);
+        if bytes_now + words * 8 > FILTER_BYTES_MAX {
+            if self.recording {
+                self.undo.push(FilterUndo::Saturated {
+                    old: self.saturated,
+                });
+            }
+            self.saturated = true;
+            return false;
+        }
+        if self.recording {
+            self.undo.push(FilterUndo::Layers {
+                len: self.layers.len(),
+            });
+        }
+        self.layers.push(FilterLayer {
+            keys_max,
+            keys: 0,
+            words: FilterWords(vec![0; words as usize]),
+        });
+        true
+    }
+
+    /// Memory the layers take.
+    pub fn bytes(&self) -> u64 {
+        self.layers.iter().map(FilterLayer::bytes).sum()
+    }
+
+    pub fn is_saturated(&self) -> bool {
+        self.saturated
+    }
+
+    /// Answers "maybe" for every key from now on, as a filter past its budget
+    /// does (not undoable: for tests that want every lookup to happen).
+    pub fn saturate(&mut self) {
+        self.saturated = true;
+    }
+}
+
+impl FilterLayer {
+    fn bytes(&self) -> u64 {
+        self.words.0.len() as u64 * 8
+    }
+
+    /// The (word, bit) of each probe: double hashing over the layer's bits.
+    fn probes(&self, hash: u64) -> impl Iterator<Item = (usize, u64)> {
+        let bits = self.words.0.len() as u64 * 64;
+        let (first, step) = (hash, hash.rotate_left(32) | 1);
+        (0..u64::from(FILTER_PROBES)).map(move |probe| {
+            let bit = first.wrapping_add(probe.wrapping_mul(step)) % bits;
+            ((bit / 64) as usize, 1u64 << (bit % 64))
+        })
+    }
+
+    fn contains(&self, hash: u64) -> bool {
+        self.probes(hash)
+            .all(|(word, bit)| self.words.0[word] & bit != 0)
+    }
+}
+
+impl UndoLog for UndoFilter {
+    fn set_recording(&mut self, recording: bool) {
+        if self.recording != recording {
+            self.recording = recording;
+            self.undo.clear();
+        }
+    }
+
+    fn commit(&mut self) {
+        self.undo.clear();
+    }
+
+    fn undo_len(&self) -> usize {
+        self.undo.len()
+    }
+
+    fn commit_first(&mut self, entries: usize) {
+        self.undo.drain(..entries.min(self.undo.len()));
+    }
+
+    fn rollback(&mut self) {
+        while let Some(entry) = self.undo.pop() {
+            match entry {
+                FilterUndo::Word { layer, index, old } => self.layers[layer].words.0[index] = old,
+                FilterUndo::Keys { layer, old } => self.layers[layer].keys = old,
+                FilterUndo::Layers { len } => self.layers.truncate(len),
+                FilterUndo::Saturated { old } => self.saturated = old,
+            }
+        }
+    }
+}
+
+impl Serialize for FilterWords {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let bytes: Vec<u8> = self.0.iter().flat_map(|word| word.to_le_bytes()).collect();
+        serializer.serialize_bytes(&bytes)
+    }
+}
+
+impl<'de> Deserialize<'de> for FilterWords {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Bytes;
+        impl serde::de::Visitor<'_> for Bytes {
+            type Value = FilterWords;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a filter layer's bytes, a whole number of 64-bit words")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<FilterWords, E> {
+                if !bytes.len().is_multiple_of(8) {
+                    return Err(E::invalid_length(bytes.len(), &self));
+                }
+                Ok(FilterWords(
+                    bytes
+                        .chunks_exact(8)
+                        .map(|word| u64::from_le_bytes(word.try_into().expect("8 bytes")))
+                        .collect(),
+                ))
+            }
+        }
+        deserializer.deserialize_bytes(Bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,5 +527,48 @@ mod tests {
         set.remove(&1);
         set.rollback();
         assert_eq!(set.iter().copied().collect::<Vec<_>>(), vec![1]);
+    }
+
+    #[test]
+    fn a_filter_never_forgets_a_key_and_rarely_claims_one_it_never_saw() {
+        let mut filter = UndoFilter::default();
+        let hash = |n: u64| xxhash_rust::xxh3::xxh3_64(&n.to_le_bytes());
+        for n in 0..100_000 {
+            filter.insert(hash(n));
+        }
+        assert!((0..100_000).all(|n| filter.may_contain(hash(n))));
+        let false_positives = (100_000..200_000)
+            .filter(|n| filter.may_contain(hash(*n)))
+            .count();
+        assert!(false_positives < 1_000, "{false_positives} false positives");
+        assert!(filter.bytes() < 100_000 * 4, "{} bytes", filter.bytes());
+    }
+
+    #[test]
+    fn a_filter_rolls_back_to_exactly_what_was_committed() {
+        let mut filter = UndoFilter::default();
+        for n in 0..10u64 {
+            filter.insert(n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        }
+        let committed = filter.clone();
+        filter.set_recording(true);
+        for n in 10..50_000u64 {
+            filter.insert(n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        }
+        assert_ne!(filter, committed);
+        filter.rollback();
+        filter.set_recording(false);
+        assert_eq!(filter, committed);
+    }
+
+    #[test]
+    fn a_filter_encodes_and_decodes_to_the_same_bits() {
+        let mut filter = UndoFilter::default();
+        for n in 0..1_000u64 {
+            filter.insert(n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        }
+        let bytes = rmp_serde::to_vec(&filter).unwrap();
+        let decoded: UndoFilter = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(decoded, filter);
     }
 }

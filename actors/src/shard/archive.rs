@@ -8,7 +8,8 @@
 //! that failed is taken again whole before any later one.
 //!
 //! Looking up: a command or line step that names a payment, order or reservation
-//! the shard does not hold is parked under that entity's key, and the key goes
+//! the shard does not hold, and that the filter of archived keys may have seen
+//! (a new id, in all likelihood, it has not), is parked under that entity's key, and the key goes
 //! out in the next lookup (`take_lookups`); inputs for other entities go on
 //! meanwhile. Inputs that name a parked key queue behind it, in arrival order.
 //! When the answer comes (`looked_up`), a found entity comes back by
@@ -111,7 +112,10 @@ impl ShardCore {
             // Its lookup has just been answered: the inputs it held run now.
             return false;
         }
-        self.parked.contains_key(key) || !self.state.holds(key)
+        if self.parked.contains_key(key) {
+            return true;
+        }
+        !self.state.holds(key) && self.state.may_be_archived(key)
     }
 
     fn park(&mut self, key: ArchiveKey, input: Parked) {

@@ -128,6 +128,7 @@ impl State {
         keys.sort_unstable();
         for key in keys {
             self.finished.remove(&key);
+            self.archived_keys.insert(key.filter_hash());
             match &key {
                 ArchiveKey::Payment(id) => {
                     self.payments.remove(id);
@@ -170,6 +171,12 @@ impl State {
         }
         state.finished = self.finished.clone();
         state
+    }
+
+    /// Whether an entity not in memory may be in the archive (false: it
+    /// certainly is not, and a command naming it needs no lookup).
+    pub fn may_be_archived(&self, key: &ArchiveKey) -> bool {
+        self.archived_keys.may_contain(key.filter_hash())
     }
 
     /// Whether an entity is in memory.

@@ -33,7 +33,7 @@ use crate::model::{
     TimerKey,
 };
 use crate::order::Order;
-use crate::table::{StateHasher, UndoLog, UndoMap, UndoSet};
+use crate::table::{StateHasher, UndoFilter, UndoLog, UndoMap, UndoSet};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -67,6 +67,10 @@ pub struct State {
     /// Last, and defaulted: a snapshot from before it decodes with none.
     #[serde(default)]
     pub finished: UndoMap<ArchiveKey, u64>,
+    /// Every key that left memory for the archive: a command naming a key the
+    /// filter has certainly never seen needs no lookup (see `crate::archive`).
+    #[serde(default)]
+    pub archived_keys: UndoFilter,
 }
 
 /// What an event changed in its middle (see `State::apply_with`).
@@ -79,7 +83,7 @@ pub enum Changed<'a> {
 }
 
 /// Undoable tables in a state (see `State::tables`).
-const TABLES: usize = 9;
+const TABLES: usize = 10;
 
 /// How long each of the state's undo logs was when a batch was taken.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -99,6 +103,7 @@ impl State {
             timers: UndoSet::default(),
             last_seq: 0,
             finished: UndoMap::with_hasher(hasher.clone()),
+            archived_keys: UndoFilter::default(),
         }
     }
 
@@ -141,6 +146,7 @@ impl State {
             &self.steps,
             &self.timers,
             &self.finished,
+            &self.archived_keys,
         ]
     }
 
@@ -155,6 +161,7 @@ impl State {
             &mut self.steps,
             &mut self.timers,
             &mut self.finished,
+            &mut self.archived_keys,
         ]
     }
 
