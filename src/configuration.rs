@@ -54,6 +54,8 @@ pub struct EngineSettings {
     pub snapshot_interval_s: u64,
     pub flush_at_once_events_min: usize,
     pub idempotency_retention_ms: u64,
+    pub finished_in_memory_ms: u64,
+    pub open_entities_max: usize,
     pub hash_seed: u64,
 }
 

@@ -26,6 +26,8 @@ pub struct Metrics {
     shard_mailbox: IntGaugeVec,
     shard_restarts: IntGaugeVec,
     shard_last_seq: IntGaugeVec,
+    shard_open_entities: IntGaugeVec,
+    shard_open_entities_max: IntGaugeVec,
 }
 
 pub fn must<T>(result: prometheus::Result<T>) -> T {
@@ -94,6 +96,20 @@ impl Metrics {
             Opts::new("shard_last_seq", "Last durable sequence number of a shard"),
             &["shard"],
         ));
+        let shard_open_entities = must(IntGaugeVec::new(
+            Opts::new(
+                "shard_open_entities",
+                "Payments, orders and reservations a shard holds that are not final yet",
+            ),
+            &["shard"],
+        ));
+        let shard_open_entities_max = must(IntGaugeVec::new(
+            Opts::new(
+                "shard_open_entities_max",
+                "Open entities at which a shard refuses new ones with 503 overloaded",
+            ),
+            &["shard"],
+        ));
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_latency.clone()),
@@ -106,6 +122,8 @@ impl Metrics {
             Box::new(shard_mailbox.clone()),
             Box::new(shard_restarts.clone()),
             Box::new(shard_last_seq.clone()),
+            Box::new(shard_open_entities.clone()),
+            Box::new(shard_open_entities_max.clone()),
         ] {
             must(registry.register(collector));
         }
@@ -122,6 +140,8 @@ impl Metrics {
             shard_mailbox,
             shard_restarts,
             shard_last_seq,
+            shard_open_entities,
+            shard_open_entities_max,
         }
     }
 
@@ -138,6 +158,12 @@ impl Metrics {
             self.shard_last_seq
                 .with_label_values(&[shard.as_str()])
                 .set(status.last_seq as i64);
+            self.shard_open_entities
+                .with_label_values(&[shard.as_str()])
+                .set(status.open_entities as i64);
+            self.shard_open_entities_max
+                .with_label_values(&[shard.as_str()])
+                .set(status.open_entities_max as i64);
         }
         let mut buffer = Vec::new();
         let encoder = TextEncoder::new();

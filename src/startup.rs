@@ -207,6 +207,8 @@ fn engine_config(settings: &Settings, observer: Arc<ServerObserver>) -> EngineCo
             retention_ms: engine.idempotency_retention_ms,
             step_resend_ms: engine.step_resend_ms,
             order_timeout_ms: settings.orders.timeout_ms,
+            finished_in_memory_ms: engine.finished_in_memory_ms,
+            open_entities_max: engine.open_entities_max,
             ..ShardLimits::default()
         },
         observer,

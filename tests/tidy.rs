@@ -57,6 +57,7 @@ const STATE_TABLES: &[&str] = &[
     "timers",
     "finished",
     "archived_keys",
+    "finished_queue",
 ];
 
 /// Methods that change a table (`UndoMap`, `UndoSet`).

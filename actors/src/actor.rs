@@ -209,6 +209,11 @@ impl ShardActor {
             ctx.stop();
             return;
         }
+        // Refused at the open-entity ceiling: nothing changed, so nothing to wait
+        // for.
+        for token in core.take_overloaded() {
+            self.answer(token, Err(EngineError::Overloaded));
+        }
         self.schedule_flush(ctx);
     }
 

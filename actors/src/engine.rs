@@ -81,6 +81,7 @@ struct Inner {
     reply_timeout: Duration,
     observer: Arc<dyn EngineObserver>,
     journal: Arc<dyn Journal>,
+    open_entities_max: usize,
     _arbiters: Vec<ArbiterHandle>,
 }
 
@@ -182,6 +183,7 @@ impl Engine {
                 reply_timeout: Duration::from_millis(config.reply_timeout_ms),
                 observer,
                 journal,
+                open_entities_max: config.limits.open_entities_max,
                 _arbiters: arbiters,
             }),
         }
@@ -312,6 +314,8 @@ impl Engine {
                 items: stats.items.load(Ordering::Relaxed),
                 payments: stats.payments.load(Ordering::Relaxed),
                 orders: stats.orders.load(Ordering::Relaxed),
+                open_entities: stats.open_entities.load(Ordering::Relaxed),
+                open_entities_max: self.inner.open_entities_max as u64,
             })
             .collect()
     }

@@ -90,6 +90,7 @@ pub struct ShardStats {
     pub items: AtomicU64,
     pub payments: AtomicU64,
     pub orders: AtomicU64,
+    pub open_entities: AtomicU64,
 }
 
 impl ShardStats {
@@ -110,6 +111,8 @@ impl ShardStats {
             .store(state.payments.len() as u64, Ordering::Relaxed);
         self.orders
             .store(state.orders.len() as u64, Ordering::Relaxed);
+        self.open_entities
+            .store(state.open_entities() as u64, Ordering::Relaxed);
     }
 }
 
@@ -126,4 +129,7 @@ pub struct ShardStatus {
     pub items: u64,
     pub payments: u64,
     pub orders: u64,
+    /// Open payments, orders and reservations in memory, and the ceiling.
+    pub open_entities: u64,
+    pub open_entities_max: u64,
 }

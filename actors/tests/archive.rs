@@ -9,6 +9,7 @@ use surge_actors::domain::{AccountId, Amount, Currency, OpId, PaymentId, Quantit
 use surge_actors::event::Event;
 use surge_actors::model::ReservationKey;
 use surge_actors::order::{OrderLine, OrderTerms};
+use surge_actors::shard::ShardLimits;
 use surge_actors::Rejection;
 mod common;
 use common::{aid, oid, sku_of, Cluster, Config};
@@ -17,9 +18,14 @@ fn usd() -> Currency {
     Currency::parse("USD").unwrap()
 }
 
+/// A cluster whose shards hand what finished to the archive at once.
 fn archiving(shards: u32) -> Cluster {
     Cluster::with(Config {
         archiving: true,
+        limits: ShardLimits {
+            finished_in_memory_ms: 0,
+            ..ShardLimits::default()
+        },
         ..Config::new(shards)
     })
 }
@@ -232,5 +238,66 @@ fn a_crash_after_the_archive_has_an_entity_but_before_it_left_memory_loses_nothi
     let again = world.command(pay("p3", "5", true));
     assert_eq!(world.answer(again), &first.into_replayed());
     assert_eq!(world.account("payer").0, Decimal::from(995));
+    world.assert_replay_matches();
+}
+
+#[test]
+fn at_the_open_entity_ceiling_new_work_is_refused_and_everything_else_goes_on() {
+    let mut world = Cluster::with(Config {
+        archiving: true,
+        limits: ShardLimits {
+            open_entities_max: 2,
+            finished_in_memory_ms: 0,
+            ..ShardLimits::default()
+        },
+        ..Config::new(1)
+    });
+    setup(&mut world);
+    // Two authorized holds: open, and at the ceiling.
+    let first = world.command(pay("h1", "10", false));
+    world.command(pay("h2", "10", false));
+    assert_eq!(world.state_of("h1").open_entities(), 2);
+    let refused = world.command(pay("h3", "10", false));
+    assert_eq!(world.overloaded, vec![refused]);
+    assert!(world.reply(refused).is_none());
+    // A retry of an open one is answered, and so is work that opens nothing.
+    let retry = world.command(pay("h1", "10", false));
+    assert_eq!(
+        world.answer(retry),
+        &world.answer(first).clone().into_replayed()
+    );
+    let void = world.command(Command::VoidPayment {
+        id: PaymentId::parse("h1").unwrap(),
+        op: None,
+    });
+    assert!(matches!(world.answer(void), Reply::Payment { .. }));
+    // The void closed one: there is room again.
+    let again = world.command(pay("h3", "10", false));
+    assert!(matches!(world.answer(again), Reply::Payment { .. }));
+    assert_eq!(world.overloaded.len(), 1);
+    world.assert_replay_matches();
+}
+
+#[test]
+fn a_finished_entity_stays_in_memory_for_the_window_then_leaves() {
+    let mut world = Cluster::with(Config {
+        archiving: true,
+        limits: ShardLimits {
+            finished_in_memory_ms: 500,
+            ..ShardLimits::default()
+        },
+        ..Config::new(1)
+    });
+    setup(&mut world);
+    world.command(pay("w1", "1", true));
+    let id = PaymentId::parse("w1").unwrap();
+    world.tick(400);
+    assert!(world.state_of("w1").payments.contains_key(&id));
+    assert!(world.archive.is_empty());
+    world.tick(200);
+    // The tick hands it over; the eviction is journaled with the next write.
+    world.tick(1);
+    assert!(!world.state_of("w1").payments.contains_key(&id));
+    assert!(world.archive.contains_key(&ArchiveKey::Payment(id)));
     world.assert_replay_matches();
 }

@@ -508,9 +508,11 @@ fn small_state() -> State {
         state.timers.insert((LATER, timer));
     }
     state.last_seq = SNAPSHOT_SEQ;
+    let queued = ArchiveKey::Order(order("ord-9"));
     state
         .finished
-        .insert(ArchiveKey::Order(order("ord-9")), SNAPSHOT_SEQ - 1);
+        .insert(queued.clone(), (SNAPSHOT_SEQ - 1, AT));
+    state.finished_queue.insert((SNAPSHOT_SEQ - 1, AT, queued));
     state
 }
 

@@ -63,6 +63,10 @@ pub struct ShardJson {
     pub items: u64,
     pub orders: u64,
     pub payments: u64,
+    /// Open payments, orders and reservations in memory, and the ceiling at
+    /// which new ones are refused with 503 `overloaded`.
+    pub open_entities: u64,
+    pub open_entities_max: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -122,6 +126,8 @@ pub async fn list(state: web::Data<ApiState>, caller: Caller) -> Result<HttpResp
             items: s.items,
             orders: s.orders,
             payments: s.payments,
+            open_entities: s.open_entities,
+            open_entities_max: s.open_entities_max,
         })
         .collect();
     Ok(HttpResponse::Ok().json(shards))

@@ -354,6 +354,15 @@ impl ArchiveBackend for Archive {
     ) -> BoxFuture<'_, Result<(), JournalError>> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await.map_err(unavailable)?;
+            // No flush of its own: the shard lets these entities leave memory only
+            // by journaling `EntitiesArchived` after this commit returns, and that
+            // synchronous commit flushes the WAL up to itself, this commit
+            // included. A crash before then loses this round and the eviction
+            // alike, and the round goes again.
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
             for (table, rows) in rows {
                 for chunk in rows.chunks(ROWS_PER_STATEMENT_MAX) {
                     // One statement per table and chunk: UNNEST turns the columns

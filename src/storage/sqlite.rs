@@ -25,8 +25,8 @@ pub struct SqliteJournal {
     archive: ArchiveWorkers,
 }
 
-/// The archive's tables: written on the writer's connection in its turn, read
-/// on the pool.
+/// The archive's tables: written on a connection of their own, in the writer's
+/// turn, and read on the pool.
 struct Archive {
     write_pool: SqlitePool,
     pool: SqlitePool,
@@ -75,12 +75,24 @@ impl SqliteJournal {
         let write_pool = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(timeout(options))
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await
             .context("cannot open the SQLite writer connection")?;
+        // The archive's own writer connection, with NORMAL synchronous commits: no
+        // fsync of its own. The shard lets archived entities leave memory only by
+        // journaling `EntitiesArchived` after this commit returns, and the
+        // journal writer's FULL commit of it syncs the same WAL file, these
+        // frames included. A crash before then loses the round and the eviction
+        // alike, and the round goes again.
+        let archive_pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(timeout(options))
+            .connect_with(connect.clone().synchronous(SqliteSynchronous::Normal))
+            .await
+            .context("cannot open the SQLite archive connection")?;
         let write_turn = WriteTurn::default();
         let archive = ArchiveWorkers::start(Arc::new(Archive {
-            write_pool: write_pool.clone(),
+            write_pool: archive_pool,
             pool: pool.clone(),
             write_turn: write_turn.clone(),
         }));

@@ -148,6 +148,26 @@ pub fn named_entity(command: &Command) -> Option<ArchiveKey> {
     }
 }
 
+/// Whether a command that is decided (not a replay) starts a payment, order or
+/// reservation that stays open in memory until it ends.
+pub fn starts_open_entity(command: &Command) -> bool {
+    match command {
+        Command::CreatePayment { .. } | Command::CreateOrder { .. } | Command::Reserve { .. } => {
+            true
+        }
+        Command::CreateAccount { .. }
+        | Command::Deposit { .. }
+        | Command::Withdraw { .. }
+        | Command::CapturePayment { .. }
+        | Command::VoidPayment { .. }
+        | Command::CreateItem { .. }
+        | Command::Restock { .. }
+        | Command::CommitReservation { .. }
+        | Command::ReleaseReservation { .. }
+        | Command::CancelOrder { .. } => false,
+    }
+}
+
 /// The business rules: the events a command produces, or why it is refused.
 pub fn decide(
     state: &State,

@@ -41,23 +41,22 @@ pub struct ArchiveRound {
 
 impl ShardCore {
     /// The next round for the archive, if none is in flight and something
-    /// finished that is durable by event `durable_seq`.
+    /// finished at least `finished_in_memory_ms` ago that is durable by event
+    /// `durable_seq`.
     pub fn take_archivable(&mut self, durable_seq: u64) -> Option<ArchiveRound> {
         if self.archive_in_flight {
             return None;
         }
-        let entities: Vec<Archived> = self
-            .state
-            .archivable(self.archived_through, durable_seq)
-            .into_iter()
-            .map(|(_, entity)| entity)
-            .collect();
+        let finished_by = self.now.saturating_sub(self.limits.finished_in_memory_ms);
+        let (through_seq, entities) =
+            self.state
+                .archivable(self.archived_through, durable_seq, finished_by);
         if entities.is_empty() {
             return None;
         }
         self.archive_in_flight = true;
         Some(ArchiveRound {
-            through_seq: durable_seq,
+            through_seq,
             entities,
         })
     }

@@ -61,6 +61,14 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 /// Identifies a waiting client request; the owner maps it to a reply channel.
 pub type Token = u64;
 
+/// How long a finished entity stays in memory by default (see
+/// `ShardLimits::finished_in_memory_ms`).
+pub const FINISHED_IN_MEMORY_MS_DEFAULT: u64 = 1_000;
+
+/// Open entities a shard holds at most by default: at a few hundred bytes
+/// each, well under a gigabyte.
+pub const OPEN_ENTITIES_MAX_DEFAULT: usize = 1_000_000;
+
 /// Limits and timings of a shard.
 #[derive(Debug, Clone)]
 pub struct ShardLimits {
@@ -73,6 +81,14 @@ pub struct ShardLimits {
     pub expirations_per_tick_max: usize,
     /// How long an order may take to be authorized before it expires.
     pub order_timeout_ms: u64,
+    /// How long a finished payment, order or reservation stays in memory before
+    /// it goes to the archive: reads and retries of what just finished (most
+    /// retries come within seconds) are answered without a lookup.
+    pub finished_in_memory_ms: u64,
+    /// Most open payments, orders and reservations (pending or authorized,
+    /// not final, held) in memory; a command that would start another is
+    /// refused as overloaded (see `ShardCore::take_overloaded`).
+    pub open_entities_max: usize,
 }
 
 impl Default for ShardLimits {
@@ -82,6 +98,8 @@ impl Default for ShardLimits {
             step_resend_ms: 1_000,
             expirations_per_tick_max: 10_000,
             order_timeout_ms: order::ORDER_TIMEOUT_MS_DEFAULT,
+            finished_in_memory_ms: FINISHED_IN_MEMORY_MS_DEFAULT,
+            open_entities_max: OPEN_ENTITIES_MAX_DEFAULT,
         }
     }
 }
@@ -128,6 +146,9 @@ pub struct ShardCore {
     lookups: Vec<ArchiveKey>,
     /// The key whose parked inputs are running now, after its lookup.
     recalling: Option<ArchiveKey>,
+    /// Commands refused because the shard holds `open_entities_max` open
+    /// entities: their clients hear "overloaded" at once (nothing changed).
+    overloaded: Vec<Token>,
 }
 
 impl ShardCore {
@@ -150,6 +171,7 @@ impl ShardCore {
             parked: HashMap::new(),
             lookups: Vec::new(),
             recalling: None,
+            overloaded: Vec::new(),
         }
     }
 
@@ -245,6 +267,7 @@ impl ShardCore {
                     self.touched.push(saga);
                 }
             }
+            Plan::Decide if self.at_open_ceiling(&command) => self.overloaded.push(token),
             Plan::Decide => match decide::decide(
                 &self.state,
                 &command,
@@ -277,6 +300,18 @@ impl ShardCore {
             },
         }
         self.drain_local();
+    }
+
+    /// Whether `command` would start an open entity while the shard holds as many
+    /// as it may.
+    fn at_open_ceiling(&self, command: &Command) -> bool {
+        decide::starts_open_entity(command)
+            && self.state.open_entities() >= self.limits.open_entities_max
+    }
+
+    /// Commands refused at the open-entity ceiling since the last call.
+    pub fn take_overloaded(&mut self) -> Vec<Token> {
+        std::mem::take(&mut self.overloaded)
     }
 
     /// Handles a message from another shard (or this one).

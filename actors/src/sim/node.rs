@@ -223,6 +223,12 @@ impl Node {
                 }
             }
         }
+        if let Some(core) = self.core.as_mut() {
+            // Overloaded, as the actor answers them: nothing happened.
+            for token in core.take_overloaded() {
+                self.answer(token, Answer::Retry, out);
+            }
+        }
         self.flush(env, fault, out);
         self.send_lookups(env, out);
         self.archive_finished(env);

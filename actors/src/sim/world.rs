@@ -135,6 +135,18 @@ impl Scenario {
                 } else {
                     rng.between(1_000, 60_000)
                 },
+                // From "at once" to past most retries.
+                finished_in_memory_ms: match rng.between(0, 3) {
+                    0 => 0,
+                    1 => rng.between(1, 100),
+                    _ => rng.between(100, 5_000),
+                },
+                // Sometimes low enough that new work is refused as overloaded.
+                open_entities_max: if rng.chance(200) {
+                    rng.between(5, 50) as usize
+                } else {
+                    ShardLimits::default().open_entities_max
+                },
             },
             network: NetworkFaults {
                 delay_ms_max: rng.between(0, 50),

@@ -3,37 +3,42 @@
 
 use super::State;
 use crate::archive::{ArchiveKey, Archived};
-use crate::domain::{OrderId, ReservationId, Sku};
+use crate::domain::{OrderId, ReservationId, Sku, TimestampMs};
 use crate::event::Event;
 use crate::model::{ReservationKey, ReservationStatus, Stage};
 use crate::order::OrderTerms;
+
+/// Most entities in one round for the archive: a round is one transaction.
+pub const ARCHIVE_ROUND_ENTITIES_MAX: usize = 16_384;
 
 impl State {
     /// After each event: queues every entity the event finished, under the
     /// event's sequence number.
     pub(super) fn note_finished(&mut self, event: &Event) {
         match event {
-            Event::PaymentCreated { id, .. }
-            | Event::PaymentStepCompleted { id, .. }
-            | Event::PaymentStepAppliedLocally { id, .. }
-            | Event::PaymentRunLocally { id, .. } => {
+            Event::PaymentCreated { id, at, .. }
+            | Event::PaymentStepCompleted { id, at, .. }
+            | Event::PaymentStepAppliedLocally { id, at, .. }
+            | Event::PaymentRunLocally { id, at, .. } => {
                 if self
                     .payments
                     .get(id)
                     .is_some_and(|payment| payment.stage == Stage::Done)
                 {
-                    self.queue_finished(ArchiveKey::Payment(id.clone()));
+                    self.queue_finished(ArchiveKey::Payment(id.clone()), *at);
                 }
             }
-            Event::OrderRefusedLocally { id, .. }
-            | Event::OrderStepCompleted { id, .. }
-            | Event::OrderEndRequested { id, .. } => self.note_order_finished(id),
-            Event::OrderRunLocally { id, terms, .. }
-            | Event::OrderRejectedLocally { id, terms, .. } => {
-                self.note_lines_finished(id, terms);
-                self.note_order_finished(id);
+            Event::OrderRefusedLocally { id, at, .. }
+            | Event::OrderStepCompleted { id, at, .. }
+            | Event::OrderEndRequested { id, at, .. } => self.note_order_finished(id, *at),
+            Event::OrderRunLocally { id, terms, at, .. }
+            | Event::OrderRejectedLocally { id, terms, at, .. } => {
+                self.note_lines_finished(id, terms, *at);
+                self.note_order_finished(id, *at);
             }
-            Event::ReservationClosed { sku, id, .. } => self.note_reservation_finished(sku, id),
+            Event::ReservationClosed { sku, id, at, .. } => {
+                self.note_reservation_finished(sku, id, *at)
+            }
             // Nothing finishes: an account, an item or a record changed, a payment
             // or order started or asked for an end that takes further steps, or a
             // reservation was taken (its close is its own event).
@@ -55,21 +60,21 @@ impl State {
         }
     }
 
-    fn note_order_finished(&mut self, id: &OrderId) {
+    fn note_order_finished(&mut self, id: &OrderId, at: TimestampMs) {
         if self.orders.get(id).is_some_and(|order| order.is_final()) {
-            self.queue_finished(ArchiveKey::Order(id.clone()));
+            self.queue_finished(ArchiveKey::Order(id.clone()), at);
         }
     }
 
     /// The reservations an order run on this shard took and closed in one event.
-    fn note_lines_finished(&mut self, order: &OrderId, terms: &OrderTerms) {
+    fn note_lines_finished(&mut self, order: &OrderId, terms: &OrderTerms, at: TimestampMs) {
         for (line, order_line) in terms.lines.iter().enumerate() {
             let id = ReservationId::for_order_line(order, line as u16);
-            self.note_reservation_finished(&order_line.sku, &id);
+            self.note_reservation_finished(&order_line.sku, &id, at);
         }
     }
 
-    fn note_reservation_finished(&mut self, sku: &Sku, id: &ReservationId) {
+    fn note_reservation_finished(&mut self, sku: &Sku, id: &ReservationId, at: TimestampMs) {
         let key = ReservationKey {
             sku: sku.clone(),
             id: id.clone(),
@@ -79,27 +84,51 @@ impl State {
             .get(&key)
             .is_some_and(|reservation| reservation.status != ReservationStatus::Held)
         {
-            self.queue_finished(ArchiveKey::Reservation(key));
+            self.queue_finished(ArchiveKey::Reservation(key), at);
         }
     }
 
-    fn queue_finished(&mut self, key: ArchiveKey) {
+    fn queue_finished(&mut self, key: ArchiveKey, at: TimestampMs) {
         if !self.finished.contains_key(&key) {
-            self.finished.insert(key, self.last_seq);
+            self.finished.insert(key.clone(), (self.last_seq, at));
+            self.finished_queue.insert((self.last_seq, at, key));
         }
     }
 
-    /// The finished entities the archive may take once event `durable_seq` is
-    /// durable, among those queued after event `after_seq`, oldest first.
-    pub fn archivable(&self, after_seq: u64, durable_seq: u64) -> Vec<(u64, Archived)> {
-        let mut entries: Vec<(u64, Archived)> = self
-            .finished
-            .iter()
-            .filter(|(_, seq)| (after_seq + 1..=durable_seq).contains(*seq))
-            .filter_map(|(key, seq)| self.finished_entity(key).map(|entity| (*seq, entity)))
-            .collect();
-        entries.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.key().cmp(&b.1.key())));
-        entries
+    /// What the archive may take now: the entities queued after event
+    /// `after_seq`, up to the last event such that every entity queued up to it
+    /// is durable (by event `durable_seq`) and finished by `finished_by`, and at
+    /// most `ARCHIVE_ROUND_ENTITIES_MAX` of them. Returns that event's sequence
+    /// number (`after_seq` when there is none) and the entities, oldest first.
+    /// (Events are timed by a clock that never goes back, so what finished early
+    /// enough is a prefix of the queue.)
+    pub fn archivable(
+        &self,
+        after_seq: u64,
+        durable_seq: u64,
+        finished_by: TimestampMs,
+    ) -> (u64, Vec<Archived>) {
+        let mut through_seq = durable_seq;
+        let mut taken: Vec<(u64, Archived)> = Vec::new();
+        for (seq, at, key) in self.finished_queue.iter() {
+            if *seq <= after_seq {
+                continue;
+            }
+            let full = taken.len() >= ARCHIVE_ROUND_ENTITIES_MAX;
+            if *seq > durable_seq || *at > finished_by || full {
+                // The round ends before this entry's event.
+                through_seq = through_seq.min(seq - 1);
+                break;
+            }
+            if let Some(entity) = self.finished_entity(key) {
+                taken.push((*seq, entity));
+            }
+        }
+        // A round cut by its size within an event's entries leaves all of that
+        // event's entries to the next round.
+        taken.retain(|(seq, _)| *seq <= through_seq);
+        let entities = taken.into_iter().map(|(_, entity)| entity).collect();
+        (through_seq.max(after_seq), entities)
     }
 
     /// A queued entity as it is now (and will stay: it is final).
@@ -118,15 +147,15 @@ impl State {
     /// `Event::EntitiesArchived`: every entity queued at or before `through_seq`
     /// leaves memory.
     pub(super) fn evict_archived(&mut self, through_seq: u64) {
-        let mut keys: Vec<ArchiveKey> = self
-            .finished
+        let entries: Vec<(u64, TimestampMs, ArchiveKey)> = self
+            .finished_queue
             .iter()
-            .filter(|(_, seq)| **seq <= through_seq)
-            .map(|(key, _)| key.clone())
+            .take_while(|(seq, _, _)| *seq <= through_seq)
+            .cloned()
             .collect();
-        // One order, so that the undo log (and a replay) is the same every time.
-        keys.sort_unstable();
-        for key in keys {
+        for entry in entries {
+            self.finished_queue.remove(&entry);
+            let key = entry.2;
             self.finished.remove(&key);
             self.archived_keys.insert(key.filter_hash());
             match &key {
@@ -145,7 +174,7 @@ impl State {
 
     /// `Event::EntityRecalled`: a finished entity comes back from the archive, and
     /// is queued to leave again.
-    pub(super) fn recall(&mut self, entity: &Archived) {
+    pub(super) fn recall(&mut self, entity: &Archived, at: TimestampMs) {
         let key = entity.key();
         match entity {
             Archived::Payment(payment) => self.payments.insert(payment.id.clone(), payment.clone()),
@@ -156,7 +185,7 @@ impl State {
                 }
             }
         }
-        self.queue_finished(key);
+        self.queue_finished(key, at);
     }
 
     /// This state with `entities` (archived ones of this shard) put back, as if
@@ -166,11 +195,19 @@ impl State {
         state.set_recording(false);
         for entity in entities {
             if !state.holds(&entity.key()) {
-                state.recall(&entity);
+                state.recall(&entity, 0);
             }
         }
         state.finished = self.finished.clone();
+        state.finished_queue = self.finished_queue.clone();
         state
+    }
+
+    /// Payments, orders and reservations in memory that are still open (every
+    /// finished one in memory is queued in `finished`).
+    pub fn open_entities(&self) -> usize {
+        (self.payments.len() + self.orders.len() + self.reservations.len())
+            .saturating_sub(self.finished.len())
     }
 
     /// Whether an entity not in memory may be in the archive (false: it

@@ -63,10 +63,15 @@ pub struct State {
     /// Sequence number of the last applied event.
     pub last_seq: u64,
     /// Finished payments, orders and reservations not yet archived, with the
-    /// sequence number of the event that finished them (see `crate::archive`).
+    /// sequence number and time of the event that finished them (see
+    /// `crate::archive`).
     /// Last, and defaulted: a snapshot from before it decodes with none.
     #[serde(default)]
-    pub finished: UndoMap<ArchiveKey, u64>,
+    pub finished: UndoMap<ArchiveKey, (u64, TimestampMs)>,
+    /// The same entries in the order they finished, so that a round for the
+    /// archive and an eviction read only what they take.
+    #[serde(default)]
+    pub finished_queue: UndoSet<(u64, TimestampMs, ArchiveKey)>,
     /// Every key that left memory for the archive: a command naming a key the
     /// filter has certainly never seen needs no lookup (see `crate::archive`).
     #[serde(default)]
@@ -83,7 +88,7 @@ pub enum Changed<'a> {
 }
 
 /// Undoable tables in a state (see `State::tables`).
-const TABLES: usize = 10;
+const TABLES: usize = 11;
 
 /// How long each of the state's undo logs was when a batch was taken.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -104,6 +109,7 @@ impl State {
             last_seq: 0,
             finished: UndoMap::with_hasher(hasher.clone()),
             archived_keys: UndoFilter::default(),
+            finished_queue: UndoSet::default(),
         }
     }
 
@@ -147,6 +153,7 @@ impl State {
             &self.timers,
             &self.finished,
             &self.archived_keys,
+            &self.finished_queue,
         ]
     }
 
@@ -162,6 +169,7 @@ impl State {
             &mut self.timers,
             &mut self.finished,
             &mut self.archived_keys,
+            &mut self.finished_queue,
         ]
     }
 
@@ -350,7 +358,7 @@ impl State {
                 at,
             } => self.reject_order_locally(id, terms, *deadline, answers, *at, changed),
             Event::EntitiesArchived { through_seq } => self.evict_archived(*through_seq),
-            Event::EntityRecalled { entity, .. } => self.recall(entity),
+            Event::EntityRecalled { entity, at } => self.recall(entity, *at),
         }
         self.note_finished(event);
     }

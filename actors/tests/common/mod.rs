@@ -62,6 +62,8 @@ pub struct Cluster {
     pub notices: Vec<Vec<Notice>>,
     /// Every reply any client got, in order.
     pub replies: Vec<(Token, Reply)>,
+    /// Clients told "overloaded" (the shard was at its open-entity ceiling).
+    pub overloaded: Vec<Token>,
     /// Messages sent and not delivered yet, oldest first.
     pub in_flight: VecDeque<Envelope>,
     /// The wall clock every input is handled at.
@@ -97,6 +99,7 @@ impl Cluster {
             journals: vec![Vec::new(); shards],
             notices: vec![Vec::new(); shards],
             replies: Vec::new(),
+            overloaded: Vec::new(),
             in_flight: VecDeque::new(),
             now: config.start_ms,
             durable_seq: vec![0; shards],
@@ -211,6 +214,8 @@ impl Cluster {
     /// inputs wait on and, when archiving, hands the archive what finished, each
     /// followed by a write of what that did, until the shard asks for nothing.
     fn flush(&mut self, shard: usize, fail: bool) {
+        let overloaded = self.cores[shard].take_overloaded();
+        self.overloaded.extend(overloaded);
         self.write_batch(shard, fail);
         loop {
             let keys = self.cores[shard].take_lookups();
