@@ -380,6 +380,9 @@ async fn load_snapshot(
 /// Ids per `IN (…)` list: far below SQLite's limit on bound parameters.
 const IDS_PER_QUERY_MAX: usize = 500;
 
+/// Rows per `INSERT`: six parameters each, far below SQLite's limit of 32,766.
+const ROWS_PER_INSERT_MAX: usize = 1_000;
+
 impl ArchiveBackend for Archive {
     fn store(
         &self,
@@ -389,21 +392,26 @@ impl ArchiveBackend for Archive {
             let _turn = self.write_turn.lock().await;
             let mut tx = self.write_pool.begin().await.map_err(unavailable)?;
             for (table, rows) in rows {
-                let insert = format!(
-                    "INSERT OR IGNORE INTO {table} (id, shard, status, finished_at, format, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
-                );
-                for row in rows {
-                    sqlx::query(&insert)
-                        .bind(row.id)
-                        .bind(row.shard)
-                        .bind(row.status)
-                        .bind(row.finished_at)
-                        .bind(row.format)
-                        .bind(row.body)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(unavailable)?;
+                // Many rows per statement: each statement is a round trip to
+                // sqlx's SQLite thread, and the journal's writer waits for this
+                // turn.
+                for chunk in rows.chunks(ROWS_PER_INSERT_MAX) {
+                    let values = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+                    let insert = format!(
+                        "INSERT OR IGNORE INTO {table} (id, shard, status, finished_at, format, body)
+                         VALUES {values}"
+                    );
+                    let mut query = sqlx::query(&insert);
+                    for row in chunk {
+                        query = query
+                            .bind(row.id.as_str())
+                            .bind(row.shard)
+                            .bind(row.status)
+                            .bind(row.finished_at)
+                            .bind(row.format)
+                            .bind(row.body.as_slice());
+                    }
+                    query.execute(&mut *tx).await.map_err(unavailable)?;
                 }
             }
             tx.commit().await.map_err(unavailable)

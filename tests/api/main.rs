@@ -1,6 +1,7 @@
 //! Black-box tests of the HTTP API through a spawned server.
 
 mod accounts;
+mod archive;
 #[path = "../common/mod.rs"]
 mod common;
 mod contract;
