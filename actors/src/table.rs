@@ -263,6 +263,107 @@ impl<K: Ord + Clone> UndoLog for UndoSet<K> {
     }
 }
 
+/// A first-in-first-out queue whose pushes and pops can be undone back to the
+/// last commit point: entries go in at the back and leave at the front, in
+/// order, each in O(1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(bound(serialize = "T: Serialize", deserialize = "T: Deserialize<'de>"))]
+pub struct UndoQueue<T> {
+    queue: std::collections::VecDeque<T>,
+    #[serde(skip)]
+    undo: Vec<QueueUndo<T>>,
+    #[serde(skip)]
+    recording: bool,
+}
+
+#[derive(Debug, Clone)]
+enum QueueUndo<T> {
+    PushedBack,
+    PoppedFront(T),
+}
+
+impl<T> Default for UndoQueue<T> {
+    fn default() -> Self {
+        Self {
+            queue: std::collections::VecDeque::new(),
+            undo: Vec::new(),
+            recording: false,
+        }
+    }
+}
+
+/// Two queues are equal when they hold the same entries, whatever their undo logs.
+impl<T: PartialEq> PartialEq for UndoQueue<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.queue == other.queue
+    }
+}
+
+impl<T: Clone> UndoQueue<T> {
+    pub fn push_back(&mut self, entry: T) {
+        self.queue.push_back(entry);
+        if self.recording {
+            self.undo.push(QueueUndo::PushedBack);
+        }
+    }
+
+    pub fn pop_front(&mut self) -> Option<T> {
+        let entry = self.queue.pop_front()?;
+        if self.recording {
+            self.undo.push(QueueUndo::PoppedFront(entry.clone()));
+        }
+        Some(entry)
+    }
+
+    pub fn front(&self) -> Option<&T> {
+        self.queue.front()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.queue.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
+impl<T: Clone> UndoLog for UndoQueue<T> {
+    fn set_recording(&mut self, recording: bool) {
+        if self.recording != recording {
+            self.recording = recording;
+            self.undo.clear();
+        }
+    }
+
+    fn commit(&mut self) {
+        self.undo.clear();
+    }
+
+    fn undo_len(&self) -> usize {
+        self.undo.len()
+    }
+
+    fn commit_first(&mut self, entries: usize) {
+        self.undo.drain(..entries.min(self.undo.len()));
+    }
+
+    fn rollback(&mut self) {
+        while let Some(entry) = self.undo.pop() {
+            match entry {
+                QueueUndo::PushedBack => {
+                    self.queue.pop_back();
+                }
+                QueueUndo::PoppedFront(entry) => self.queue.push_front(entry),
+            }
+        }
+    }
+}
+
 /// Bits per key a filter layer is sized for, and the probes per key: about 0.2%
 /// false positives per layer when full.
 const FILTER_BITS_PER_KEY: u64 = 14;
@@ -330,6 +431,11 @@ impl PartialEq for UndoFilter {
 }
 
 impl UndoFilter {
+    /// Whether nothing was ever inserted (and the filter is not saturated).
+    pub fn is_empty(&self) -> bool {
+        !self.saturated && self.layers.is_empty()
+    }
+
     /// Whether `hash` (of a key: `xxh3` of its bytes) may have been inserted.
     pub fn may_contain(&self, hash: u64) -> bool {
         self.saturated || self.layers.iter().any(|layer| layer.contains(hash))
@@ -542,6 +648,22 @@ mod tests {
             .count();
         assert!(false_positives < 1_000, "{false_positives} false positives");
         assert!(filter.bytes() < 100_000 * 4, "{} bytes", filter.bytes());
+    }
+
+    #[test]
+    fn a_queue_rolls_back_its_pushes_and_pops() {
+        let mut queue = UndoQueue::default();
+        queue.push_back(1);
+        queue.push_back(2);
+        let committed = queue.clone();
+        queue.set_recording(true);
+        queue.push_back(3);
+        assert_eq!(queue.pop_front(), Some(1));
+        assert_eq!(queue.pop_front(), Some(2));
+        queue.push_back(4);
+        queue.rollback();
+        assert_eq!(queue, committed);
+        assert_eq!(queue.iter().copied().collect::<Vec<_>>(), vec![1, 2]);
     }
 
     #[test]

@@ -512,7 +512,9 @@ fn small_state() -> State {
     state
         .finished
         .insert(queued.clone(), (SNAPSHOT_SEQ - 1, AT));
-    state.finished_queue.insert((SNAPSHOT_SEQ - 1, AT, queued));
+    state
+        .finished_queue
+        .push_back((SNAPSHOT_SEQ - 1, AT, queued));
     state
 }
 

@@ -111,10 +111,12 @@ impl ShardCore {
             // Its lookup has just been answered: the inputs it held run now.
             return false;
         }
-        if self.parked.contains_key(key) {
+        if !self.parked.is_empty() && self.parked.contains_key(key) {
             return true;
         }
-        !self.state.holds(key) && self.state.may_be_archived(key)
+        // The filter first: for a new id it answers "certainly not" before the
+        // entity maps are searched (which plan searches again anyway).
+        self.state.may_be_archived(key) && !self.state.holds(key)
     }
 
     fn park(&mut self, key: ArchiveKey, input: Parked) {

@@ -25,7 +25,9 @@ impl State {
                     .get(id)
                     .is_some_and(|payment| payment.stage == Stage::Done)
                 {
-                    self.queue_finished(ArchiveKey::Payment(id.clone()), *at);
+                    // No event applies to a payment that is done, so this one
+                    // finished just now: it cannot be queued already.
+                    self.queue_new_finished(ArchiveKey::Payment(id.clone()), *at);
                 }
             }
             Event::OrderRefusedLocally { id, at, .. }
@@ -90,9 +92,14 @@ impl State {
 
     fn queue_finished(&mut self, key: ArchiveKey, at: TimestampMs) {
         if !self.finished.contains_key(&key) {
-            self.finished.insert(key.clone(), (self.last_seq, at));
-            self.finished_queue.insert((self.last_seq, at, key));
+            self.queue_new_finished(key, at);
         }
+    }
+
+    /// Queues an entity known not to be queued.
+    fn queue_new_finished(&mut self, key: ArchiveKey, at: TimestampMs) {
+        self.finished.insert(key.clone(), (self.last_seq, at));
+        self.finished_queue.push_back((self.last_seq, at, key));
     }
 
     /// What the archive may take now: the entities queued after event
@@ -147,15 +154,14 @@ impl State {
     /// `Event::EntitiesArchived`: every entity queued at or before `through_seq`
     /// leaves memory.
     pub(super) fn evict_archived(&mut self, through_seq: u64) {
-        let entries: Vec<(u64, TimestampMs, ArchiveKey)> = self
+        while self
             .finished_queue
-            .iter()
-            .take_while(|(seq, _, _)| *seq <= through_seq)
-            .cloned()
-            .collect();
-        for entry in entries {
-            self.finished_queue.remove(&entry);
-            let key = entry.2;
+            .front()
+            .is_some_and(|(seq, _, _)| *seq <= through_seq)
+        {
+            let Some((_, _, key)) = self.finished_queue.pop_front() else {
+                break;
+            };
             self.finished.remove(&key);
             self.archived_keys.insert(key.filter_hash());
             match &key {
@@ -213,7 +219,7 @@ impl State {
     /// Whether an entity not in memory may be in the archive (false: it
     /// certainly is not, and a command naming it needs no lookup).
     pub fn may_be_archived(&self, key: &ArchiveKey) -> bool {
-        self.archived_keys.may_contain(key.filter_hash())
+        !self.archived_keys.is_empty() && self.archived_keys.may_contain(key.filter_hash())
     }
 
     /// Whether an entity is in memory.

@@ -33,7 +33,7 @@ use crate::model::{
     TimerKey,
 };
 use crate::order::Order;
-use crate::table::{StateHasher, UndoFilter, UndoLog, UndoMap, UndoSet};
+use crate::table::{StateHasher, UndoFilter, UndoLog, UndoMap, UndoQueue, UndoSet};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -71,7 +71,7 @@ pub struct State {
     /// The same entries in the order they finished, so that a round for the
     /// archive and an eviction read only what they take.
     #[serde(default)]
-    pub finished_queue: UndoSet<(u64, TimestampMs, ArchiveKey)>,
+    pub finished_queue: UndoQueue<(u64, TimestampMs, ArchiveKey)>,
     /// Every key that left memory for the archive: a command naming a key the
     /// filter has certainly never seen needs no lookup (see `crate::archive`).
     #[serde(default)]
@@ -109,7 +109,7 @@ impl State {
             last_seq: 0,
             finished: UndoMap::with_hasher(hasher.clone()),
             archived_keys: UndoFilter::default(),
-            finished_queue: UndoSet::default(),
+            finished_queue: UndoQueue::default(),
         }
     }
 
