@@ -339,17 +339,8 @@ impl ShardActor {
         let events = batch.events.len();
         let last_seq = record.last_seq;
         let append = self.journal.append(record);
-        let timeout = Duration::from_millis(self.settings.journal_timeout_ms);
         let started = Instant::now();
-        let write = async move {
-            match tokio::time::timeout(timeout, append).await {
-                Ok(result) => result,
-                Err(_) => Err(JournalError::Unavailable(format!(
-                    "append took longer than {} ms",
-                    timeout.as_millis()
-                ))),
-            }
-        };
+        let write = with_timeout(append, self.journal_timeout());
         self.writing = true;
         self.reads_writing = reads;
         let done = write.into_actor(self).map(move |result, actor, ctx| {

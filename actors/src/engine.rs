@@ -238,7 +238,6 @@ impl Engine {
         replies
     }
 
-    /// Reads one entity from its shard.
     /// Answers a read. A payment, order or reservation is read from the archive
     /// first, so a read of one that has left memory never waits on its shard;
     /// one the archive does not have yet is asked of the shard, and if it left

@@ -512,10 +512,6 @@ impl UndoFilter {
         self.layers.iter().map(FilterLayer::bytes).sum()
     }
 
-    pub fn is_saturated(&self) -> bool {
-        self.saturated
-    }
-
     /// Answers "maybe" for every key from now on, as a filter past its budget
     /// does (not undoable: for tests that want every lookup to happen).
     pub fn saturate(&mut self) {

@@ -132,11 +132,6 @@ impl ShardCore {
         std::mem::take(&mut self.lookups)
     }
 
-    /// Inputs waiting for lookups.
-    pub fn parked_inputs(&self) -> usize {
-        self.parked.values().map(VecDeque::len).sum()
-    }
-
     /// The archive answered lookups: what it holds of each key asked for (a key
     /// it does not know is absent). Returns the tokens of the commands it let
     /// through, in the order they were decided.
