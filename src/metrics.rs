@@ -127,6 +127,12 @@ impl Metrics {
         ] {
             must(registry.register(collector));
         }
+        // The process's resident memory and CPU time (`surge_process_*`): what
+        // `surge bench` samples each second to chart memory and CPU per operation
+        // as an outside client sees the server.
+        must(registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        )));
         Self {
             registry,
             http_requests,

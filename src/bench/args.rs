@@ -21,6 +21,11 @@ pub enum ScenarioArg {
     PaymentsBatch,
     /// Orders, payments, reads and feed subscribers, as on a checkout day.
     Mixed,
+    /// A day's mix for as long as --duration-s (best with --rate): payments,
+    /// two-phase payments with captures and expiries, reservations with TTLs,
+    /// orders, reads and retries of long-finished payments; the report charts
+    /// the server's resident memory.
+    Soak,
 }
 
 impl ScenarioArg {
@@ -30,6 +35,7 @@ impl ScenarioArg {
             ScenarioArg::Payments => "payments",
             ScenarioArg::PaymentsBatch => "payments-batch",
             ScenarioArg::Mixed => "mixed",
+            ScenarioArg::Soak => "soak",
         }
     }
 }

@@ -126,6 +126,18 @@ pub struct PaymentBody<'a> {
     pub currency: &'static str,
 }
 
+/// A two-phase payment's authorization (`capture: false`).
+#[derive(Debug, Clone, Serialize)]
+pub struct HoldBody<'a> {
+    pub id: String,
+    pub from: &'a str,
+    pub to: &'a str,
+    pub amount: String,
+    pub currency: &'static str,
+    pub capture: bool,
+    pub hold_timeout_ms: u64,
+}
+
 /// `POST /v1/payments/batch`'s body.
 #[derive(Serialize)]
 struct PaymentsBatch<'a> {
@@ -218,7 +230,7 @@ impl Api {
                 Err(error) => return (0, Bytes::from(error.to_string())),
             };
             return fast
-                .post(path, &self.hot.client_auth, JSON, JSON, body)
+                .post(path, &self.hot.client_auth, (JSON, JSON), None, body)
                 .await
                 .unwrap_or_else(|failure| (0, Bytes::from_static(failure.label().as_bytes())));
         }
@@ -336,21 +348,92 @@ impl Api {
         let (status, bytes) = self
             .post_hot("/v1/payments", &self.hot.payments, payment)
             .await;
+        status_outcome(status, &bytes, 201, "settled")
+    }
+
+    /// `POST /v1/payments` with `capture: false`: 201 authorized.
+    pub async fn authorize(&self, hold: &HoldBody<'_>) -> Outcome {
+        let (status, bytes) = self
+            .post_hot("/v1/payments", &self.hot.payments, hold)
+            .await;
+        status_outcome(status, &bytes, 201, "authorized")
+    }
+
+    /// `POST /v1/payments/{id}/capture` of all of it, under an `Idempotency-Key`.
+    pub async fn capture(&self, id: &str, key: &str) -> Outcome {
+        let path = format!("/v1/payments/{id}/capture");
+        let (status, bytes) = self.post_path(&path, Some(key), Bytes::new()).await;
+        status_outcome(status, &bytes, 200, "captured")
+    }
+
+    /// `POST /v1/payments/{id}/void`.
+    pub async fn void(&self, id: &str) -> Outcome {
+        let path = format!("/v1/payments/{id}/void");
+        let (status, bytes) = self.post_path(&path, None, Bytes::new()).await;
+        status_outcome(status, &bytes, 200, "voided")
+    }
+
+    /// `POST /v1/items/{sku}/reservations`: 201 held, 409 `out_of_stock`.
+    pub async fn reserve(&self, sku: &str, id: &str, quantity: u64, ttl_ms: u64) -> Outcome {
+        let path = format!("/v1/items/{sku}/reservations");
+        let body = json!({"id": id, "quantity": quantity, "ttl_ms": ttl_ms}).to_string();
+        let (status, bytes) = self.post_path(&path, None, Bytes::from(body)).await;
+        status_outcome(status, &bytes, 201, "held")
+    }
+
+    /// `POST /v1/items/{sku}/reservations/{id}/commit`, under an `Idempotency-Key`.
+    pub async fn commit(&self, sku: &str, id: &str, key: &str) -> Outcome {
+        let path = format!("/v1/items/{sku}/reservations/{id}/commit");
+        let (status, bytes) = self.post_path(&path, Some(key), Bytes::new()).await;
+        status_outcome(status, &bytes, 200, "committed")
+    }
+
+    /// `POST /v1/items/{sku}/reservations/{id}/release`.
+    pub async fn release(&self, sku: &str, id: &str) -> Outcome {
+        let path = format!("/v1/items/{sku}/reservations/{id}/release");
+        let (status, bytes) = self.post_path(&path, None, Bytes::new()).await;
+        status_outcome(status, &bytes, 200, "released")
+    }
+
+    /// A reservation's status as stored, or `None` when the engine never heard
+    /// of it.
+    pub async fn reservation(&self, sku: &str, id: &str) -> anyhow::Result<Option<String>> {
+        let path = format!("/v1/items/{sku}/reservations/{id}");
+        let (status, value) = self.get_json(&path).await;
         match status {
-            201 => match serde_json::from_slice::<PaymentAnswer>(&bytes) {
-                Ok(answer) => match answer.status.as_deref() {
-                    Some("settled") => Outcome::Ok,
-                    Some("rejected") => Outcome::Rejected(
-                        answer
-                            .code
-                            .map_or_else(|| "rejected".into(), Cow::into_owned),
-                    ),
-                    other => Outcome::Error(format!("payment answered status {other:?}")),
-                },
-                Err(error) => Outcome::Error(format!("undecodable payment: {error}")),
-            },
-            422 | 409 => Outcome::Rejected(code_of(&answer_value(status, &bytes), "rejected")),
-            _ => Outcome::Error(error_label(status, &answer_value(status, &bytes))),
+            200 => Ok(value["status"].as_str().map(str::to_owned)),
+            404 => Ok(None),
+            _ => anyhow::bail!("reading reservation {sku}/{id}: {status} {value}"),
+        }
+    }
+
+    /// A measured `POST` to a path made per request: the lean transport when
+    /// there is one.
+    async fn post_path(&self, path: &str, key: Option<&str>, body: Bytes) -> (u16, Bytes) {
+        if let Some(fast) = &self.fast {
+            return fast
+                .post(path, &self.hot.client_auth, (JSON, JSON), key, body)
+                .await
+                .unwrap_or_else(|failure| (0, Bytes::from_static(failure.label().as_bytes())));
+        }
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(AUTHORIZATION, self.hot.client_auth.clone())
+            .header(CONTENT_TYPE, JSON)
+            .body(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                match response.bytes().await {
+                    Ok(bytes) => (status, bytes),
+                    Err(error) => (0, Bytes::from(transport_label(&error))),
+                }
+            }
+            Err(error) => (0, Bytes::from(transport_label(&error))),
         }
     }
 
@@ -382,8 +465,8 @@ impl Api {
                 .post(
                     "/v1/payments/batch",
                     &self.hot.client_auth,
-                    content_type,
-                    content_type,
+                    (content_type, content_type),
+                    None,
                     encoded,
                 )
                 .await
@@ -450,8 +533,8 @@ impl Api {
     }
 
     /// `POST /v1/orders`: 201 terminal or 202 in progress. Returns the outcome and
-    /// the order as answered (when it was).
-    pub async fn create_order(&self, order: &CreateOrder<'_>) -> Outcome {
+    /// where the answer left the order.
+    pub async fn create_order(&self, order: &CreateOrder<'_>) -> (Outcome, OrderEnd) {
         let (status, bytes) = self.post_hot("/v1/orders", &self.hot.orders, order).await;
         order_outcome(status, &bytes)
     }
@@ -478,22 +561,69 @@ async fn read(sent: Result<reqwest::Response, reqwest::Error>) -> (u16, Value) {
     }
 }
 
+/// How a request answered with a payment or reservation ended: `expected`
+/// (under status `success`) is done, `rejected` with a code is a refusal, 409 and
+/// 422 are refusals, anything else is an error.
+fn status_outcome(status: u16, bytes: &[u8], success: u16, expected: &str) -> Outcome {
+    if status == success {
+        return match serde_json::from_slice::<PaymentAnswer>(bytes) {
+            Ok(answer) => match answer.status.as_deref() {
+                Some(got) if got == expected => Outcome::Ok,
+                Some("rejected") => Outcome::Rejected(
+                    answer
+                        .code
+                        .map_or_else(|| "rejected".into(), Cow::into_owned),
+                ),
+                other => Outcome::Error(format!("answered status {other:?}, not {expected}")),
+            },
+            Err(error) => Outcome::Error(format!("undecodable answer: {error}")),
+        };
+    }
+    match status {
+        422 | 409 => Outcome::Rejected(code_of(&answer_value(status, bytes), "rejected")),
+        _ => Outcome::Error(error_label(status, &answer_value(status, bytes))),
+    }
+}
+
+/// Where a `POST /v1/orders` answer left the order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderEnd {
+    Confirmed,
+    /// Rejected, cancelled or expired: nothing sold.
+    Refused,
+    /// Not final when answered (202), or no answer: read it back to know.
+    Open,
+}
+
 /// How a `POST /v1/orders` ended, from its answer.
-fn order_outcome(status: u16, bytes: &[u8]) -> Outcome {
+fn order_outcome(status: u16, bytes: &[u8]) -> (Outcome, OrderEnd) {
     match status {
         201 | 202 => match serde_json::from_slice::<OrderAnswer>(bytes) {
             Ok(answer) => match &*answer.status {
-                "rejected" => Outcome::Rejected(
-                    answer
-                        .reason
-                        .map_or_else(|| "rejected".into(), Cow::into_owned),
+                "rejected" => (
+                    Outcome::Rejected(
+                        answer
+                            .reason
+                            .map_or_else(|| "rejected".into(), Cow::into_owned),
+                    ),
+                    OrderEnd::Refused,
                 ),
-                "cancelled" | "expired" => Outcome::Rejected(answer.status.into_owned()),
-                _ => Outcome::Ok,
+                "cancelled" | "expired" => (
+                    Outcome::Rejected(answer.status.into_owned()),
+                    OrderEnd::Refused,
+                ),
+                "confirmed" => (Outcome::Ok, OrderEnd::Confirmed),
+                _ => (Outcome::Ok, OrderEnd::Open),
             },
-            Err(error) => Outcome::Error(format!("undecodable order: {error}")),
+            Err(error) => (
+                Outcome::Error(format!("undecodable order: {error}")),
+                OrderEnd::Open,
+            ),
         },
-        _ => Outcome::Error(error_label(status, &answer_value(status, bytes))),
+        _ => (
+            Outcome::Error(error_label(status, &answer_value(status, bytes))),
+            OrderEnd::Open,
+        ),
     }
 }
 
@@ -538,20 +668,23 @@ mod tests {
     #[test]
     fn an_order_answer_is_counted_by_its_status_and_reason() {
         let confirmed = br#"{"id":"o1","status":"confirmed","lines":[],"history":[]}"#;
-        assert_eq!(order_outcome(201, confirmed), Outcome::Ok);
-        assert_eq!(order_outcome(202, br#"{"status":"reserved"}"#), Outcome::Ok);
+        assert_eq!(order_outcome(201, confirmed), (Outcome::Ok, OrderEnd::Confirmed));
+        assert_eq!(
+            order_outcome(202, br#"{"status":"reserved"}"#),
+            (Outcome::Ok, OrderEnd::Open)
+        );
         let sold_out = br#"{"status":"rejected","reason":"out_of_stock","total":null}"#;
         assert_eq!(
-            order_outcome(201, sold_out),
+            order_outcome(201, sold_out).0,
             Outcome::Rejected("out_of_stock".into())
         );
         assert_eq!(
-            order_outcome(201, br#"{"status":"rejected"}"#),
+            order_outcome(201, br#"{"status":"rejected"}"#).0,
             Outcome::Rejected("rejected".into())
         );
         assert_eq!(
             order_outcome(201, br#"{"status":"expired"}"#),
-            Outcome::Rejected("expired".into())
+            (Outcome::Rejected("expired".into()), OrderEnd::Refused)
         );
     }
 
@@ -560,18 +693,21 @@ mod tests {
         // Borrowing fails on escapes; the answer must then be copied, not refused.
         let escaped = br#"{"status":"rejected","reason":"out_of\u005fstock"}"#;
         assert_eq!(
-            order_outcome(201, escaped),
+            order_outcome(201, escaped).0,
             Outcome::Rejected("out_of_stock".into())
         );
     }
 
     #[test]
     fn an_order_answer_that_is_not_an_order_is_an_error() {
-        assert!(matches!(order_outcome(201, b"{}"), Outcome::Error(_)));
-        assert!(matches!(order_outcome(201, b"not json"), Outcome::Error(_)));
+        assert!(matches!(order_outcome(201, b"{}").0, Outcome::Error(_)));
+        assert!(matches!(
+            order_outcome(201, b"not json").0,
+            Outcome::Error(_)
+        ));
         assert!(matches!(
             order_outcome(500, br#"{"code":"internal"}"#),
-            Outcome::Error(_)
+            (Outcome::Error(_), OrderEnd::Open)
         ));
     }
 }

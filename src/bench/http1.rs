@@ -81,16 +81,23 @@ impl Http1 {
         })
     }
 
-    /// `POST path` with `body`; the answer's status and body.
+    /// `POST path` with `body` (and an `Idempotency-Key`, when given); the
+    /// answer's status and body.
     pub async fn post(
         &self,
-        path: &'static str,
+        path: &str,
         authorization: &HeaderValue,
-        content_type: &'static str,
-        accept: &'static str,
+        (content_type, accept): (&'static str, &'static str),
+        idempotency_key: Option<&str>,
         body: Bytes,
     ) -> Result<(u16, Bytes), Failure> {
-        let request = self.request(path, authorization, content_type, accept, &body);
+        let request = self.request(
+            path,
+            authorization,
+            (content_type, accept),
+            idempotency_key,
+            &body,
+        );
         let exchange = async {
             let mut connection = self.checkout().await?;
             connection
@@ -114,11 +121,17 @@ impl Http1 {
         &self,
         path: &str,
         authorization: &HeaderValue,
-        content_type: &str,
-        accept: &str,
+        (content_type, accept): (&str, &str),
+        idempotency_key: Option<&str>,
         body: &[u8],
     ) -> Vec<u8> {
         let mut request = Vec::with_capacity(256 + authorization.len() + body.len());
+        let key = idempotency_key.unwrap_or_default();
+        let key_header: &[u8] = if key.is_empty() {
+            b""
+        } else {
+            b"\r\nidempotency-key: "
+        };
         for part in [
             b"POST ".as_slice(),
             path.as_bytes(),
@@ -130,6 +143,8 @@ impl Http1 {
             content_type.as_bytes(),
             b"\r\naccept: ",
             accept.as_bytes(),
+            key_header,
+            key.as_bytes(),
             b"\r\ncontent-length: ",
             body.len().to_string().as_bytes(),
             b"\r\n\r\n",
@@ -448,8 +463,8 @@ mod tests {
         let request = client.request(
             "/v1/payments",
             &HeaderValue::from_static("Bearer t"),
-            "application/json",
-            "application/json",
+            ("application/json", "application/json"),
+            None,
             b"{}",
         );
         assert_eq!(
@@ -457,6 +472,19 @@ mod tests {
             "POST /v1/payments HTTP/1.1\r\nhost: 127.0.0.1:8080\r\nauthorization: Bearer t\r\n\
              content-type: application/json\r\naccept: application/json\r\n\
              content-length: 2\r\n\r\n{}"
+        );
+        let keyed = client.request(
+            "/v1/payments/p1/capture",
+            &HeaderValue::from_static("Bearer t"),
+            ("application/json", "application/json"),
+            Some("k1"),
+            b"",
+        );
+        assert_eq!(
+            String::from_utf8(keyed).expect("ascii"),
+            "POST /v1/payments/p1/capture HTTP/1.1\r\nhost: 127.0.0.1:8080\r\n\
+             authorization: Bearer t\r\ncontent-type: application/json\r\n\
+             accept: application/json\r\nidempotency-key: k1\r\ncontent-length: 0\r\n\r\n"
         );
         assert!(Http1::for_base("https://example.com", Duration::from_secs(1)).is_none());
     }

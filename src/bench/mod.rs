@@ -13,6 +13,8 @@
 //! * [`load`]: open- and closed-loop drivers, HDR latency recording, progress bar.
 //! * [`scenario`]: setup, request mix and verification of each scenario.
 //! * [`zipf`]: a Zipf sampler for skewed SKU and account choice.
+//! * [`memory`]: the server's resident memory, CPU time and open entities, read
+//!   from its `/metrics` every second.
 //! * [`report`]: the summary table, `report.json` and a self-contained `report.html`.
 
 pub mod args;
@@ -20,6 +22,7 @@ pub mod baseline;
 pub mod client;
 pub mod http1;
 pub mod load;
+pub mod memory;
 pub mod report;
 pub mod scenario;
 pub mod target;

@@ -4,6 +4,7 @@
 
 use super::args::BenchArgs;
 use super::load::{Recording, Tally};
+use super::memory::MemoryReport;
 use super::target::TargetKind;
 use plotters::prelude::*;
 use serde::Serialize;
@@ -105,6 +106,10 @@ pub struct RunReport {
     pub timeline: Vec<SecondJson>,
     /// (percentile, latency ms) points of the whole run's distribution.
     pub latency_distribution: Vec<(f64, f64)>,
+    /// The server's resident memory, CPU time and open entities, sampled each
+    /// second from its `/metrics` (Surge only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryReport>,
 }
 
 /// Percentiles drawn in the distribution chart and listed in the JSON.
@@ -170,6 +175,7 @@ impl RunReport {
             units_sold: orders.map(|(_, units)| units),
             timeline,
             latency_distribution,
+            memory: None,
         }
     }
 }
@@ -216,6 +222,62 @@ impl Comparison {
     pub fn invariants_hold(&self) -> bool {
         self.runs().iter().all(|run| run.invariants.hold())
     }
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / (1 << 20) as f64)
+}
+
+/// The memory section of the report page: the resident-memory timeline, open
+/// entities beside it, and what the report derives from them.
+fn memory_html(runs: &[&RunReport]) -> anyhow::Result<String> {
+    let Some((target, memory)) = runs
+        .iter()
+        .find_map(|r| r.memory.as_ref().map(|m| (&r.target, m)))
+    else {
+        return Ok(String::new());
+    };
+    // Seconds from the first sample, so setup shows left of the measured phase.
+    let first = memory.samples.first().map_or(0.0, |s| s.second);
+    let rss: Series = (
+        format!("{target} resident MB"),
+        memory
+            .samples
+            .iter()
+            .map(|s| (s.second - first, s.rss_bytes as f64 / (1 << 20) as f64))
+            .collect(),
+    );
+    let open: Series = (
+        format!("{target} open entities (thousands)"),
+        memory
+            .samples
+            .iter()
+            .map(|s| (s.second - first, s.open_entities as f64 / 1_000.0))
+            .collect(),
+    );
+    let per_entity = memory
+        .bytes_per_open_entity
+        .map_or("-".into(), |b| format!("{b:.0}"));
+    let cpu = memory
+        .server_cpu_us_per_operation
+        .map_or("-".into(), |us| format!("{us:.2}"));
+    Ok(format!(
+        "<h2>Server memory</h2><p>Resident size before setup {before} MB, after setup {start} MB,          at the end {end} MB, highest {max} MB; over the last two thirds of the run it grew          {growth:+.1}% above its size at the first third. Memory per account (what setup added):          {per_account:.0} bytes; per open entity (resident size above the fixture over the mean          of {open_mean:.0} open entities, an upper bound): {per_entity} bytes. Server CPU per          operation: {cpu} µs. The measured phase starts {offset:.0} s into the chart.</p>{chart}",
+        before = mb(memory.rss_before_setup_bytes),
+        start = mb(memory.rss_at_start_bytes),
+        end = mb(memory.rss_at_end_bytes),
+        max = mb(memory.rss_max_bytes),
+        growth = memory.growth_last_two_thirds_percent,
+        per_account = memory.bytes_per_account,
+        open_mean = memory.open_entities_mean,
+        offset = -first,
+        chart = line_chart(
+            "server resident memory and open entities",
+            "second",
+            "MB / thousands",
+            &[rss, open]
+        )?,
+    ))
 }
 
 fn codes(map: &BTreeMap<String, u64>) -> String {
@@ -275,6 +337,22 @@ pub fn print_summary(comparison: &Comparison) {
             "{} of {} subscribers",
             r.invariants.feed_gaps, r.invariants.feed_subscribers
         )
+    });
+    row("server RSS start/end MB", &|r| {
+        r.memory.as_ref().map_or("-".into(), |m| {
+            format!("{} / {}", mb(m.rss_at_start_bytes), mb(m.rss_at_end_bytes))
+        })
+    });
+    row("server RSS growth", &|r| {
+        r.memory.as_ref().map_or("-".into(), |m| {
+            format!("{:+.1}% last 2/3", m.growth_last_two_thirds_percent)
+        })
+    });
+    row("server CPU µs/op", &|r| {
+        r.memory
+            .as_ref()
+            .and_then(|m| m.server_cpu_us_per_operation)
+            .map_or("-".into(), |us| format!("{us:.2}"))
     });
     row("invariants", &|r| {
         if r.invariants.hold() {
@@ -517,8 +595,9 @@ fn html(comparison: &Comparison) -> anyhow::Result<String> {
          td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style></head><body>\
          <h1>surge bench: {scenario}</h1>{table}{ratio}\
          <h2>Throughput</h2>{throughput}<h2>Latency percentiles over time</h2>{percentiles}\
-         <h2>Latency distribution</h2>{distribution}<p>x axis: {axis}</p></body></html>",
+         <h2>Latency distribution</h2>{distribution}<p>x axis: {axis}</p>{memory}</body></html>",
         scenario = escape(&comparison.surge.scenario),
+        memory = memory_html(&runs)?,
         throughput = line_chart("operations per second", "second", "ops/s", &throughput)?,
         percentiles = line_chart("latency per second", "second", "ms", &percentiles)?,
         distribution = line_chart(

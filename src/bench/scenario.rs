@@ -5,11 +5,14 @@
 //! long-lived server never see each other's accounts, items or orders, and the
 //! invariants are checked over exactly what this run created.
 
+mod soak;
+
 use super::args::{BenchArgs, ScenarioArg};
 use super::client::{
-    is_terminal, Api, CreateOrder, OrderJson, OrderLine, Outcome, PaymentBody, Tokens,
+    is_terminal, Api, CreateOrder, OrderEnd, OrderJson, OrderLine, Outcome, PaymentBody, Tokens,
 };
 use super::load::{self, Shape};
+use super::memory::{MemoryReport, Sampler};
 use super::report::{Invariants, RunReport};
 use super::target::TargetKind;
 use super::zipf::Zipf;
@@ -26,6 +29,8 @@ const DEPOSIT_CENTS: i64 = 10_000_000;
 const PAYMENT_CENTS_MAX: u64 = 10_00;
 /// Units of each long-tail SKU.
 const TAIL_STOCK: u64 = 1_000;
+/// Units of each long-tail SKU in the soak, which sells for as long as it runs.
+const SOAK_TAIL_STOCK: u64 = 10_000_000;
 /// Price of the hot SKU, in cents.
 const HOT_PRICE_CENTS: u64 = 25_00;
 /// Zipf exponent of the long tail (and of read popularity).
@@ -74,6 +79,19 @@ struct Ctx {
     watchers: Mutex<Vec<JoinHandle<FeedCheck>>>,
     watch_slots: Arc<tokio::sync::Semaphore>,
     feed: bool,
+    known: Mutex<Known>,
+}
+
+/// What answers already told about stock, so that verification reads back only
+/// what they left open (the soak: millions of orders, too many to read back).
+#[derive(Default)]
+struct Known {
+    /// Units sold by confirmed orders and committed reservations, by SKU.
+    sold: HashMap<String, u64>,
+    /// Orders answered `confirmed`.
+    confirmed: u64,
+    /// Commits without an answer: (sku, reservation id), read back.
+    uncertain_commits: Vec<(String, String)>,
 }
 
 #[expect(
@@ -93,8 +111,17 @@ pub async fn run(
         .await?;
     let run = format!("b{:08x}", fastrand::u32(..));
     let label = format!("{} {}", args.scenario.name(), kind.name());
+    // The baseline has no /metrics.
+    let sampler = match kind {
+        TargetKind::Surge => Some(Sampler::start(&url)?),
+        TargetKind::Postgres => None,
+    };
+    if let Some(sampler) = &sampler {
+        sampler.mark(&url).await;
+    }
     eprintln!("{label}: setting up (run {run}) against {description}");
     let fixture = setup(&api, &args, &run, setup_concurrency).await?;
+    let accounts = fixture.accounts.len();
     let ctx = Arc::new(Ctx {
         tail: Zipf::new(args.tail_skus.max(1), TAIL_ZIPF_EXPONENT),
         api,
@@ -105,11 +132,16 @@ pub async fn run(
         watch_slots: Arc::new(tokio::sync::Semaphore::new(FEED_SUBSCRIBERS_MAX)),
         // The baseline has no live feed; its mixed run has no subscribers.
         feed: kind == TargetKind::Surge,
+        known: Mutex::new(Known::default()),
     });
     let shape = Shape {
         duration: Duration::from_secs(args.duration_s),
         concurrency: args.concurrency,
         rate_per_s: args.rate,
+    };
+    let measured_from = match &sampler {
+        Some(sampler) => sampler.mark(&url).await,
+        None => 0.0,
     };
     let recording = match args.scenario {
         ScenarioArg::Payments => {
@@ -148,17 +180,38 @@ pub async fn run(
             })
             .await
         }
+        ScenarioArg::Soak => {
+            let ctx = ctx.clone();
+            load::drive(shape, &label, move |k| {
+                let ctx = ctx.clone();
+                async move { ctx.soak(k).await }
+            })
+            .await
+        }
     };
+    if let Some(sampler) = &sampler {
+        sampler.mark(&url).await;
+    }
     eprintln!("{label}: verifying invariants");
     let verified = verify(&ctx, setup_concurrency).await?;
-    Ok(RunReport::new(
+    let memory = sampler.and_then(|sampler| {
+        MemoryReport::new(
+            sampler.finish(measured_from),
+            recording.elapsed.as_secs_f64(),
+            recording.total.operations,
+            accounts,
+        )
+    });
+    let mut report = RunReport::new(
         &args,
         kind,
         description,
         &recording,
         verified.invariants,
         verified.orders,
-    ))
+    );
+    report.memory = memory;
+    Ok(report)
 }
 
 async fn setup(
@@ -178,12 +231,22 @@ async fn setup(
         }
     })
     .await?;
-    let sells = matches!(args.scenario, ScenarioArg::FlashSale | ScenarioArg::Mixed);
+    let sells = matches!(
+        args.scenario,
+        ScenarioArg::FlashSale | ScenarioArg::Mixed | ScenarioArg::Soak
+    );
+    let tail_stock = match args.scenario {
+        ScenarioArg::Soak => SOAK_TAIL_STOCK,
+        ScenarioArg::FlashSale
+        | ScenarioArg::Mixed
+        | ScenarioArg::Payments
+        | ScenarioArg::PaymentsBatch => TAIL_STOCK,
+    };
     let (merchant, items) = if sells {
         let merchant = format!("{run}-merchant");
         api.create_account(&merchant).await?;
         let mut items = vec![(format!("{run}-hot"), args.hot_stock)];
-        items.extend((0..args.tail_skus).map(|i| (format!("{run}-s{i}"), TAIL_STOCK)));
+        items.extend((0..args.tail_skus).map(|i| (format!("{run}-s{i}"), tail_stock)));
         load::for_each(items.len(), concurrency, |i| {
             let (sku, stock) = &items[i];
             let price = if i == 0 {
@@ -307,11 +370,30 @@ impl Ctx {
                 .await;
             }
         }
-        self.orders_sent
-            .lock()
-            .expect("orders lock not poisoned")
-            .push(body.id.clone());
-        self.api.create_order(&body).await
+        if self.args.scenario != ScenarioArg::Soak {
+            self.orders_sent
+                .lock()
+                .expect("orders lock not poisoned")
+                .push(body.id.clone());
+            return self.api.create_order(&body).await.0;
+        }
+        let (outcome, end) = self.api.create_order(&body).await;
+        match end {
+            OrderEnd::Confirmed => {
+                let mut known = self.known.lock().expect("known lock not poisoned");
+                known.confirmed += 1;
+                for line in &body.lines {
+                    *known.sold.entry(line.sku.to_owned()).or_default() += line.quantity;
+                }
+            }
+            OrderEnd::Refused => {}
+            OrderEnd::Open => self
+                .orders_sent
+                .lock()
+                .expect("orders lock not poisoned")
+                .push(body.id.clone()),
+        }
+        outcome
     }
 
     async fn mixed(self: &Arc<Self>, k: u64) -> Outcome {
@@ -434,6 +516,49 @@ async fn watch_order(
     check
 }
 
+/// Every SKU's stock adds up: nothing oversold, and once every order is terminal
+/// and every reservation has ended (re-read until they have, for at most
+/// `settle`), what left the shelf is exactly what was sold.
+async fn check_stock(
+    ctx: &Ctx,
+    sold: &BTreeMap<String, u64>,
+    settle: Duration,
+    concurrency: usize,
+    invariants: &mut Invariants,
+) -> anyhow::Result<()> {
+    let (api, fixture) = (&ctx.api, &ctx.fixture);
+    let deadline = tokio::time::Instant::now() + settle;
+    loop {
+        let items = load::for_each(fixture.items.len(), concurrency, |i| {
+            let sku = &fixture.items[i].0;
+            async move { api.item(sku).await }
+        })
+        .await?;
+        let mut oversold = 0;
+        let mut notes = Vec::new();
+        for ((sku, stock), item) in fixture.items.iter().zip(&items) {
+            let units = sold.get(sku.as_str()).copied().unwrap_or(0);
+            oversold += units.saturating_sub(*stock);
+            let consistent = item.available + item.reserved == item.on_hand
+                && (invariants.non_terminal_orders > 0
+                    || (item.reserved == 0 && item.on_hand + units == *stock));
+            if !consistent {
+                notes.push(format!(
+                    "{sku}: stock {stock}, sold {units}, on_hand {}, reserved {}, available {}",
+                    item.on_hand, item.reserved, item.available
+                ));
+            }
+        }
+        if notes.is_empty() || tokio::time::Instant::now() >= deadline {
+            invariants.oversold_units = oversold;
+            invariants.stock_inconsistencies = notes.len() as u64;
+            invariants.notes.extend(notes.into_iter().take(20));
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 struct Verified {
     invariants: Invariants,
     /// (orders confirmed, units sold) for the scenarios that order.
@@ -474,8 +599,12 @@ async fn verify(ctx: &Arc<Ctx>, concurrency: usize) -> anyhow::Result<Verified> 
             }
         })
         .await?;
-        let mut sold: BTreeMap<&str, u64> = BTreeMap::new();
-        let mut confirmed = 0;
+        let (mut sold, mut confirmed, uncertain) = {
+            let known = ctx.known.lock().expect("known lock not poisoned");
+            let sold: BTreeMap<String, u64> =
+                known.sold.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            (sold, known.confirmed, known.uncertain_commits.clone())
+        };
         for order in read.iter().flatten() {
             final_status.insert(order.id.clone(), order.status.clone());
             if !is_terminal(&order.status) {
@@ -484,31 +613,21 @@ async fn verify(ctx: &Arc<Ctx>, concurrency: usize) -> anyhow::Result<Verified> 
             if order.status == "confirmed" {
                 confirmed += 1;
                 for line in &order.lines {
-                    *sold.entry(line.sku.as_str()).or_default() += line.quantity;
+                    *sold.entry(line.sku.clone()).or_default() += line.quantity;
                 }
             }
         }
-        let items = load::for_each(fixture.items.len(), concurrency, |i| {
-            let sku = &fixture.items[i].0;
-            async move { api.item(sku).await }
+        let committed = load::for_each(uncertain.len(), concurrency, |i| {
+            let (sku, id) = &uncertain[i];
+            async move { api.reservation(sku, id).await }
         })
         .await?;
-        for ((sku, stock), item) in fixture.items.iter().zip(&items) {
-            let units = sold.get(sku.as_str()).copied().unwrap_or(0);
-            invariants.oversold_units += units.saturating_sub(*stock);
-            // Once every order is terminal nothing is held, and what left the
-            // shelf is exactly what confirmed orders bought.
-            let consistent = item.available + item.reserved == item.on_hand
-                && (invariants.non_terminal_orders > 0
-                    || (item.reserved == 0 && item.on_hand + units == *stock));
-            if !consistent {
-                invariants.stock_inconsistencies += 1;
-                invariants.notes.push(format!(
-                    "{sku}: stock {stock}, sold {units}, on_hand {}, reserved {}, available {}",
-                    item.on_hand, item.reserved, item.available
-                ));
+        for ((sku, _), status) in uncertain.iter().zip(committed) {
+            if status.as_deref() == Some("committed") {
+                *sold.entry(sku.clone()).or_default() += 1;
             }
         }
+        check_stock(ctx, &sold, settle, concurrency, &mut invariants).await?;
         orders = Some((confirmed, sold.values().sum()));
     }
 
