@@ -7,9 +7,13 @@
 //! entity leaves memory. A later command that names it (a retry, a capture of a
 //! settled payment) waits while the shard looks it up, and the entity comes back
 //! by `Event::EntityRecalled`, so every rule decides on it exactly as before.
+//!
+//! Idempotency records of operations (`State::ops`) go the same way: final from
+//! the moment they are written, they stay in memory for the same short window,
+//! and a retry after it finds its record in the archive.
 
 use crate::domain::{OrderId, PaymentId};
-use crate::model::{Payment, Reservation, ReservationKey};
+use crate::model::{OpKey, OpOutcome, OpRecord, Payment, Reservation, ReservationKey};
 use crate::order::Order;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -20,6 +24,8 @@ pub enum ArchiveKey {
     Payment(PaymentId),
     Order(OrderId),
     Reservation(ReservationKey),
+    /// An operation's idempotency record (`State::ops`): final once written.
+    Op(OpKey),
 }
 
 impl ArchiveKey {
@@ -29,6 +35,7 @@ impl ArchiveKey {
             ArchiveKey::Payment(_) => "payment",
             ArchiveKey::Order(_) => "order",
             ArchiveKey::Reservation(_) => "reservation",
+            ArchiveKey::Op(_) => "op",
         }
     }
 
@@ -43,6 +50,7 @@ impl ArchiveKey {
                 key.id.as_str().as_bytes(),
                 xxh3_64_with_seed(key.sku.as_str().as_bytes(), 3),
             ),
+            ArchiveKey::Op(key) => xxh3_64_with_seed(key.0.as_bytes(), 4),
         }
     }
 
@@ -53,6 +61,7 @@ impl ArchiveKey {
             ArchiveKey::Payment(id) => id.as_str().to_owned(),
             ArchiveKey::Order(id) => id.as_str().to_owned(),
             ArchiveKey::Reservation(key) => format!("{}/{}", key.sku, key.id),
+            ArchiveKey::Op(key) => key.0.clone(),
         }
     }
 }
@@ -63,6 +72,7 @@ pub enum Archived {
     Payment(Arc<Payment>),
     Order(Arc<Order>),
     Reservation(Reservation),
+    Op(OpKey, OpRecord),
 }
 
 impl Archived {
@@ -74,6 +84,7 @@ impl Archived {
                 sku: reservation.sku.clone(),
                 id: reservation.id.clone(),
             }),
+            Archived::Op(key, _) => ArchiveKey::Op(key.clone()),
         }
     }
 
@@ -83,6 +94,12 @@ impl Archived {
             Archived::Payment(payment) => payment.status.as_str(),
             Archived::Order(order) => order.status.as_str(),
             Archived::Reservation(reservation) => reservation.status.as_str(),
+            Archived::Op(_, record) => match record.outcome {
+                OpOutcome::Rejected(_) => "rejected",
+                OpOutcome::BalanceChanged { .. } => "balance_changed",
+                OpOutcome::Restocked { .. } => "restocked",
+                OpOutcome::Finalized => "finalized",
+            },
         }
     }
 
@@ -92,6 +109,7 @@ impl Archived {
             Archived::Payment(payment) => payment.updated_at,
             Archived::Order(order) => order.updated_at,
             Archived::Reservation(reservation) => reservation.created_at,
+            Archived::Op(_, record) => record.at,
         }
     }
 

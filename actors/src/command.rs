@@ -198,8 +198,9 @@ pub enum Reply {
 impl Reply {
     /// A read's answer for an archived entity: the very reply a read of it in
     /// memory gives (see `ShardCore::query`), so the JSON is the same either way.
-    pub fn of_archived(entity: &Archived) -> Self {
-        match entity {
+    /// `None` for an operation's record, which no read returns.
+    pub fn of_archived(entity: &Archived) -> Option<Self> {
+        Some(match entity {
             Archived::Payment(payment) => Reply::Payment {
                 payment: PaymentView::current(payment),
                 replayed: false,
@@ -212,7 +213,8 @@ impl Reply {
                 reservation: ReservationView::from(reservation),
                 replayed: false,
             },
-        }
+            Archived::Op(..) => return None,
+        })
     }
 
     pub fn rejected(rejection: Rejection) -> Self {

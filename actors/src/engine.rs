@@ -272,7 +272,7 @@ impl Engine {
             Ok(Ok(found)) => Ok(found
                 .into_iter()
                 .find_map(|(_, entity)| entity)
-                .map(|entity| Reply::of_archived(&entity))),
+                .and_then(|entity| Reply::of_archived(&entity))),
             Ok(Err(error)) => {
                 tracing::warn!(%error, "archive read failed");
                 Err(EngineError::Retry)

@@ -332,6 +332,12 @@ impl OpKey {
     pub fn new(kind: &str, target: &str, id: &OpId) -> Self {
         Self(format!("{kind}/{target}/{id}"))
     }
+
+    /// The account, payment, order or SKU the operation acted on: the id its
+    /// shard is chosen by (ids never contain a slash).
+    pub fn target(&self) -> &str {
+        self.0.split('/').nth(1).unwrap_or_default()
+    }
 }
 
 /// What the first attempt of an operation answered.

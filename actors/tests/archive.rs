@@ -301,3 +301,67 @@ fn a_finished_entity_stays_in_memory_for_the_window_then_leaves() {
     assert!(world.archive.contains_key(&ArchiveKey::Payment(id)));
     world.assert_replay_matches();
 }
+
+#[test]
+fn operation_records_leave_memory_and_retries_after_it_replay_or_conflict_as_in_memory() {
+    let deposit = |id: &str, amount: &str| Command::Deposit {
+        account: aid("payer"),
+        id: OpId::parse(id).unwrap(),
+        amount: Amount::parse(amount, Decimal::MAX).unwrap(),
+        currency: None,
+        replayable: true,
+    };
+    let withdraw = |amount: &str| Command::Withdraw {
+        account: aid("payee"),
+        id: OpId::parse("w1").unwrap(),
+        amount: Amount::parse(amount, Decimal::MAX).unwrap(),
+        currency: None,
+        replayable: true,
+    };
+    let restock = |quantity| Command::Restock {
+        sku: sku_of("tv"),
+        quantity: Quantity::parse(quantity, 1_000).unwrap(),
+        op: Some(OpId::parse("s1").unwrap()),
+    };
+    let commit = || Command::CommitReservation {
+        sku: sku_of("tv"),
+        id: ReservationId::parse("r2").unwrap(),
+        op: Some(OpId::parse("k1").unwrap()),
+    };
+    let world = same_answers_with_and_without_archive(|world| {
+        world.command(deposit("d2", "5"));
+        world.command(deposit("d2", "5"));
+        world.command(deposit("d2", "6"));
+        // Refused (the payee has nothing): the refusal is the record.
+        world.command(withdraw("1"));
+        world.command(withdraw("1"));
+        world.command(withdraw("2"));
+        world.command(restock(3));
+        world.command(restock(3));
+        world.command(restock(4));
+        world.command(Command::Reserve {
+            sku: sku_of("tv"),
+            id: ReservationId::parse("r2").unwrap(),
+            quantity: Quantity::parse(1, 1_000).unwrap(),
+            ttl_ms: 60_000,
+        });
+        world.command(commit());
+        // Both the reservation and the commit's record left: found one by one.
+        world.command(commit());
+    });
+    for shard in &world.cores {
+        assert!(shard.state.ops.is_empty(), "every record left memory");
+    }
+    let key = |text: &str| ArchiveKey::Op(surge_actors::model::OpKey(text.into()));
+    for archived in [
+        "deposit/payer/d1",
+        "deposit/payer/d2",
+        "withdrawal/payee/w1",
+    ] {
+        assert!(world.archive.contains_key(&key(archived)), "{archived}");
+    }
+    assert!(world.archive.contains_key(&key("restock/tv/s1")));
+    assert!(world.archive.contains_key(&key("commit/tv/r2/k1")));
+    assert_eq!(world.account("payer").0, Decimal::from(1005));
+    assert_eq!(world.item("tv"), (102, 0));
+}

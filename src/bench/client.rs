@@ -668,7 +668,10 @@ mod tests {
     #[test]
     fn an_order_answer_is_counted_by_its_status_and_reason() {
         let confirmed = br#"{"id":"o1","status":"confirmed","lines":[],"history":[]}"#;
-        assert_eq!(order_outcome(201, confirmed), (Outcome::Ok, OrderEnd::Confirmed));
+        assert_eq!(
+            order_outcome(201, confirmed),
+            (Outcome::Ok, OrderEnd::Confirmed)
+        );
         assert_eq!(
             order_outcome(202, br#"{"status":"reserved"}"#),
             (Outcome::Ok, OrderEnd::Open)

@@ -181,7 +181,11 @@ impl MemoryReport {
         let at = |second: f64| {
             samples
                 .iter()
-                .min_by(|a, b| (a.second - second).abs().total_cmp(&(b.second - second).abs()))
+                .min_by(|a, b| {
+                    (a.second - second)
+                        .abs()
+                        .total_cmp(&(b.second - second).abs())
+                })
                 .copied()
                 .unwrap_or(*first)
         };

@@ -29,11 +29,12 @@ pub struct ArchiveRow {
     pub body: Vec<u8>,
 }
 
-/// The archive's tables, one per kind of entity.
-pub const TABLES: [(&str, &str); 3] = [
+/// The archive's tables, one per kind of entity (and one for operation records).
+pub const TABLES: [(&str, &str); 4] = [
     ("payment", "archived_payments"),
     ("order", "archived_orders"),
     ("reservation", "archived_reservations"),
+    ("op", "archived_ops"),
 ];
 
 pub fn table_of(kind: &str) -> &'static str {

@@ -145,3 +145,82 @@ async fn on_postgres_finished_entities_answer_the_same_after_leaving_memory() {
     finished_entities_answer_the_same_after_leaving_memory(archiving_app(Some(&database)).await)
         .await;
 }
+
+/// Operation records (a capture and a commit under an `Idempotency-Key`, a
+/// deposit with an id) leave memory with what they acted on, and a retry after
+/// that replays the first answer byte for byte; another key is a new operation.
+async fn operation_records_answer_the_same_after_leaving_memory(app: TestApp) {
+    for id in ["payer", "merchant"] {
+        app.create_account(id, "USD").await;
+    }
+    let deposit = json!({"id": "arch-d1", "amount": "50"});
+    let deposit_path = "/v1/accounts/payer/deposits";
+    let (status, _, first_deposit) = body_of(app.post(deposit_path, deposit.clone()).await).await;
+    assert_eq!(status, 201);
+    let hold = json!({"id": "arch-h1", "from": "payer", "to": "merchant", "amount": "5",
+                      "currency": "USD", "capture": false});
+    assert_eq!(app.post("/v1/payments", hold).await.status(), 201);
+    let capture = "/v1/payments/arch-h1/capture";
+    let (status, _, first_capture) =
+        body_of(app.post_with_key(capture, "cap-1", json!({})).await).await;
+    assert_eq!(status, 200);
+    let created = app
+        .post(
+            "/v1/items",
+            json!({"sku": "desk", "price": "9", "currency": "USD", "stock": 3}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let reserve = json!({"id": "arch-r2", "quantity": 1, "ttl_ms": 60000});
+    assert_eq!(
+        app.post("/v1/items/desk/reservations", reserve)
+            .await
+            .status(),
+        201
+    );
+    let commit = "/v1/items/desk/reservations/arch-r2/commit";
+    let (status, _, first_commit) =
+        body_of(app.post_with_key(commit, "com-1", json!({})).await).await;
+    assert_eq!(status, 200);
+
+    eventually(|| async { in_memory(&app).await == (0, 0) }).await;
+    // The records went in the same rounds as what they acted on.
+    let (status, replayed, again) =
+        body_of(app.post_with_key(capture, "cap-1", json!({})).await).await;
+    assert_eq!((status, replayed.as_deref()), (200, Some("true")));
+    assert_eq!(again, first_capture);
+    let (status, replayed, again) =
+        body_of(app.post_with_key(commit, "com-1", json!({})).await).await;
+    assert_eq!((status, replayed.as_deref()), (200, Some("true")));
+    assert_eq!(again, first_commit);
+    let (status, replayed, again) = body_of(app.post(deposit_path, deposit).await).await;
+    assert_eq!((status, replayed.as_deref()), (201, Some("true")));
+    assert_eq!(again, first_deposit);
+    let other = json!({"id": "arch-d1", "amount": "51"});
+    assert_problem(
+        app.post(deposit_path, other).await,
+        409,
+        "idempotency_conflict",
+    )
+    .await;
+    // A capture under another key is a new operation, refused as in memory.
+    assert_problem(
+        app.post_with_key(capture, "cap-2", json!({})).await,
+        409,
+        "payment_not_authorized",
+    )
+    .await;
+    assert_eq!(app.balance("payer").await.0, "45.00");
+}
+
+#[actix_web::test]
+async fn on_sqlite_operation_records_answer_the_same_after_leaving_memory() {
+    operation_records_answer_the_same_after_leaving_memory(archiving_app(None).await).await;
+}
+
+#[actix_web::test]
+async fn on_postgres_operation_records_answer_the_same_after_leaving_memory() {
+    let database = Database::create("surge_archive_ops").await;
+    operation_records_answer_the_same_after_leaving_memory(archiving_app(Some(&database)).await)
+        .await;
+}

@@ -7,11 +7,11 @@
 //! and the entities leave memory. One round is in flight at a time, so a round
 //! that failed is taken again whole before any later one.
 //!
-//! Looking up: a command or line step that names a payment, order or reservation
-//! the shard does not hold, and that the filter of archived keys may have seen
-//! (a new id, in all likelihood, it has not), is parked under that entity's key, and the key goes
-//! out in the next lookup (`take_lookups`); inputs for other entities go on
-//! meanwhile. Inputs that name a parked key queue behind it, in arrival order.
+//! Looking up: a command or line step that names a payment, order, reservation
+//! or operation record the shard does not hold, and that the filter of archived
+//! keys may have seen (a new id, in all likelihood, it has not), is parked under
+//! that key, and the key goes out in the next lookup (`take_lookups`); inputs
+//! for other entities go on meanwhile. Inputs that name a parked key queue behind it, in arrival order.
 //! When the answer comes (`looked_up`), a found entity comes back by
 //! `Event::EntityRecalled`, and the parked inputs run in order on it, or, when
 //! nothing was found, on its absence.
@@ -28,6 +28,16 @@ use std::collections::VecDeque;
 pub(super) enum Parked {
     Command(Token, Command),
     LineStep(LineStepRequest),
+}
+
+/// What a command may need from the archive before it is planned: the entity it
+/// names and its operation's record (a capture retried under its key after both
+/// left memory needs both).
+fn lookup_keys(command: &Command) -> [Option<ArchiveKey>; 2] {
+    [
+        decide::named_entity(command),
+        decide::op_key(command).map(ArchiveKey::Op),
+    ]
 }
 
 /// A round of finished entities for the archive.
@@ -75,15 +85,35 @@ impl ShardCore {
         self.drain_local();
     }
 
-    /// The entity a command names that must be looked up before it is planned.
+    /// Parks a command while any of its `lookup_keys` must be looked up first;
+    /// returns it when none must.
+    ///
+    /// A command with two keys is decided in the very call that answers both,
+    /// so that neither can leave memory (a round of the archive) or appear in
+    /// it between the two answers: while one of its keys is out in another
+    /// lookup it waits for that; then every key of it not in memory goes out in
+    /// one lookup, answered in one call.
     pub(super) fn park_command(&mut self, token: Token, command: Command) -> Option<Command> {
-        let Some(key) = decide::named_entity(&command) else {
-            return Some(command);
-        };
-        if !self.lookup_needed(&key) {
+        let keys: Vec<ArchiveKey> = lookup_keys(&command).into_iter().flatten().collect();
+        if !keys.iter().any(|key| self.lookup_needed(key)) {
             return Some(command);
         }
-        self.park(key, Parked::Command(token, command));
+        if let Some(out) = keys.iter().find(|key| self.parked.contains_key(*key)) {
+            let out = out.clone();
+            self.park(out, Parked::Command(token, command));
+            return None;
+        }
+        let missing: Vec<ArchiveKey> = keys
+            .into_iter()
+            .filter(|key| !self.state.holds(key))
+            .collect();
+        let mut missing = missing.into_iter();
+        // Some key is needed, none is out: a needed key is not in memory.
+        let first = missing.next()?;
+        for other in missing {
+            self.park_key(other);
+        }
+        self.park(first, Parked::Command(token, command));
         None
     }
 
@@ -107,7 +137,7 @@ impl ShardCore {
     }
 
     fn lookup_needed(&self, key: &ArchiveKey) -> bool {
-        if self.recalling.as_ref() == Some(key) {
+        if !self.answered.is_empty() && self.answered.contains(key) {
             // Its lookup has just been answered: the inputs it held run now.
             return false;
         }
@@ -120,11 +150,18 @@ impl ShardCore {
     }
 
     fn park(&mut self, key: ArchiveKey, input: Parked) {
-        let queue = self.parked.entry(key.clone()).or_insert_with(|| {
-            self.lookups.push(key);
-            VecDeque::new()
-        });
-        queue.push_back(input);
+        self.park_key(key.clone());
+        if let Some(queue) = self.parked.get_mut(&key) {
+            queue.push_back(input);
+        }
+    }
+
+    /// Makes sure `key` is being looked up (later inputs naming it queue behind).
+    fn park_key(&mut self, key: ArchiveKey) {
+        if !self.parked.contains_key(&key) {
+            self.lookups.push(key.clone());
+            self.parked.insert(key, VecDeque::new());
+        }
     }
 
     /// Keys to look up in the archive, each once.
@@ -133,36 +170,50 @@ impl ShardCore {
     }
 
     /// The archive answered lookups: what it holds of each key asked for (a key
-    /// it does not know is absent). Returns the tokens of the commands it let
+    /// it does not know is absent). Every entity found comes back first, then
+    /// the inputs parked on these keys run in order, so a command that needed
+    /// two of them finds both. Returns the tokens of the commands it let
     /// through, in the order they were decided.
     pub fn looked_up(&mut self, found: Vec<(ArchiveKey, Option<Archived>)>) -> Vec<Token> {
         let mut decided = Vec::new();
         self.open_batch();
+        let mut keys = Vec::with_capacity(found.len());
         for (key, entity) in found {
-            let Some(inputs) = self.parked.remove(&key) else {
+            if !self.parked.contains_key(&key) {
                 continue;
-            };
+            }
             if let Some(entity) = entity {
                 if !self.state.holds(&key) {
                     let at = self.now;
                     self.emit(Event::EntityRecalled { entity, at });
                 }
             }
-            self.recalling = Some(key);
-            for input in inputs {
-                match input {
-                    Parked::Command(token, command) => {
+            keys.push(key);
+        }
+        // Every input parked on these keys, in order, before any runs: one that
+        // parks again must ask afresh.
+        let inputs: Vec<Parked> = keys
+            .iter()
+            .filter_map(|key| self.parked.remove(key))
+            .flatten()
+            .collect();
+        self.answered = keys;
+        for input in inputs {
+            match input {
+                // Parked again if another of its keys must still be looked up.
+                Parked::Command(token, command) => {
+                    if let Some(command) = self.park_command(token, command) {
                         decided.push(token);
                         self.decide_command(token, command);
                     }
-                    Parked::LineStep(request) => {
-                        self.local.push_back(ShardMessage::LineStep(request));
-                        self.drain_local();
-                    }
+                }
+                Parked::LineStep(request) => {
+                    self.local.push_back(ShardMessage::LineStep(request));
+                    self.drain_local();
                 }
             }
-            self.recalling = None;
         }
+        self.answered.clear();
         decided
     }
 

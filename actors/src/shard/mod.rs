@@ -144,8 +144,8 @@ pub struct ShardCore {
     parked: HashMap<ArchiveKey, VecDeque<archive::Parked>>,
     /// Keys to look up, not yet taken by the owner.
     lookups: Vec<ArchiveKey>,
-    /// The key whose parked inputs are running now, after its lookup.
-    recalling: Option<ArchiveKey>,
+    /// The keys whose parked inputs are running now, after their lookup.
+    answered: Vec<ArchiveKey>,
     /// Commands refused because the shard holds `open_entities_max` open
     /// entities: their clients hear "overloaded" at once (nothing changed).
     overloaded: Vec<Token>,
@@ -170,7 +170,7 @@ impl ShardCore {
             archive_in_flight: false,
             parked: HashMap::new(),
             lookups: Vec::new(),
-            recalling: None,
+            answered: Vec::new(),
             overloaded: Vec::new(),
         }
     }

@@ -424,6 +424,7 @@ impl World {
                         ArchiveKey::Payment(id) => id.as_str().to_owned(),
                         ArchiveKey::Order(id) => id.as_str().to_owned(),
                         ArchiveKey::Reservation(key) => key.sku.as_str().to_owned(),
+                        ArchiveKey::Op(key) => key.target().to_owned(),
                     };
                     self.router.shard_for(&key) == node.id
                 };

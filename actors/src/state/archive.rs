@@ -1,5 +1,6 @@
-//! Finished entities: queued for the archive when they finish, gone from memory
-//! once it has them, back when a command names one (see [`crate::archive`]).
+//! Finished entities and operation records: queued for the archive when they
+//! finish (an operation's record when it is written), gone from memory once it
+//! has them, back when a command names one (see [`crate::archive`]).
 
 use super::State;
 use crate::archive::{ArchiveKey, Archived};
@@ -41,12 +42,15 @@ impl State {
             Event::ReservationClosed { sku, id, at, .. } => {
                 self.note_reservation_finished(sku, id, *at)
             }
+            // An operation's record is final as written.
+            Event::OpRecorded { key, record, .. } => {
+                self.queue_op(ArchiveKey::Op(key.clone()), record.at)
+            }
             // Nothing finishes: an account, an item or a record changed, a payment
             // or order started or asked for an end that takes further steps, or a
             // reservation was taken (its close is its own event).
             Event::AccountCreated { .. }
             | Event::BalanceChanged { .. }
-            | Event::OpRecorded { .. }
             | Event::StepApplied { .. }
             | Event::PaymentCaptureRequested { .. }
             | Event::PaymentReleaseRequested { .. }
@@ -102,6 +106,13 @@ impl State {
         self.finished_queue.push_back((self.last_seq, at, key));
     }
 
+    /// Queues an operation's record. Only the queue has it: a record is queued
+    /// when it is written or recalled, each of which finds it absent, and
+    /// `finished` counts the finished entities among the open ones.
+    fn queue_op(&mut self, key: ArchiveKey, at: TimestampMs) {
+        self.finished_queue.push_back((self.last_seq, at, key));
+    }
+
     /// What the archive may take now: the entities queued after event
     /// `after_seq`, up to the last event such that every entity queued up to it
     /// is durable (by event `durable_seq`) and finished by `finished_by`, and at
@@ -148,6 +159,11 @@ impl State {
                 .get(key)
                 .cloned()
                 .map(Archived::Reservation),
+            ArchiveKey::Op(key) => self
+                .ops
+                .get(key)
+                .cloned()
+                .map(|record| Archived::Op(key.clone(), record)),
         }
     }
 
@@ -174,6 +190,9 @@ impl State {
                 ArchiveKey::Reservation(key) => {
                     self.reservations.remove(key);
                 }
+                ArchiveKey::Op(key) => {
+                    self.ops.remove(key);
+                }
             }
         }
     }
@@ -189,6 +208,11 @@ impl State {
                 if let ArchiveKey::Reservation(key) = &key {
                     self.reservations.insert(key.clone(), reservation.clone());
                 }
+            }
+            Archived::Op(op, record) => {
+                self.ops.insert(op.clone(), record.clone());
+                self.queue_op(key, at);
+                return;
             }
         }
         self.queue_finished(key, at);
@@ -228,6 +252,7 @@ impl State {
             ArchiveKey::Payment(id) => self.payments.contains_key(id),
             ArchiveKey::Order(id) => self.orders.contains_key(id),
             ArchiveKey::Reservation(key) => self.reservations.contains_key(key),
+            ArchiveKey::Op(key) => self.ops.contains_key(key),
         }
     }
 }

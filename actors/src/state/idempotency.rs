@@ -6,10 +6,13 @@ use crate::domain::TimestampMs;
 use crate::model::{OpKey, OpRecord, StepKey, TimerKey};
 
 impl State {
-    /// `Event::OpRecorded`: an operation's outcome, kept until `expires_at`.
-    pub(super) fn record_op(&mut self, key: &OpKey, record: &OpRecord, expires_at: TimestampMs) {
+    /// `Event::OpRecorded`: an operation's outcome. It needs no timer: like a
+    /// finished entity it goes to the archive (which keeps it for the retention)
+    /// once it has been in memory for the finished-entity window. (Journals and
+    /// snapshots written before the archive took records have timers for them,
+    /// which still prune them.)
+    pub(super) fn record_op(&mut self, key: &OpKey, record: &OpRecord) {
         self.ops.insert(key.clone(), record.clone());
-        self.timers.insert((expires_at, TimerKey::Op(key.clone())));
     }
 
     /// `Event::RecordsPruned`: operation and step records whose time is up.

@@ -307,11 +307,8 @@ impl State {
                 at,
             } => self.complete_order_step(id, *tag, *outcome, *price, *at),
             Event::OrderEndRequested { id, ending, at } => self.request_order_end(id, *ending, *at),
-            Event::OpRecorded {
-                key,
-                record,
-                expires_at,
-            } => self.record_op(key, record, *expires_at),
+            // `expires_at` is the archive's to keep (see `record_op`).
+            Event::OpRecorded { key, record, .. } => self.record_op(key, record),
             Event::RecordsPruned { ops, steps } => self.prune_records(ops, steps),
             Event::PaymentStepAppliedLocally {
                 id,
