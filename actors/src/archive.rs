@@ -8,12 +8,16 @@
 //! settled payment) waits while the shard looks it up, and the entity comes back
 //! by `Event::EntityRecalled`, so every rule decides on it exactly as before.
 //!
-//! Idempotency records of operations (`State::ops`) go the same way: final from
-//! the moment they are written, they stay in memory for the same short window,
-//! and a retry after it finds its record in the archive.
+//! Idempotency records of operations (`State::ops`) and saga steps
+//! (`State::steps`) go the same way: final from the moment they are written (an
+//! active hold's once it closes), they stay in memory for the same short window,
+//! and a retry or resent step after it finds its record in the archive.
 
 use crate::domain::{OrderId, PaymentId};
-use crate::model::{OpKey, OpOutcome, OpRecord, Payment, Reservation, ReservationKey};
+use crate::model::{
+    OpKey, OpOutcome, OpRecord, Payment, Reservation, ReservationKey, StepKey, StepOutcome,
+    StepRecord,
+};
 use crate::order::Order;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -26,6 +30,9 @@ pub enum ArchiveKey {
     Reservation(ReservationKey),
     /// An operation's idempotency record (`State::ops`): final once written.
     Op(OpKey),
+    /// A saga step's record on the shard that applied it (`State::steps`): final
+    /// once written, except an active hold's, which is final once closed.
+    Step(StepKey),
 }
 
 impl ArchiveKey {
@@ -36,6 +43,7 @@ impl ArchiveKey {
             ArchiveKey::Order(_) => "order",
             ArchiveKey::Reservation(_) => "reservation",
             ArchiveKey::Op(_) => "op",
+            ArchiveKey::Step(_) => "step",
         }
     }
 
@@ -51,6 +59,7 @@ impl ArchiveKey {
                 xxh3_64_with_seed(key.sku.as_str().as_bytes(), 3),
             ),
             ArchiveKey::Op(key) => xxh3_64_with_seed(key.0.as_bytes(), 4),
+            ArchiveKey::Step(key) => xxh3_64_with_seed(key.text().as_bytes(), 5),
         }
     }
 
@@ -62,6 +71,7 @@ impl ArchiveKey {
             ArchiveKey::Order(id) => id.as_str().to_owned(),
             ArchiveKey::Reservation(key) => format!("{}/{}", key.sku, key.id),
             ArchiveKey::Op(key) => key.0.clone(),
+            ArchiveKey::Step(key) => key.text(),
         }
     }
 }
@@ -73,6 +83,7 @@ pub enum Archived {
     Order(Arc<Order>),
     Reservation(Reservation),
     Op(OpKey, OpRecord),
+    Step(StepKey, StepRecord),
 }
 
 impl Archived {
@@ -85,6 +96,7 @@ impl Archived {
                 id: reservation.id.clone(),
             }),
             Archived::Op(key, _) => ArchiveKey::Op(key.clone()),
+            Archived::Step(key, _) => ArchiveKey::Step(key.clone()),
         }
     }
 
@@ -100,6 +112,10 @@ impl Archived {
                 OpOutcome::Restocked { .. } => "restocked",
                 OpOutcome::Finalized => "finalized",
             },
+            Archived::Step(_, record) => match record.outcome {
+                StepOutcome::Done => "done",
+                StepOutcome::Rejected(_) => "rejected",
+            },
         }
     }
 
@@ -110,6 +126,7 @@ impl Archived {
             Archived::Order(order) => order.updated_at,
             Archived::Reservation(reservation) => reservation.created_at,
             Archived::Op(_, record) => record.at,
+            Archived::Step(_, record) => record.at,
         }
     }
 

@@ -198,7 +198,7 @@ pub enum Reply {
 impl Reply {
     /// A read's answer for an archived entity: the very reply a read of it in
     /// memory gives (see `ShardCore::query`), so the JSON is the same either way.
-    /// `None` for an operation's record, which no read returns.
+    /// `None` for an operation's or a step's record, which no read returns.
     pub fn of_archived(entity: &Archived) -> Option<Self> {
         Some(match entity {
             Archived::Payment(payment) => Reply::Payment {
@@ -213,7 +213,7 @@ impl Reply {
                 reservation: ReservationView::from(reservation),
                 replayed: false,
             },
-            Archived::Op(..) => return None,
+            Archived::Op(..) | Archived::Step(..) => return None,
         })
     }
 

@@ -315,6 +315,7 @@ impl Engine {
                 orders: stats.orders.load(Ordering::Relaxed),
                 open_entities: stats.open_entities.load(Ordering::Relaxed),
                 open_entities_max: self.inner.open_entities_max as u64,
+                tables: stats.tables(),
             })
             .collect()
     }

@@ -359,7 +359,7 @@ struct MemoryShard {
 #[derive(Clone, Default)]
 pub struct MemoryJournal {
     shards: Arc<Mutex<HashMap<ShardId, MemoryShard>>>,
-    archive: Arc<Mutex<HashMap<ArchiveKey, Archived>>>,
+    archive: Arc<Mutex<HashMap<ArchiveKey, (ShardId, Archived)>>>,
     failing: Arc<AtomicBool>,
 }
 
@@ -381,11 +381,11 @@ impl MemoryJournal {
             .unwrap_or_default()
     }
 
-    /// Everything in the archive, in key order.
-    pub fn archived_entities(&self) -> Vec<Archived> {
+    /// Everything in the archive, with the shard that archived it, in key order.
+    pub fn archived_entities(&self) -> Vec<(ShardId, Archived)> {
         let archive = self.archive.lock().expect("archive lock poisoned");
-        let mut entities: Vec<Archived> = archive.values().cloned().collect();
-        entities.sort_by_key(Archived::key);
+        let mut entities: Vec<(ShardId, Archived)> = archive.values().cloned().collect();
+        entities.sort_by_key(|(_, entity)| entity.key());
         entities
     }
 
@@ -473,13 +473,13 @@ impl Journal for MemoryJournal {
 
     fn archive(
         &self,
-        _shard: ShardId,
+        shard: ShardId,
         entities: Vec<Archived>,
     ) -> BoxFuture<'static, Result<(), JournalError>> {
         let result = self.check().map(|()| {
             let mut archive = self.archive.lock().expect("archive lock poisoned");
             for entity in entities {
-                archive.entry(entity.key()).or_insert(entity);
+                archive.entry(entity.key()).or_insert((shard, entity));
             }
         });
         Box::pin(async move { result })
@@ -490,7 +490,7 @@ impl Journal for MemoryJournal {
             let archive = self.archive.lock().expect("archive lock poisoned");
             keys.into_iter()
                 .map(|key| {
-                    let entity = archive.get(&key).cloned();
+                    let entity = archive.get(&key).map(|(_, entity)| entity.clone());
                     (key, entity)
                 })
                 .collect()

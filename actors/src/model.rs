@@ -139,6 +139,31 @@ pub enum SagaId {
     Order(OrderId),
 }
 
+impl StepKey {
+    /// The key as the archive stores it: `payment/<id>/<tag>` or
+    /// `order/<id>/<tag>`, a line's tag with its index (`reserve_line.2`). Stored
+    /// text: never change what an existing key writes.
+    pub fn text(&self) -> String {
+        let (saga, id) = match &self.saga {
+            SagaId::Payment(id) => ("payment", id.as_str()),
+            SagaId::Order(id) => ("order", id.as_str()),
+        };
+        let tag = match self.tag {
+            StepTag::Debit => "debit".to_owned(),
+            StepTag::Credit => "credit".to_owned(),
+            StepTag::Refund => "refund".to_owned(),
+            StepTag::Hold => "hold".to_owned(),
+            StepTag::Validate => "validate".to_owned(),
+            StepTag::Release => "release".to_owned(),
+            StepTag::Capture => "capture".to_owned(),
+            StepTag::ReserveLine(line) => format!("reserve_line.{line}"),
+            StepTag::CommitLine(line) => format!("commit_line.{line}"),
+            StepTag::ReleaseLine(line) => format!("release_line.{line}"),
+        };
+        format!("{saga}/{id}/{tag}")
+    }
+}
+
 impl std::fmt::Display for SagaId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -331,12 +356,6 @@ pub struct OpKey(pub String);
 impl OpKey {
     pub fn new(kind: &str, target: &str, id: &OpId) -> Self {
         Self(format!("{kind}/{target}/{id}"))
-    }
-
-    /// The account, payment, order or SKU the operation acted on: the id its
-    /// shard is chosen by (ids never contain a slash).
-    pub fn target(&self) -> &str {
-        self.0.split('/').nth(1).unwrap_or_default()
     }
 }
 

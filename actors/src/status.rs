@@ -91,7 +91,11 @@ pub struct ShardStats {
     pub payments: AtomicU64,
     pub orders: AtomicU64,
     pub open_entities: AtomicU64,
+    pub tables: [AtomicU64; TABLE_COUNTS],
 }
+
+/// How many of the state's other tables `ShardStats::tables` counts.
+pub const TABLE_COUNTS: usize = 6;
 
 impl ShardStats {
     pub fn set_state(&self, state: ShardState) {
@@ -113,7 +117,52 @@ impl ShardStats {
             .store(state.orders.len() as u64, Ordering::Relaxed);
         self.open_entities
             .store(state.open_entities() as u64, Ordering::Relaxed);
+        let tables = [
+            state.reservations.len() as u64,
+            state.ops.len() as u64,
+            state.steps.len() as u64,
+            state.timers.len() as u64,
+            state.finished_queue.len() as u64,
+            state.archived_keys.bytes(),
+        ];
+        for (counter, value) in self.tables.iter().zip(tables) {
+            counter.store(value, Ordering::Relaxed);
+        }
     }
+
+    /// What `update_counts` last saw of the other tables.
+    pub fn tables(&self) -> ShardTables {
+        let [reservations, operation_records, step_records, timers, archive_queue, archived_filter_bytes] =
+            self.tables
+                .each_ref()
+                .map(|counter| counter.load(Ordering::Relaxed));
+        ShardTables {
+            reservations,
+            operation_records,
+            step_records,
+            timers,
+            archive_queue,
+            archived_filter_bytes,
+        }
+    }
+}
+
+/// The sizes of a shard's tables beyond accounts, items, payments and orders:
+/// what an operator watches to see where a shard's memory goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardTables {
+    /// Reservations in memory (held, or finished and waiting for the archive).
+    pub reservations: u64,
+    /// Idempotency records of operations in memory.
+    pub operation_records: u64,
+    /// Saga step records in memory.
+    pub step_records: u64,
+    /// Pending deadlines (expiries, resends, prunes).
+    pub timers: u64,
+    /// Finished entities and records waiting for the archive.
+    pub archive_queue: u64,
+    /// The filter of archived keys.
+    pub archived_filter_bytes: u64,
 }
 
 /// One shard as operators see it.
@@ -132,4 +181,5 @@ pub struct ShardStatus {
     /// Open payments, orders and reservations in memory, and the ceiling.
     pub open_entities: u64,
     pub open_entities_max: u64,
+    pub tables: ShardTables,
 }

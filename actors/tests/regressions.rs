@@ -31,6 +31,20 @@ fn one_shard() -> Cluster {
     })
 }
 
+/// One shard that hands finished entities and records to the archive, one
+/// second after they finish.
+fn one_archiving_shard() -> Cluster {
+    Cluster::with(Config {
+        archiving: true,
+        limits: ShardLimits {
+            retention_ms: RETENTION_MS,
+            finished_in_memory_ms: 1_000,
+            ..ShardLimits::default()
+        },
+        ..Config::new(1)
+    })
+}
+
 fn held(shard: &Cluster, account: &str) -> Decimal {
     shard.account(account).1
 }
@@ -140,8 +154,9 @@ fn setup_authorized_payment(shard: &mut Cluster, hold_timeout_ms: u64) -> Paymen
 fn a_void_after_the_retention_period_still_releases_the_hold() {
     // Holds live for the hold timeout (7 days by default), idempotency and step
     // records for the retention (24 hours): the hold's step record used to be
-    // pruned first, and the release then found nothing to release.
-    let mut shard = one_shard();
+    // pruned first, and the release then found nothing to release. Now records
+    // leave memory for the archive, an active hold's only once it is closed.
+    let mut shard = one_archiving_shard();
     let payment = setup_authorized_payment(&mut shard, 10 * RETENTION_MS);
     shard.tick(2 * RETENTION_MS);
     let token = shard.command(Command::VoidPayment {
@@ -153,9 +168,30 @@ fn a_void_after_the_retention_period_still_releases_the_hold() {
         other => panic!("expected a void, got {other:?}"),
     }
     assert_eq!(held(&shard, "payer"), Decimal::ZERO);
-    // The hold's record ages out once the hold is closed.
-    shard.tick(2 * RETENTION_MS);
+    // The hold's record leaves memory once the hold is closed.
+    shard.tick(2_000);
+    shard.tick(1);
     assert!(shard.cores[0].state.steps.is_empty());
+    // A release resent after that finds its record in the archive: nothing is
+    // released twice, and the answer is the first one.
+    shard.message(
+        0,
+        ShardMessage::Step(surge_actors::shard::StepRequest {
+            saga: surge_actors::model::SagaId::Payment(payment),
+            account: AccountId::parse("payer").expect("valid id"),
+            currency: Currency::parse("USD").expect("known currency"),
+            kind: surge_actors::model::StepKind::Release,
+            reply_to: ShardId(0),
+        }),
+    );
+    assert_eq!(held(&shard, "payer"), Decimal::ZERO);
+    assert_eq!(shard.account("payer").0, Decimal::from(100));
+    let recalled = shard.journals[0]
+        .iter()
+        .filter(|event| matches!(event, Event::EntityRecalled { .. }))
+        .count();
+    assert_eq!(recalled, 2, "the hold and its release came back");
+    shard.assert_replay_matches();
 }
 
 #[test]
@@ -343,8 +379,9 @@ fn a_line_reserve_resent_after_its_record_aged_out_does_not_reserve_twice() {
     // Found by the simulator (seeds 202 and 404 at 5,000 steps): a coordinator
     // kept resending one line's reserve while its answers were lost; once the
     // item shard's step record aged out, the resend reserved the line again and
-    // the item counted its units twice.
-    let mut shard = one_shard();
+    // the item counted its units twice. Records now leave memory for the
+    // archive; a resend after that must find it there.
+    let mut shard = one_archiving_shard();
     let sku = Sku::parse("gadget").expect("valid sku");
     shard.command(Command::CreateItem {
         sku: sku.clone(),
@@ -366,13 +403,13 @@ fn a_line_reserve_resent_after_its_record_aged_out_does_not_reserve_twice() {
     let reserved = |shard: &Cluster| shard.cores[0].state.items.get(&sku).expect("item").reserved;
     shard.message(0, reserve());
     assert_eq!(reserved(&shard), 2);
-    // Past the retention period: the step record is pruned, the reservation stays.
-    for _ in 0..4 {
-        shard.tick(RETENTION_MS);
-    }
+    // Past the finished window: the step record left memory, the held
+    // reservation stays.
+    shard.tick(2_000);
+    shard.tick(1);
     assert!(
         shard.cores[0].state.steps.is_empty(),
-        "the step record aged out"
+        "the step record left memory"
     );
     shard.message(0, reserve());
     assert_eq!(reserved(&shard), 2, "the line is reserved once");

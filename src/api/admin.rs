@@ -67,6 +67,18 @@ pub struct ShardJson {
     /// which new ones are refused with 503 `overloaded`.
     pub open_entities: u64,
     pub open_entities_max: u64,
+    /// Reservations in memory (held, or finished and not yet archived).
+    pub reservations: u64,
+    /// Idempotency records of operations in memory.
+    pub operation_records: u64,
+    /// Saga step records in memory.
+    pub step_records: u64,
+    /// Pending deadlines: expiries, step resends, record prunes.
+    pub timers: u64,
+    /// Finished entities and records waiting to go to the archive.
+    pub archive_queue: u64,
+    /// Size of the filter of archived keys.
+    pub archived_filter_bytes: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -128,6 +140,12 @@ pub async fn list(state: web::Data<ApiState>, caller: Caller) -> Result<HttpResp
             payments: s.payments,
             open_entities: s.open_entities,
             open_entities_max: s.open_entities_max,
+            reservations: s.tables.reservations,
+            operation_records: s.tables.operation_records,
+            step_records: s.tables.step_records,
+            timers: s.tables.timers,
+            archive_queue: s.tables.archive_queue,
+            archived_filter_bytes: s.tables.archived_filter_bytes,
         })
         .collect();
     Ok(HttpResponse::Ok().json(shards))

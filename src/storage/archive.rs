@@ -29,12 +29,14 @@ pub struct ArchiveRow {
     pub body: Vec<u8>,
 }
 
-/// The archive's tables, one per kind of entity (and one for operation records).
-pub const TABLES: [(&str, &str); 4] = [
+/// The archive's tables, one per kind of entity, and one each for operation and
+/// step records.
+pub const TABLES: [(&str, &str); 5] = [
     ("payment", "archived_payments"),
     ("order", "archived_orders"),
     ("reservation", "archived_reservations"),
     ("op", "archived_ops"),
+    ("step", "archived_steps"),
 ];
 
 pub fn table_of(kind: &str) -> &'static str {

@@ -27,7 +27,7 @@ mod stock;
 pub use accounts::{decide_step, step_effect};
 pub use idempotency::{fingerprint, op_key, op_outcome_after};
 pub use local::{local_refusals, local_rejection, local_run, local_run_outcomes, LocalRun};
-pub use stock::{decide_line_step, item_price, line_step_reservation, reserve_refusal};
+pub use stock::{decide_line_step, item_price, reserve_refusal};
 
 use crate::archive::ArchiveKey;
 use crate::command::{Command, Reply};

@@ -2,7 +2,6 @@
 //! and an item owner's answer to an order line's step.
 
 use super::Plan;
-use crate::archive::ArchiveKey;
 use crate::command::{Reply, ReservationView};
 use crate::domain::{Amount, Currency, OrderId, Quantity, ReservationId, Sku, TimestampMs};
 use crate::event::Event;
@@ -187,29 +186,6 @@ pub(super) fn answer_reservation(state: &State, sku: &Sku, id: &ReservationId) -
         },
         None => Reply::rejected(Rejection::ReservationNotFound),
     }
-}
-
-/// The reservation an order line's step decides on, when only that reservation
-/// can answer it: no step record of the step is kept (a first send, or a resend
-/// after the record aged out). A step with a record is answered from it.
-pub fn line_step_reservation(
-    state: &State,
-    order: &OrderId,
-    line: u16,
-    sku: &Sku,
-    kind: LineStepKind,
-) -> Option<ArchiveKey> {
-    let key = StepKey {
-        saga: SagaId::Order(order.clone()),
-        tag: kind.tag(line),
-    };
-    if state.steps.contains_key(&key) {
-        return None;
-    }
-    Some(ArchiveKey::Reservation(ReservationKey {
-        sku: sku.clone(),
-        id: ReservationId::for_order_line(order, line),
-    }))
 }
 
 /// An item shard's handling of an order line's step: the events (the step's record

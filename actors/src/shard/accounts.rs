@@ -6,6 +6,9 @@ use crate::model::{SagaId, StepKind};
 
 impl ShardCore {
     pub(super) fn handle_step(&mut self, request: StepRequest) {
+        let Some(request) = self.park_step(request) else {
+            return;
+        };
         if request.reply_to == self.id {
             if let (
                 SagaId::Payment(id),

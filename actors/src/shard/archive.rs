@@ -16,11 +16,13 @@
 //! `Event::EntityRecalled`, and the parked inputs run in order on it, or, when
 //! nothing was found, on its absence.
 
-use super::{LineStepRequest, ShardCore, ShardMessage, Token};
+use super::{LineStepRequest, ShardCore, ShardMessage, StepRequest, Token};
 use crate::archive::{ArchiveKey, Archived};
 use crate::command::Command;
 use crate::decide;
+use crate::domain::ReservationId;
 use crate::event::Event;
+use crate::model::{ReservationKey, SagaId, StepKey, StepKind, StepTag};
 use std::collections::VecDeque;
 
 /// An input waiting for a lookup.
@@ -28,6 +30,7 @@ use std::collections::VecDeque;
 pub(super) enum Parked {
     Command(Token, Command),
     LineStep(LineStepRequest),
+    Step(StepRequest),
 }
 
 /// What a command may need from the archive before it is planned: the entity it
@@ -87,53 +90,110 @@ impl ShardCore {
 
     /// Parks a command while any of its `lookup_keys` must be looked up first;
     /// returns it when none must.
-    ///
-    /// A command with two keys is decided in the very call that answers both,
-    /// so that neither can leave memory (a round of the archive) or appear in
-    /// it between the two answers: while one of its keys is out in another
-    /// lookup it waits for that; then every key of it not in memory goes out in
-    /// one lookup, answered in one call.
     pub(super) fn park_command(&mut self, token: Token, command: Command) -> Option<Command> {
         let keys: Vec<ArchiveKey> = lookup_keys(&command).into_iter().flatten().collect();
-        if !keys.iter().any(|key| self.lookup_needed(key)) {
+        let Some(key) = self.wait_key(keys) else {
             return Some(command);
+        };
+        self.park(key, Parked::Command(token, command));
+        None
+    }
+
+    /// A line step whose record is not in memory: the record, and the
+    /// reservation it acts on, may have left for the archive.
+    pub(super) fn park_line_step(&mut self, request: LineStepRequest) -> Option<LineStepRequest> {
+        let step = StepKey {
+            saga: SagaId::Order(request.order.clone()),
+            tag: request.kind.tag(request.line),
+        };
+        if self.state.steps.contains_key(&step) {
+            return Some(request);
+        }
+        let reservation = ArchiveKey::Reservation(ReservationKey {
+            sku: request.sku.clone(),
+            id: ReservationId::for_order_line(&request.order, request.line),
+        });
+        let Some(key) = self.wait_key(vec![ArchiveKey::Step(step), reservation]) else {
+            return Some(request);
+        };
+        self.park(key, Parked::LineStep(request));
+        None
+    }
+
+    /// A money step whose record is not in memory: it may have left for the
+    /// archive (a resend after the step was applied long ago). A payment's own
+    /// debit, credit or refund on its coordinator's shard keeps no record.
+    pub(super) fn park_step(&mut self, request: StepRequest) -> Option<StepRequest> {
+        let local = request.reply_to == self.id
+            && matches!(request.saga, SagaId::Payment(_))
+            && matches!(
+                request.kind,
+                StepKind::Debit { .. } | StepKind::Credit { .. } | StepKind::Refund { .. }
+            );
+        if local {
+            return Some(request);
+        }
+        let step = StepKey {
+            saga: request.saga.clone(),
+            tag: request.kind.tag(),
+        };
+        if self.state.steps.contains_key(&step) {
+            return Some(request);
+        }
+        // Whether a hold is active depends on its record and on its closing
+        // steps' records together: they come back together, the hold first (so
+        // it leaves memory no later than what closed it).
+        let keys = match step.tag {
+            StepTag::Hold | StepTag::Release | StepTag::Capture => {
+                [StepTag::Hold, StepTag::Release, StepTag::Capture]
+                    .into_iter()
+                    .map(|tag| {
+                        ArchiveKey::Step(StepKey {
+                            saga: step.saga.clone(),
+                            tag,
+                        })
+                    })
+                    .collect()
+            }
+            StepTag::Debit
+            | StepTag::Credit
+            | StepTag::Refund
+            | StepTag::Validate
+            | StepTag::ReserveLine(_)
+            | StepTag::CommitLine(_)
+            | StepTag::ReleaseLine(_) => vec![ArchiveKey::Step(step)],
+        };
+        let Some(key) = self.wait_key(keys) else {
+            return Some(request);
+        };
+        self.park(key, Parked::Step(request));
+        None
+    }
+
+    /// The key an input with these keys must wait on, if any: one already out
+    /// in a lookup, or else the first not in memory, with every other key it
+    /// lacks sent in the same lookup.
+    ///
+    /// An input with two keys thus runs in the very call that answers both, so
+    /// that neither can leave memory (a round of the archive) or appear in it
+    /// between the two answers.
+    fn wait_key(&mut self, keys: Vec<ArchiveKey>) -> Option<ArchiveKey> {
+        if !keys.iter().any(|key| self.lookup_needed(key)) {
+            return None;
         }
         if let Some(out) = keys.iter().find(|key| self.parked.contains_key(*key)) {
-            let out = out.clone();
-            self.park(out, Parked::Command(token, command));
-            return None;
+            return Some(out.clone());
         }
         let missing: Vec<ArchiveKey> = keys
             .into_iter()
             .filter(|key| !self.state.holds(key))
             .collect();
-        let mut missing = missing.into_iter();
-        // Some key is needed, none is out: a needed key is not in memory.
-        let first = missing.next()?;
-        for other in missing {
-            self.park_key(other);
+        // Some key is needed and none is out: a needed key is not in memory.
+        let first = missing.first()?.clone();
+        for key in missing {
+            self.park_key(key);
         }
-        self.park(first, Parked::Command(token, command));
-        None
-    }
-
-    /// A line step on a reservation that neither its step record nor memory
-    /// knows: the reservation may have left for the archive.
-    pub(super) fn park_line_step(&mut self, request: LineStepRequest) -> Option<LineStepRequest> {
-        let Some(key) = decide::line_step_reservation(
-            &self.state,
-            &request.order,
-            request.line,
-            &request.sku,
-            request.kind,
-        ) else {
-            return Some(request);
-        };
-        if !self.lookup_needed(&key) {
-            return Some(request);
-        }
-        self.park(key, Parked::LineStep(request));
-        None
+        Some(first)
     }
 
     fn lookup_needed(&self, key: &ArchiveKey) -> bool {
@@ -211,6 +271,10 @@ impl ShardCore {
                     self.local.push_back(ShardMessage::LineStep(request));
                     self.drain_local();
                 }
+                Parked::Step(request) => {
+                    self.local.push_back(ShardMessage::Step(request));
+                    self.drain_local();
+                }
             }
         }
         self.answered.clear();
@@ -233,7 +297,7 @@ impl ShardCore {
             for input in self.parked.remove(key).into_iter().flatten() {
                 match input {
                     Parked::Command(token, _) => tokens.push(token),
-                    Parked::LineStep(_) => {}
+                    Parked::LineStep(_) | Parked::Step(_) => {}
                 }
             }
         }

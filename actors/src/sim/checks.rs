@@ -16,7 +16,6 @@
 use super::node::Answer;
 use super::workload::order_answers_agree;
 use super::world::World;
-use crate::archive::{ArchiveKey, Archived};
 use crate::command::{Command, OrderView, Reply};
 use crate::domain::{AccountId, OrderId, PaymentId, ReservationId, Sku};
 use crate::event::Event;
@@ -419,18 +418,12 @@ impl World {
             .iter()
             .map(|node| {
                 let core = node.core.as_ref().ok_or("a shard is down at the end")?;
-                let owner = |entity: &Archived| {
-                    let key = match entity.key() {
-                        ArchiveKey::Payment(id) => id.as_str().to_owned(),
-                        ArchiveKey::Order(id) => id.as_str().to_owned(),
-                        ArchiveKey::Reservation(key) => key.sku.as_str().to_owned(),
-                        ArchiveKey::Op(key) => key.target().to_owned(),
-                    };
-                    self.router.shard_for(&key) == node.id
-                };
-                Ok(core
-                    .state
-                    .with_archived(archived.iter().filter(|e| owner(e)).cloned()))
+                Ok(core.state.with_archived(
+                    archived
+                        .iter()
+                        .filter(|(shard, _)| *shard == node.id)
+                        .map(|(_, entity)| entity.clone()),
+                ))
             })
             .collect()
     }

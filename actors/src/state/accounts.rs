@@ -67,15 +67,16 @@ impl State {
                 at,
             },
         );
-        self.timers
-            .insert((expires_at, TimerKey::Step(key.clone())));
+        // No timer: the record goes to the archive, which keeps it for the
+        // retention (see `State::note_finished`).
         if matches!(key.tag, StepTag::Release | StepTag::Capture) {
             self.close_hold_record(key, expires_at);
         }
     }
 
-    /// The hold of `closing`'s payment is gone: its step record, kept while the hold
-    /// was active, now ages out together with the record of the step that closed it.
+    /// The hold of `closing`'s payment is gone: a record kept while the hold was
+    /// active under a timer (journals and snapshots from before the archive took
+    /// step records) now ages out together with the step that closed it.
     fn close_hold_record(&mut self, closing: &StepKey, expires_at: TimestampMs) {
         let hold = TimerKey::Step(StepKey {
             saga: closing.saga.clone(),

@@ -6,7 +6,7 @@ use super::State;
 use crate::archive::{ArchiveKey, Archived};
 use crate::domain::{OrderId, ReservationId, Sku, TimestampMs};
 use crate::event::Event;
-use crate::model::{ReservationKey, ReservationStatus, Stage};
+use crate::model::{ReservationKey, ReservationStatus, Stage, StepKey, StepOutcome, StepTag};
 use crate::order::OrderTerms;
 
 /// Most entities in one round for the archive: a round is one transaction.
@@ -46,24 +46,47 @@ impl State {
             Event::OpRecorded { key, record, .. } => {
                 self.queue_op(ArchiveKey::Op(key.clone()), record.at)
             }
+            Event::StepApplied {
+                key, outcome, at, ..
+            } => self.note_step_finished(key, *outcome, *at),
+            Event::LineStepApplied { key, at, .. } => {
+                self.queue_op(ArchiveKey::Step(key.clone()), *at)
+            }
             // Nothing finishes: an account, an item or a record changed, a payment
             // or order started or asked for an end that takes further steps, or a
             // reservation was taken (its close is its own event).
             Event::AccountCreated { .. }
             | Event::BalanceChanged { .. }
-            | Event::StepApplied { .. }
             | Event::PaymentCaptureRequested { .. }
             | Event::PaymentReleaseRequested { .. }
             | Event::ItemCreated { .. }
             | Event::Restocked { .. }
             | Event::Reserved { .. }
             | Event::OrderCreated { .. }
-            | Event::LineStepApplied { .. }
             | Event::RecordsPruned { .. }
             | Event::EntitiesArchived { .. } => {}
             // Queued again by `recall`, under this event's number.
             Event::EntityRecalled { .. } => {}
         }
+    }
+
+    /// A step's record is final as written, except an active hold's: what its
+    /// release or capture reads. A closing step finishes the hold's record too
+    /// (a second closing step may queue it again, which only stores it twice).
+    fn note_step_finished(&mut self, key: &StepKey, outcome: StepOutcome, at: TimestampMs) {
+        if key.tag == StepTag::Hold && outcome == StepOutcome::Done {
+            return;
+        }
+        if matches!(key.tag, StepTag::Release | StepTag::Capture) {
+            let hold = StepKey {
+                saga: key.saga.clone(),
+                tag: StepTag::Hold,
+            };
+            if self.steps.contains_key(&hold) {
+                self.queue_op(ArchiveKey::Step(hold), at);
+            }
+        }
+        self.queue_op(ArchiveKey::Step(key.clone()), at);
     }
 
     fn note_order_finished(&mut self, id: &OrderId, at: TimestampMs) {
@@ -164,6 +187,11 @@ impl State {
                 .get(key)
                 .cloned()
                 .map(|record| Archived::Op(key.clone(), record)),
+            ArchiveKey::Step(key) => self
+                .steps
+                .get(key)
+                .cloned()
+                .map(|record| Archived::Step(key.clone(), record)),
         }
     }
 
@@ -193,6 +221,9 @@ impl State {
                 ArchiveKey::Op(key) => {
                     self.ops.remove(key);
                 }
+                ArchiveKey::Step(key) => {
+                    self.steps.remove(key);
+                }
             }
         }
     }
@@ -211,6 +242,11 @@ impl State {
             }
             Archived::Op(op, record) => {
                 self.ops.insert(op.clone(), record.clone());
+                self.queue_op(key, at);
+                return;
+            }
+            Archived::Step(step, record) => {
+                self.steps.insert(step.clone(), record.clone());
                 self.queue_op(key, at);
                 return;
             }
@@ -253,6 +289,7 @@ impl State {
             ArchiveKey::Order(id) => self.orders.contains_key(id),
             ArchiveKey::Reservation(key) => self.reservations.contains_key(key),
             ArchiveKey::Op(key) => self.ops.contains_key(key),
+            ArchiveKey::Step(key) => self.steps.contains_key(key),
         }
     }
 }

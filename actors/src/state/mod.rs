@@ -287,12 +287,10 @@ impl State {
             Event::ReservationClosed {
                 sku, id, status, ..
             } => self.close_reservation(sku, id, *status),
+            // `expires_at` is the archive's to keep (see `apply_line_step`).
             Event::LineStepApplied {
-                key,
-                outcome,
-                expires_at,
-                at,
-            } => self.apply_line_step(key, *outcome, *expires_at, *at),
+                key, outcome, at, ..
+            } => self.apply_line_step(key, *outcome, *at),
             Event::OrderCreated {
                 id,
                 terms,

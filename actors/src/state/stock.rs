@@ -107,13 +107,7 @@ impl State {
     /// `Event::LineStepApplied`: the record of an order line's step on this
     /// shard's item (its effect on the stock is a `Reserved` or
     /// `ReservationClosed` of its own).
-    pub(super) fn apply_line_step(
-        &mut self,
-        key: &StepKey,
-        outcome: StepOutcome,
-        expires_at: TimestampMs,
-        at: TimestampMs,
-    ) {
+    pub(super) fn apply_line_step(&mut self, key: &StepKey, outcome: StepOutcome, at: TimestampMs) {
         self.steps.insert(
             key.clone(),
             StepRecord {
@@ -123,7 +117,7 @@ impl State {
                 at,
             },
         );
-        self.timers
-            .insert((expires_at, TimerKey::Step(key.clone())));
+        // No timer: the record goes to the archive, which keeps it for the
+        // retention (see `State::note_finished`).
     }
 }
