@@ -10,7 +10,8 @@
 -- id: the operation's key, "kind/target/operation id" (see OpKey in
 -- actors/src/model.rs); status: the kind of outcome recorded; finished_at: when
 -- the operation was decided (ms since the epoch). Rows older than
--- engine.idempotency_retention_ms may be deleted.
+-- engine.idempotency_retention_ms may be deleted. No index on finished_at: each
+-- index costs every archive round an insert per row.
 CREATE TABLE IF NOT EXISTS archived_ops (
     id          TEXT COLLATE "C" PRIMARY KEY,
     shard       INTEGER NOT NULL,
@@ -20,7 +21,6 @@ CREATE TABLE IF NOT EXISTS archived_ops (
     format      INTEGER NOT NULL,
     body        BYTEA NOT NULL
 );
-CREATE INDEX IF NOT EXISTS archived_ops_finished_at ON archived_ops (finished_at);
 
 -- Saga step records of the shard that applied the step (debits, credits,
 -- holds, releases, captures, order line steps), archived once final (an active
@@ -39,4 +39,3 @@ CREATE TABLE IF NOT EXISTS archived_steps (
     format      INTEGER NOT NULL,
     body        BYTEA NOT NULL
 );
-CREATE INDEX IF NOT EXISTS archived_steps_finished_at ON archived_steps (finished_at);
