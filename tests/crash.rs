@@ -46,6 +46,10 @@ fn start(storage_url: &str) -> SurgeProcess {
         // Low, so that the batches below are written the moment the journal is
         // idle (the path large client batches take) while the process is killed.
         .env("SURGE__ENGINE__FLUSH_AT_ONCE_EVENTS_MIN", "32")
+        // Finished payments, orders and reservations (and their records) go to
+        // the archive as soon as they are durable: the kill lands between archive
+        // writes and evictions, and the checks read them back from either place.
+        .env("SURGE__ENGINE__FINISHED_IN_MEMORY_MS", "0")
         .env("SURGE__RATE_LIMIT__REQUESTS_PER_S", "1000000")
         .spawn()
 }
@@ -214,6 +218,18 @@ async fn check_invariants(api: &Api, acknowledged: &Acknowledged) {
         assert_eq!(response.status(), 200, "acknowledged payment {id} is lost");
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["status"].as_str().unwrap(), status, "payment {id}");
+    }
+    // Its id stays taken, in memory or in the archive: another body under it is
+    // a conflict, never a second payment.
+    for (id, _) in acknowledged.payments.iter().step_by(25) {
+        let other =
+            json!({"id": id, "from": "acc0", "to": "acc1", "amount": "999.99", "currency": "USD"});
+        let (status, body) = post(api, "/v1/payments", other).await.expect("an answer");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (409, Some("idempotency_conflict")),
+            "payment {id} again with another body: {body}"
+        );
     }
     for id in &acknowledged.reservations {
         let response = api.get(&format!("/v1/items/hot/reservations/{id}")).await;

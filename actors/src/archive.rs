@@ -15,8 +15,8 @@
 
 use crate::domain::{OrderId, PaymentId};
 use crate::model::{
-    OpKey, OpOutcome, OpRecord, Payment, Reservation, ReservationKey, StepKey, StepOutcome,
-    StepRecord,
+    OpKey, OpOutcome, OpRecord, Payment, Reservation, ReservationKey, SagaId, StepKey, StepOutcome,
+    StepRecord, StepTag,
 };
 use crate::order::Order;
 use serde::{Deserialize, Serialize};
@@ -59,7 +59,27 @@ impl ArchiveKey {
                 xxh3_64_with_seed(key.sku.as_str().as_bytes(), 3),
             ),
             ArchiveKey::Op(key) => xxh3_64_with_seed(key.0.as_bytes(), 4),
-            ArchiveKey::Step(key) => xxh3_64_with_seed(key.text().as_bytes(), 5),
+            // The saga's id under a seed made of the saga's kind and the tag:
+            // no text is built for a check every first step makes.
+            ArchiveKey::Step(key) => {
+                let (saga, id) = match &key.saga {
+                    SagaId::Payment(id) => (5u64, id.as_str()),
+                    SagaId::Order(id) => (6u64, id.as_str()),
+                };
+                let tag = match key.tag {
+                    StepTag::Debit => 1,
+                    StepTag::Credit => 2,
+                    StepTag::Refund => 3,
+                    StepTag::Hold => 4,
+                    StepTag::Validate => 5,
+                    StepTag::Release => 6,
+                    StepTag::Capture => 7,
+                    StepTag::ReserveLine(line) => 0x1_0000 | u64::from(line),
+                    StepTag::CommitLine(line) => 0x2_0000 | u64::from(line),
+                    StepTag::ReleaseLine(line) => 0x3_0000 | u64::from(line),
+                };
+                xxh3_64_with_seed(id.as_bytes(), (saga << 32) | tag)
+            }
         }
     }
 

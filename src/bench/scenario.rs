@@ -92,6 +92,9 @@ struct Known {
     confirmed: u64,
     /// Commits without an answer: (sku, reservation id), read back.
     uncertain_commits: Vec<(String, String)>,
+    /// Soak jobs whose single payment got no answer: it may never have reached
+    /// the server, so later reads and retries leave it alone.
+    unanswered_payments: std::collections::HashSet<u64>,
 }
 
 #[expect(

@@ -68,22 +68,39 @@ fn old_payment(k: u64) -> Option<u64> {
 impl Ctx {
     pub(super) async fn soak(self: &Arc<Self>, k: u64) -> Vec<Outcome> {
         match job(k) {
-            Job::Payment => vec![self.api.payment(&self.payment(k)).await],
+            Job::Payment => {
+                let outcome = self.api.payment(&self.payment(k)).await;
+                if matches!(outcome, Outcome::Error(_)) {
+                    self.known
+                        .lock()
+                        .expect("known lock not poisoned")
+                        .unanswered_payments
+                        .insert(k);
+                }
+                vec![outcome]
+            }
             Job::TwoPhase => self.two_phase(k).await,
             Job::Reservation => self.reservation(k).await,
             Job::Order => vec![self.order(k, 0, false).await],
-            Job::ReadOld => match old_payment(k) {
+            Job::ReadOld => match self.old_answered_payment(k) {
                 Some(j) => {
                     let path = format!("/v1/payments/{}-p{j}", self.fixture.run);
                     vec![self.api.read(&path).await]
                 }
                 None => vec![self.api.payment(&self.payment(k)).await],
             },
-            Job::RetryOld => match old_payment(k) {
+            Job::RetryOld => match self.old_answered_payment(k) {
                 Some(j) => vec![self.retry_old(j).await],
                 None => vec![self.api.payment(&self.payment(k)).await],
             },
         }
+    }
+
+    /// An old payment whose creation was answered.
+    fn old_answered_payment(&self, k: u64) -> Option<u64> {
+        let j = old_payment(k)?;
+        let known = self.known.lock().expect("known lock not poisoned");
+        (!known.unanswered_payments.contains(&j)).then_some(j)
     }
 
     async fn two_phase(&self, k: u64) -> Vec<Outcome> {
