@@ -234,24 +234,12 @@ impl Api {
                 .await
                 .unwrap_or_else(|failure| (0, Bytes::from_static(failure.label().as_bytes())));
         }
-        let sent = self
+        let request = self
             .http
             .post(url.clone())
             .header(AUTHORIZATION, self.hot.client_auth.clone())
-            .json(body)
-            .send()
-            .await;
-        match sent {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                match response.bytes().await {
-                    Ok(bytes) => (status, bytes),
-                    Err(error) => (0, Bytes::from(transport_label(&error))),
-                }
-            }
-            // Status 0 is "no HTTP answer at all"; the body says why.
-            Err(error) => (0, Bytes::from(transport_label(&error))),
-        }
+            .json(body);
+        exchange(request).await
     }
 
     async fn get_json(&self, path: &str) -> (u16, Value) {
@@ -425,16 +413,7 @@ impl Api {
         if let Some(key) = key {
             request = request.header("Idempotency-Key", key);
         }
-        match request.send().await {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                match response.bytes().await {
-                    Ok(bytes) => (status, bytes),
-                    Err(error) => (0, Bytes::from(transport_label(&error))),
-                }
-            }
-            Err(error) => (0, Bytes::from(transport_label(&error))),
-        }
+        exchange(request).await
     }
 
     /// `POST /v1/payments/batch`: one outcome per payment, in request order; a
@@ -546,6 +525,21 @@ impl Api {
             .replacen("http://", "ws://", 1)
             .replacen("https://", "wss://", 1);
         format!("{ws}/v1/feed?access_token={}", self.tokens.operator)
+    }
+}
+
+/// Sends a request through reqwest: the answer's status and raw body.
+async fn exchange(request: reqwest::RequestBuilder) -> (u16, Bytes) {
+    match request.send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            match response.bytes().await {
+                Ok(bytes) => (status, bytes),
+                Err(error) => (0, Bytes::from(transport_label(&error))),
+            }
+        }
+        // Status 0 is "no HTTP answer at all"; the body says why.
+        Err(error) => (0, Bytes::from(transport_label(&error))),
     }
 }
 
