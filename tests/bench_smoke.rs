@@ -261,6 +261,34 @@ async fn soak_report(base: &str) -> Value {
     report
 }
 
+/// `surge serve` for the soak, on a free port: chosen again if another test
+/// took it between its choice and the bind (the process then exits at once).
+async fn start_soak_server(storage: &str) -> common::process::SurgeProcess {
+    for _ in 0..5 {
+        let mut server = common::process::Serve::new(SOAK_SECRET)
+            .storage(storage)
+            .env("SURGE__ENGINE__SHARDS", "2")
+            .env("SURGE__ENGINE__FINISHED_IN_MEMORY_MS", "0")
+            .env("SURGE__ENGINE__OPEN_ENTITIES_MAX", "5000")
+            .env("SURGE__ENGINE__SNAPSHOT_EVERY_EVENTS", "5000")
+            .env("SURGE__RATE_LIMIT__REQUESTS_PER_S", "1000000")
+            .spawn();
+        let http = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + common::process::READY_TIMEOUT;
+        while std::time::Instant::now() < deadline {
+            if server.try_wait().is_some() {
+                break;
+            }
+            let ready = http.get(format!("{}/ready", server.base)).send().await;
+            if ready.is_ok_and(|response| response.status() == 200) {
+                return server;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    panic!("surge serve did not start on any of 5 ports");
+}
+
 /// Rows in every table of the archive.
 async fn archived_rows(storage: &str) -> i64 {
     let pool = sqlx::SqlitePool::connect(storage)
@@ -292,15 +320,7 @@ async fn archived_rows(storage: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_soak_against_a_real_server_archives_all_along_and_its_memory_levels_off() {
     let (dir, storage) = common::temp_sqlite();
-    let server = common::process::Serve::new(SOAK_SECRET)
-        .storage(&storage)
-        .env("SURGE__ENGINE__SHARDS", "2")
-        .env("SURGE__ENGINE__FINISHED_IN_MEMORY_MS", "0")
-        .env("SURGE__ENGINE__OPEN_ENTITIES_MAX", "5000")
-        .env("SURGE__ENGINE__SNAPSHOT_EVERY_EVENTS", "5000")
-        .env("SURGE__RATE_LIMIT__REQUESTS_PER_S", "1000000")
-        .start()
-        .await;
+    let server = start_soak_server(&storage).await;
     let report = soak_report(&server.base).await;
     let archived = archived_rows(&storage).await;
     assert!(archived > 5_000, "only {archived} rows archived");
