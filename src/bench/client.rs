@@ -126,14 +126,11 @@ pub struct PaymentBody<'a> {
     pub currency: &'static str,
 }
 
-/// A two-phase payment's authorization (`capture: false`).
+/// A two-phase payment's authorization: a payment's fields and `capture: false`.
 #[derive(Debug, Clone, Serialize)]
 pub struct HoldBody<'a> {
-    pub id: String,
-    pub from: &'a str,
-    pub to: &'a str,
-    pub amount: String,
-    pub currency: &'static str,
+    #[serde(flatten)]
+    pub payment: PaymentBody<'a>,
     pub capture: bool,
     pub hold_timeout_ms: u64,
 }

@@ -29,6 +29,8 @@ pub struct MemorySample {
 
 /// Reads `/metrics` every second until stopped.
 pub struct Sampler {
+    http: reqwest::Client,
+    url: String,
     started: Instant,
     samples: Arc<Mutex<Vec<(f64, Reading)>>>,
     task: tokio::task::JoinHandle<()>,
@@ -50,7 +52,9 @@ impl Sampler {
         let started = Instant::now();
         let samples = Arc::new(Mutex::new(Vec::new()));
         let into = samples.clone();
+        let (task_http, task_url) = (http.clone(), url.clone());
         let task = tokio::spawn(async move {
+            let (http, url) = (task_http, task_url);
             let mut tick = tokio::time::interval(Duration::from_millis(SAMPLE_INTERVAL_MS));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -70,6 +74,8 @@ impl Sampler {
             }
         });
         Ok(Self {
+            http,
+            url,
             started,
             samples,
             task,
@@ -82,11 +88,18 @@ impl Sampler {
     }
 
     /// Takes one reading now, outside the second's rhythm (a phase's edge).
-    pub async fn mark(&self, base: &str) -> f64 {
+    pub async fn mark(&self) -> f64 {
         let at = self.now();
-        let url = format!("{}/metrics", base.trim_end_matches('/'));
         let read = async {
-            let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+            let text = self
+                .http
+                .get(&self.url)
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
             parse(&text)
         };
         if let Ok(Some(reading)) =

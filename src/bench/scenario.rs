@@ -120,7 +120,7 @@ pub async fn run(
         TargetKind::Postgres => None,
     };
     if let Some(sampler) = &sampler {
-        sampler.mark(&url).await;
+        sampler.mark().await;
     }
     eprintln!("{label}: setting up (run {run}) against {description}");
     let fixture = setup(&api, &args, &run, setup_concurrency).await?;
@@ -143,7 +143,7 @@ pub async fn run(
         rate_per_s: args.rate,
     };
     let measured_from = match &sampler {
-        Some(sampler) => sampler.mark(&url).await,
+        Some(sampler) => sampler.mark().await,
         None => 0.0,
     };
     let recording = match args.scenario {
@@ -193,7 +193,7 @@ pub async fn run(
         }
     };
     if let Some(sampler) = &sampler {
-        sampler.mark(&url).await;
+        sampler.mark().await;
     }
     eprintln!("{label}: verifying invariants");
     let verified = verify(&ctx, setup_concurrency).await?;

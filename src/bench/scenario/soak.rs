@@ -104,14 +104,11 @@ impl Ctx {
     }
 
     async fn two_phase(&self, k: u64) -> Vec<Outcome> {
-        let (from, to) = self.pick_pair();
-        let id = format!("{}-h{k}", self.fixture.run);
+        let mut payment = self.payment(k);
+        payment.id = format!("{}-h{k}", self.fixture.run);
+        let id = payment.id.clone();
         let hold = HoldBody {
-            id: id.clone(),
-            from,
-            to,
-            amount: cents(fastrand::u64(1..=PAYMENT_CENTS_MAX) as i64),
-            currency: "USD",
+            payment,
             capture: false,
             hold_timeout_ms: HOLD_TIMEOUT_MS,
         };
