@@ -59,27 +59,7 @@ impl ArchiveKey {
                 xxh3_64_with_seed(key.sku.as_str().as_bytes(), 3),
             ),
             ArchiveKey::Op(key) => xxh3_64_with_seed(key.0.as_bytes(), 4),
-            // The saga's id under a seed made of the saga's kind and the tag:
-            // no text is built for a check every first step makes.
-            ArchiveKey::Step(key) => {
-                let (saga, id) = match &key.saga {
-                    SagaId::Payment(id) => (5u64, id.as_str()),
-                    SagaId::Order(id) => (6u64, id.as_str()),
-                };
-                let tag = match key.tag {
-                    StepTag::Debit => 1,
-                    StepTag::Credit => 2,
-                    StepTag::Refund => 3,
-                    StepTag::Hold => 4,
-                    StepTag::Validate => 5,
-                    StepTag::Release => 6,
-                    StepTag::Capture => 7,
-                    StepTag::ReserveLine(line) => 0x1_0000 | u64::from(line),
-                    StepTag::CommitLine(line) => 0x2_0000 | u64::from(line),
-                    StepTag::ReleaseLine(line) => 0x3_0000 | u64::from(line),
-                };
-                xxh3_64_with_seed(id.as_bytes(), (saga << 32) | tag)
-            }
+            ArchiveKey::Step(key) => step_filter_hash(&key.saga, key.tag),
         }
     }
 
@@ -94,6 +74,29 @@ impl ArchiveKey {
             ArchiveKey::Step(key) => key.text(),
         }
     }
+}
+
+/// A step key's hash in the filter of archived keys, from its parts: the saga's
+/// id under a seed made of the saga's kind and the tag, so that the check every
+/// first step makes builds neither a key nor its text.
+pub fn step_filter_hash(saga: &SagaId, tag: StepTag) -> u64 {
+    let (kind, id) = match saga {
+        SagaId::Payment(id) => (5u64, id.as_str()),
+        SagaId::Order(id) => (6u64, id.as_str()),
+    };
+    let tag = match tag {
+        StepTag::Debit => 1,
+        StepTag::Credit => 2,
+        StepTag::Refund => 3,
+        StepTag::Hold => 4,
+        StepTag::Validate => 5,
+        StepTag::Release => 6,
+        StepTag::Capture => 7,
+        StepTag::ReserveLine(line) => 0x1_0000 | u64::from(line),
+        StepTag::CommitLine(line) => 0x2_0000 | u64::from(line),
+        StepTag::ReleaseLine(line) => 0x3_0000 | u64::from(line),
+    };
+    xxhash_rust::xxh3::xxh3_64_with_seed(id.as_bytes(), (kind << 32) | tag)
 }
 
 /// A finished entity, whole: enough to answer every read and replay of it.

@@ -133,13 +133,23 @@ impl ShardCore {
         if local {
             return Some(request);
         }
-        let step = StepKey {
-            saga: request.saga.clone(),
-            tag: request.kind.tag(),
+        let tag = request.kind.tag();
+        let family = [StepTag::Hold, StepTag::Release, StepTag::Capture];
+        let tags: &[StepTag] = if family.contains(&tag) {
+            &family
+        } else {
+            std::slice::from_ref(&tag)
         };
-        if self.state.steps.contains_key(&step) {
+        // The common case, a first send of a step none of whose records can be
+        // archived: no key is built.
+        let archived = |t: &StepTag| self.state.step_may_be_archived(&request.saga, *t);
+        if self.parked.is_empty() && !tags.iter().any(archived) {
             return Some(request);
         }
+        let step = StepKey {
+            saga: request.saga.clone(),
+            tag,
+        };
         // Whether a hold is active depends on its record and on its closing
         // steps' records together: they come back together, the hold first (so
         // it leaves memory no later than what closed it).

@@ -282,6 +282,15 @@ impl State {
         !self.archived_keys.is_empty() && self.archived_keys.may_contain(key.filter_hash())
     }
 
+    /// Whether the record of step `tag` of `saga`, not in memory, may be in the
+    /// archive: `may_be_archived` without building the key.
+    pub fn step_may_be_archived(&self, saga: &crate::model::SagaId, tag: StepTag) -> bool {
+        !self.archived_keys.is_empty()
+            && self
+                .archived_keys
+                .may_contain(crate::archive::step_filter_hash(saga, tag))
+    }
+
     /// Whether an entity is in memory.
     pub fn holds(&self, key: &ArchiveKey) -> bool {
         match key {
