@@ -56,6 +56,7 @@ pub struct EngineSettings {
     pub idempotency_retention_ms: u64,
     pub finished_in_memory_ms: u64,
     pub open_entities_max: usize,
+    pub archived_filter_bytes: u64,
     pub hash_seed: u64,
 }
 
@@ -172,6 +173,11 @@ pub fn load() -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
+/// Bounds of `engine.archived_filter_bytes`: one page, and 16 GiB per shard
+/// (about 10 billion keys), past which a typo would take the machine's memory.
+const ARCHIVED_FILTER_BYTES_MIN: u64 = surge_actors::filter::FILTER_LAYER_BYTES_MIN;
+const ARCHIVED_FILTER_BYTES_MAX: u64 = 16 << 30;
+
 impl Settings {
     /// Refuses settings that cannot be right.
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -207,6 +213,12 @@ impl Settings {
         anyhow::ensure!(
             self.orders.wait_ms_default <= self.orders.wait_ms_max,
             "orders.wait_ms_default must be at most orders.wait_ms_max"
+        );
+        anyhow::ensure!(
+            (ARCHIVED_FILTER_BYTES_MIN..=ARCHIVED_FILTER_BYTES_MAX)
+                .contains(&self.engine.archived_filter_bytes),
+            "engine.archived_filter_bytes must be between {ARCHIVED_FILTER_BYTES_MIN} and \
+             {ARCHIVED_FILTER_BYTES_MAX} (it is taken per shard, up front)"
         );
         anyhow::ensure!(
             self.feed.buffer_messages_max > 0 && self.feed.connections_max > 0,

@@ -209,6 +209,7 @@ fn engine_config(settings: &Settings, observer: Arc<ServerObserver>) -> EngineCo
             order_timeout_ms: settings.orders.timeout_ms,
             finished_in_memory_ms: engine.finished_in_memory_ms,
             open_entities_max: engine.open_entities_max,
+            archived_filter_bytes: engine.archived_filter_bytes,
             ..ShardLimits::default()
         },
         observer,

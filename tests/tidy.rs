@@ -31,6 +31,7 @@ const ENGINE_LAYERS: &[&[&str]] = &[
     &["command", "event"],
     &["notice"],
     &["table"],
+    &["filter"],
     &["state"],
     &["decide"],
     &["shard"],

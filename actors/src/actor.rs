@@ -25,6 +25,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
+/// Bytes of the filter of archived keys each event pays for in the snapshot
+/// cadence: a 64 MiB filter makes a snapshot due every million events (a few
+/// seconds of replay at recovery) instead of every hundred thousand, when
+/// writing the filter every time cost more than the batches between.
+const SNAPSHOT_FILTER_BYTES_PER_EVENT: u64 = 64;
+
 /// Where a client's answer goes.
 pub type Responder = oneshot::Sender<Result<Reply, EngineError>>;
 
@@ -495,11 +501,12 @@ impl ShardActor {
         // A snapshot copies and encodes the whole state. Waiting for at least as
         // many events as the state has entries bounds its cost per event (each
         // event pays for about one entry) however large the state grows, and
-        // bounds the replay at recovery to about one snapshot's worth.
-        let every_events = self
-            .settings
-            .snapshot_every_events
-            .max(core.state.entries() as u64);
+        // bounds the replay at recovery to about one snapshot's worth. The
+        // filter of archived keys is not copied but is encoded and written whole:
+        // each event pays for `SNAPSHOT_FILTER_BYTES_PER_EVENT` of it.
+        let weight = core.state.entries() as u64
+            + core.state.archived_filter_bytes() / SNAPSHOT_FILTER_BYTES_PER_EVENT;
+        let every_events = self.settings.snapshot_every_events.max(weight);
         let due_by_count = self.events_since_snapshot >= every_events;
         let due_by_time = self.events_since_snapshot > 0
             && self.last_snapshot_at.elapsed().as_secs() >= self.settings.snapshot_interval_s;
@@ -515,7 +522,7 @@ impl ShardActor {
         if self.snapshot_running || self.writing {
             return;
         }
-        let Some(core) = self.core.as_ref() else {
+        let Some(core) = self.core.as_mut() else {
             return;
         };
         if core.batch_open() {
@@ -523,7 +530,7 @@ impl ShardActor {
             return;
         }
         let started = Instant::now();
-        let state = core.state.clone();
+        let state = core.state.copy_for_snapshot();
         let copy_ms = started.elapsed().as_millis() as u64;
         self.snapshot_running = true;
         self.events_since_snapshot = 0;

@@ -15,6 +15,7 @@
 //! * [`decide`]: the pure business rules, `decide(state, command, now)`.
 //! * [`shard`]: the shard core: batches, sagas, waiting clients, no I/O.
 //! * [`table`]: maps with undo logs, so a failed batch leaves no trace.
+//! * [`filter`]: the fixed-memory filter of archived keys, shared with snapshots.
 //! * [`router`]: the stable id → shard mapping.
 //! * [`journal`]: the journal trait, its record format and the in-memory journal.
 //! * [`recovery`]: rebuilding a shard core from the journal (actor and simulator).
@@ -31,6 +32,7 @@ pub mod decide;
 pub mod domain;
 pub mod engine;
 pub mod event;
+pub mod filter;
 pub mod journal;
 pub mod model;
 pub mod notice;

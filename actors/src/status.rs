@@ -95,7 +95,7 @@ pub struct ShardStats {
 }
 
 /// How many of the state's other tables `ShardStats::tables` counts.
-pub const TABLE_COUNTS: usize = 6;
+pub const TABLE_COUNTS: usize = 7;
 
 impl ShardStats {
     pub fn set_state(&self, state: ShardState) {
@@ -124,6 +124,7 @@ impl ShardStats {
             state.timers.len() as u64,
             state.finished_queue.len() as u64,
             state.archived_keys.bytes(),
+            state.archived_keys.keys(),
         ];
         for (counter, value) in self.tables.iter().zip(tables) {
             counter.store(value, Ordering::Relaxed);
@@ -132,7 +133,7 @@ impl ShardStats {
 
     /// What `update_counts` last saw of the other tables.
     pub fn tables(&self) -> ShardTables {
-        let [reservations, operation_records, step_records, timers, archive_queue, archived_filter_bytes] =
+        let [reservations, operation_records, step_records, timers, archive_queue, archived_filter_bytes, archived_filter_keys] =
             self.tables
                 .each_ref()
                 .map(|counter| counter.load(Ordering::Relaxed));
@@ -143,6 +144,7 @@ impl ShardStats {
             timers,
             archive_queue,
             archived_filter_bytes,
+            archived_filter_keys,
         }
     }
 }
@@ -161,8 +163,10 @@ pub struct ShardTables {
     pub timers: u64,
     /// Finished entities and records waiting for the archive.
     pub archive_queue: u64,
-    /// The filter of archived keys.
+    /// The filter of archived keys: its memory, and the keys it holds (past
+    /// about `archived_filter_bytes * 8 / 14` its false positives climb).
     pub archived_filter_bytes: u64,
+    pub archived_filter_keys: u64,
 }
 
 /// One shard as operators see it.

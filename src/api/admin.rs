@@ -79,6 +79,9 @@ pub struct ShardJson {
     pub archive_queue: u64,
     /// Size of the filter of archived keys.
     pub archived_filter_bytes: u64,
+    /// Keys the filter holds: past about `archived_filter_bytes * 8 / 14`,
+    /// more of the commands naming new ids pay a lookup in the archive.
+    pub archived_filter_keys: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -146,6 +149,7 @@ pub async fn list(state: web::Data<ApiState>, caller: Caller) -> Result<HttpResp
             timers: s.tables.timers,
             archive_queue: s.tables.archive_queue,
             archived_filter_bytes: s.tables.archived_filter_bytes,
+            archived_filter_keys: s.tables.archived_filter_keys,
         })
         .collect();
     Ok(HttpResponse::Ok().json(shards))

@@ -52,6 +52,7 @@ use crate::command::Reply;
 use crate::decide::{self, Plan, WaitFor};
 use crate::domain::TimestampMs;
 use crate::event::Event;
+use crate::filter::FILTER_LAYER_BYTES_DEFAULT;
 use crate::model::{OpOutcome, SagaId};
 use crate::order;
 use crate::router::{Router, ShardId};
@@ -89,6 +90,9 @@ pub struct ShardLimits {
     /// not final, held) in memory; a command that would start another is
     /// refused as overloaded (see `ShardCore::take_overloaded`).
     pub open_entities_max: usize,
+    /// Memory of the filter of archived keys (see `crate::filter`): taken up
+    /// front, and the same however many keys it holds.
+    pub archived_filter_bytes: u64,
 }
 
 impl Default for ShardLimits {
@@ -100,6 +104,7 @@ impl Default for ShardLimits {
             order_timeout_ms: order::ORDER_TIMEOUT_MS_DEFAULT,
             finished_in_memory_ms: FINISHED_IN_MEMORY_MS_DEFAULT,
             open_entities_max: OPEN_ENTITIES_MAX_DEFAULT,
+            archived_filter_bytes: FILTER_LAYER_BYTES_DEFAULT,
         }
     }
 }
@@ -152,7 +157,8 @@ pub struct ShardCore {
 }
 
 impl ShardCore {
-    pub fn new(id: ShardId, router: Router, limits: ShardLimits, state: State) -> Self {
+    pub fn new(id: ShardId, router: Router, limits: ShardLimits, mut state: State) -> Self {
+        state.set_archived_filter_bytes(limits.archived_filter_bytes);
         Self {
             id,
             state,

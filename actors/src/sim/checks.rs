@@ -918,6 +918,7 @@ impl World {
                 ));
             }
             let mut replayed = State::new(self.scenario.hash_seed);
+            replayed.set_archived_filter_bytes(self.scenario.limits.archived_filter_bytes);
             let mut ended = BTreeSet::new();
             for event in &events {
                 let saga = event.saga();

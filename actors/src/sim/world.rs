@@ -11,6 +11,7 @@ use super::rng::SimRng;
 use super::workload::{Mix, Universe, Workload};
 use crate::domain::{AccountId, Currency, Sku, TimestampMs};
 use crate::event::Event;
+use crate::filter::{FILTER_LAYER_BYTES_DEFAULT, FILTER_LAYER_BYTES_MIN};
 use crate::journal::{Journal, MemoryJournal, Snapshot};
 use crate::order::OrderStatus;
 use crate::router::{Router, ShardId};
@@ -146,6 +147,13 @@ impl Scenario {
                     rng.between(5, 50) as usize
                 } else {
                     ShardLimits::default().open_entities_max
+                },
+                // Sometimes the smallest filter, so that it fills and answers
+                // "maybe" for most ids: every such answer costs a lookup.
+                archived_filter_bytes: if rng.chance(300) {
+                    FILTER_LAYER_BYTES_MIN
+                } else {
+                    FILTER_LAYER_BYTES_DEFAULT
                 },
             },
             network: NetworkFaults {

@@ -276,6 +276,27 @@ impl State {
             .saturating_sub(self.finished.len())
     }
 
+    /// Sets the memory of the filter of archived keys (see `crate::filter`).
+    pub fn set_archived_filter_bytes(&mut self, bytes: u64) {
+        self.archived_keys.set_layer_bytes(bytes);
+    }
+
+    /// Memory the filter of archived keys takes.
+    pub fn archived_filter_bytes(&self) -> u64 {
+        self.archived_keys.bytes()
+    }
+
+    /// A copy for a snapshot to encode: every table copied except the filter of
+    /// archived keys, which is shared (see `crate::filter`): copying it took
+    /// tens of milliseconds of the shard's thread and its size again in memory.
+    pub fn copy_for_snapshot(&mut self) -> State {
+        let filter = std::mem::take(&mut self.archived_keys);
+        let mut copy = self.clone();
+        copy.archived_keys = filter.share();
+        self.archived_keys = filter;
+        copy
+    }
+
     /// Whether an entity not in memory may be in the archive (false: it
     /// certainly is not, and a command naming it needs no lookup).
     pub fn may_be_archived(&self, key: &ArchiveKey) -> bool {

@@ -28,12 +28,13 @@ pub use local::local_run_steps;
 use crate::archive::ArchiveKey;
 use crate::domain::{AccountId, OrderId, PaymentId, Sku, TimestampMs};
 use crate::event::Event;
+use crate::filter::UndoFilter;
 use crate::model::{
     Account, Item, OpKey, OpRecord, Payment, Reservation, ReservationKey, StepKey, StepRecord,
     TimerKey,
 };
 use crate::order::Order;
-use crate::table::{StateHasher, UndoFilter, UndoLog, UndoMap, UndoQueue, UndoSet};
+use crate::table::{StateHasher, UndoLog, UndoMap, UndoQueue, UndoSet};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

@@ -341,6 +341,7 @@ impl Cluster {
     /// The state a restart of `shard` would rebuild from its journal.
     pub fn replayed(&self, shard: usize) -> State {
         let mut state = State::new(self.hash_seed);
+        state.set_archived_filter_bytes(self.cores[shard].limits().archived_filter_bytes);
         for event in &self.journals[shard] {
             state.apply(event);
         }

@@ -1,0 +1,406 @@
+//! The filter of archived keys: a Bloom filter of fixed memory that answers
+//! "certainly never archived" or "maybe archived", whose insertions can be undone
+//! like every table's, and whose bits a snapshot reads without copying them.
+//!
+//! Why fixed: a filter that grew with the keys it held grew with history, which is
+//! what the archive is there to take out of memory. In a 30-minute soak its
+//! doubling layers took the server's resident size from 132 to 570 MiB (each new
+//! layer and every snapshot's copy of them). Its memory is set once
+//! (`engine.archived_filter_bytes` per shard) and taken up front; past the keys it
+//! is sized for, its false positives climb, and a false positive only costs a
+//! lookup in the archive, never a wrong answer.
+//!
+//! Why shared: a snapshot used to copy the state, filter included, on the shard's
+//! thread. The filter's words are atomics behind an `Arc`, so a snapshot takes a
+//! handle to them ([`UndoFilter::share`]) and reads them while the shard goes on
+//! setting bits. What it reads holds every bit set before it was taken, and maybe
+//! some set after: a superset, which is all a filter of "maybe" answers needs.
+
+use crate::table::{Undo, UndoEntries};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Bits per key a layer is sized for, and the probes per key: about 0.2% false
+/// positives when it holds that many keys, about 3% at twice as many.
+const FILTER_BITS_PER_KEY: u64 = 14;
+const FILTER_PROBES: u32 = 9;
+
+/// A layer's size when the state was never given one: what the simulator and
+/// the engine's own tests use (about 150k keys). The server sets
+/// `engine.archived_filter_bytes`.
+pub const FILTER_LAYER_BYTES_DEFAULT: u64 = 256 << 10;
+
+/// The smallest layer a filter takes (one page), whatever it is asked for.
+pub const FILTER_LAYER_BYTES_MIN: u64 = 4 << 10;
+
+/// A set of keys that answers "certainly not in it" or "maybe in it".
+///
+/// Keys go into its newest layer, however full, as long as that layer has the
+/// size the shard is configured for; a filter decoded from a snapshot whose
+/// newest layer has another size (an older binary's growing layers, or a changed
+/// setting) keeps its layers to answer from and adds one of the configured size
+/// for what comes next.
+///
+/// `Clone` copies the bits (a clone is independent); [`UndoFilter::share`] does
+/// not. The encoding is format 2's: layers of `keys_max`, `keys` and their words
+/// as one byte string, then `saturated`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct UndoFilter {
+    layers: Vec<FilterLayer>,
+    /// Every key may be in the set (see [`UndoFilter::saturate`]; also what an
+    /// older binary's filter became at its budget).
+    saturated: bool,
+    /// The size of a layer for new keys (0: [`FILTER_LAYER_BYTES_DEFAULT`]).
+    #[serde(skip)]
+    layer_bytes: u64,
+    #[serde(skip)]
+    undo: Undo<FilterUndo>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct FilterLayer {
+    /// Keys it is sized for; it takes more, answering "maybe" more often.
+    keys_max: u64,
+    keys: u64,
+    words: FilterWords,
+}
+
+/// A layer's bits: set by the shard's thread only, read by it and by a
+/// snapshot's encoder.
+#[derive(Debug, Clone)]
+struct FilterWords(Arc<Box<[AtomicU64]>>);
+
+#[derive(Debug, Clone, PartialEq)]
+/// One change to a filter, as its undo log takes it back.
+pub enum FilterUndo {
+    Bit { layer: usize, word: usize, bit: u64 },
+    Keys { layer: usize, old: u64 },
+    Layers { len: usize },
+}
+
+impl UndoFilter {
+    /// Sets the size of the layer new keys go to, from the shard's configuration.
+    pub fn set_layer_bytes(&mut self, bytes: u64) {
+        self.layer_bytes = bytes.max(FILTER_LAYER_BYTES_MIN).next_multiple_of(8);
+    }
+
+    fn layer_bytes(&self) -> u64 {
+        if self.layer_bytes == 0 {
+            FILTER_LAYER_BYTES_DEFAULT
+        } else {
+            self.layer_bytes
+        }
+    }
+
+    /// Whether nothing was ever inserted (and the filter is not saturated).
+    pub fn is_empty(&self) -> bool {
+        !self.saturated && self.layers.is_empty()
+    }
+
+    /// Whether `hash` (of a key: `xxh3` of its bytes) may have been inserted.
+    pub fn may_contain(&self, hash: u64) -> bool {
+        self.saturated || self.layers.iter().any(|layer| layer.contains(hash))
+    }
+
+    pub fn insert(&mut self, hash: u64) {
+        if self.saturated || self.may_contain(hash) {
+            return;
+        }
+        let wanted = self.layer_bytes();
+        if self
+            .layers
+            .last()
+            .is_none_or(|layer| layer.bytes() != wanted)
+        {
+            self.undo.record(FilterUndo::Layers {
+                len: self.layers.len(),
+            });
+            self.layers.push(FilterLayer::new(wanted));
+        }
+        let index = self.layers.len() - 1;
+        let layer = &mut self.layers[index];
+        self.undo.record(FilterUndo::Keys {
+            layer: index,
+            old: layer.keys,
+        });
+        layer.keys += 1;
+        for (word, bit) in layer.probes(hash) {
+            let old = layer.words.0[word].fetch_or(bit, Ordering::Relaxed);
+            if old & bit == 0 {
+                self.undo.record(FilterUndo::Bit {
+                    layer: index,
+                    word,
+                    bit,
+                });
+            }
+        }
+    }
+
+    /// Memory the layers take.
+    pub fn bytes(&self) -> u64 {
+        self.layers.iter().map(FilterLayer::bytes).sum()
+    }
+
+    /// Keys inserted (each counted once, and a key the filter already seemed to
+    /// hold not at all).
+    pub fn keys(&self) -> u64 {
+        self.layers.iter().map(|layer| layer.keys).sum()
+    }
+
+    /// The same bits, not copied: for a snapshot to encode while the shard goes
+    /// on inserting (see the module's documentation). It records no undo.
+    pub fn share(&self) -> Self {
+        Self {
+            layers: self
+                .layers
+                .iter()
+                .map(|layer| FilterLayer {
+                    keys_max: layer.keys_max,
+                    keys: layer.keys,
+                    words: layer.words.clone(),
+                })
+                .collect(),
+            saturated: self.saturated,
+            layer_bytes: self.layer_bytes,
+            undo: Undo::default(),
+        }
+    }
+
+    /// Answers "maybe" for every key from now on (not undoable: for tests that
+    /// want every lookup to happen).
+    pub fn saturate(&mut self) {
+        self.saturated = true;
+    }
+}
+
+impl Clone for UndoFilter {
+    fn clone(&self) -> Self {
+        Self {
+            layers: self.layers.iter().map(FilterLayer::copy).collect(),
+            saturated: self.saturated,
+            layer_bytes: self.layer_bytes,
+            undo: self.undo.clone(),
+        }
+    }
+}
+
+/// Two filters are equal when they hold the same bits, whatever their undo logs.
+impl PartialEq for UndoFilter {
+    fn eq(&self, other: &Self) -> bool {
+        self.saturated == other.saturated
+            && self.layers.len() == other.layers.len()
+            && self
+                .layers
+                .iter()
+                .zip(&other.layers)
+                .all(|(a, b)| a.same_bits(b))
+    }
+}
+
+impl FilterLayer {
+    fn new(bytes: u64) -> Self {
+        let words = bytes / 8;
+        Self {
+            keys_max: bytes * 8 / FILTER_BITS_PER_KEY,
+            keys: 0,
+            words: FilterWords(Arc::new((0..words).map(|_| AtomicU64::new(0)).collect())),
+        }
+    }
+
+    fn copy(&self) -> Self {
+        Self {
+            keys_max: self.keys_max,
+            keys: self.keys,
+            words: FilterWords(Arc::new(
+                self.words
+                    .0
+                    .iter()
+                    .map(|word| AtomicU64::new(word.load(Ordering::Relaxed)))
+                    .collect(),
+            )),
+        }
+    }
+
+    fn same_bits(&self, other: &Self) -> bool {
+        self.keys_max == other.keys_max
+            && self.keys == other.keys
+            && self.words.0.len() == other.words.0.len()
+            && self
+                .words
+                .0
+                .iter()
+                .zip(other.words.0.iter())
+                .all(|(a, b)| a.load(Ordering::Relaxed) == b.load(Ordering::Relaxed))
+    }
+
+    fn bytes(&self) -> u64 {
+        self.words.0.len() as u64 * 8
+    }
+
+    /// The (word, bit) of each probe: double hashing over the layer's bits.
+    fn probes(&self, hash: u64) -> impl Iterator<Item = (usize, u64)> {
+        let bits = self.words.0.len() as u64 * 64;
+        let (first, step) = (hash, hash.rotate_left(32) | 1);
+        (0..u64::from(FILTER_PROBES)).map(move |probe| {
+            let bit = first.wrapping_add(probe.wrapping_mul(step)) % bits;
+            ((bit / 64) as usize, 1u64 << (bit % 64))
+        })
+    }
+
+    fn contains(&self, hash: u64) -> bool {
+        self.probes(hash)
+            .all(|(word, bit)| self.words.0[word].load(Ordering::Relaxed) & bit != 0)
+    }
+}
+
+impl UndoEntries for UndoFilter {
+    type Entry = FilterUndo;
+
+    fn undo(&self) -> &Undo<FilterUndo> {
+        &self.undo
+    }
+
+    fn undo_mut(&mut self) -> &mut Undo<FilterUndo> {
+        &mut self.undo
+    }
+
+    fn revert(&mut self, entry: FilterUndo) {
+        match entry {
+            FilterUndo::Bit { layer, word, bit } => {
+                self.layers[layer].words.0[word].fetch_and(!bit, Ordering::Relaxed);
+            }
+            FilterUndo::Keys { layer, old } => self.layers[layer].keys = old,
+            FilterUndo::Layers { len } => self.layers.truncate(len),
+        }
+    }
+}
+
+impl Serialize for FilterWords {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let bytes: Vec<u8> = self
+            .0
+            .iter()
+            .flat_map(|word| word.load(Ordering::Relaxed).to_le_bytes())
+            .collect();
+        serializer.serialize_bytes(&bytes)
+    }
+}
+
+impl<'de> Deserialize<'de> for FilterWords {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Bytes;
+        impl serde::de::Visitor<'_> for Bytes {
+            type Value = FilterWords;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a filter layer's bytes, a whole number of 64-bit words")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<FilterWords, E> {
+                if bytes.is_empty() || !bytes.len().is_multiple_of(8) {
+                    return Err(E::invalid_length(bytes.len(), &self));
+                }
+                Ok(FilterWords(Arc::new(
+                    bytes
+                        .chunks_exact(8)
+                        .map(|word| {
+                            // chunks_exact(8) yields 8-byte slices only.
+                            AtomicU64::new(u64::from_le_bytes(word.try_into().expect("8 bytes")))
+                        })
+                        .collect(),
+                )))
+            }
+        }
+        deserializer.deserialize_bytes(Bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::UndoLog;
+
+    fn key(n: u64) -> u64 {
+        xxhash_rust::xxh3::xxh3_64(&n.to_le_bytes())
+    }
+
+    #[test]
+    fn a_filter_never_forgets_a_key_and_rarely_claims_one_it_never_saw() {
+        let mut filter = UndoFilter::default();
+        filter.set_layer_bytes(100_000 * FILTER_BITS_PER_KEY / 8);
+        for n in 0..100_000 {
+            filter.insert(key(n));
+        }
+        assert!((0..100_000).all(|n| filter.may_contain(key(n))));
+        let false_positives = (100_000..200_000)
+            .filter(|n| filter.may_contain(key(*n)))
+            .count();
+        assert!(false_positives < 1_000, "{false_positives} false positives");
+        assert_eq!(filter.bytes(), 175_000);
+    }
+
+    #[test]
+    fn a_filter_past_its_keys_keeps_its_memory_and_every_key() {
+        let mut filter = UndoFilter::default();
+        filter.set_layer_bytes(8 << 10);
+        for n in 0..200_000 {
+            filter.insert(key(n));
+        }
+        assert_eq!(filter.bytes(), 8 << 10);
+        assert!((0..200_000).all(|n| filter.may_contain(key(n))));
+    }
+
+    #[test]
+    fn a_filter_of_another_size_keeps_its_layers_and_adds_one_for_new_keys() {
+        let mut filter = UndoFilter::default();
+        filter.set_layer_bytes(8 << 10);
+        for n in 0..1_000 {
+            filter.insert(key(n));
+        }
+        filter.set_layer_bytes(16 << 10);
+        for n in 1_000..2_000 {
+            filter.insert(key(n));
+        }
+        assert_eq!(filter.bytes(), 24 << 10);
+        assert!((0..2_000).all(|n| filter.may_contain(key(n))));
+    }
+
+    #[test]
+    fn a_filter_rolls_back_to_exactly_what_was_committed() {
+        let mut filter = UndoFilter::default();
+        for n in 0..10u64 {
+            filter.insert(key(n));
+        }
+        let committed = filter.clone();
+        filter.set_recording(true);
+        for n in 10..50_000u64 {
+            filter.insert(key(n));
+        }
+        assert_ne!(filter, committed);
+        filter.rollback();
+        filter.set_recording(false);
+        assert_eq!(filter, committed);
+    }
+
+    #[test]
+    fn a_clone_is_independent_and_a_share_sees_later_keys() {
+        let mut filter = UndoFilter::default();
+        filter.insert(key(1));
+        let clone = filter.clone();
+        let shared = filter.share();
+        filter.insert(key(2));
+        assert!(shared.may_contain(key(2)));
+        assert!(!clone.may_contain(key(2)));
+        assert!(clone.may_contain(key(1)));
+    }
+
+    #[test]
+    fn a_filter_encodes_and_decodes_to_the_same_bits() {
+        let mut filter = UndoFilter::default();
+        for n in 0..1_000u64 {
+            filter.insert(key(n));
+        }
+        let bytes = rmp_serde::to_vec(&filter).unwrap();
+        let decoded: UndoFilter = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(decoded, filter);
+    }
+}
