@@ -257,9 +257,11 @@ impl Snapshot {
         // it again and again and faulted in fresh pages for every copy (a tenth of
         // the machine during a flash sale). Capacity that is never written is never
         // touched, so a generous guess costs nothing.
+        // The filter of archived keys is one fixed block of bytes, counted as such.
         let capacity = state
             .entries()
-            .saturating_mul(SNAPSHOT_BYTES_PER_ENTRY_GUESS);
+            .saturating_mul(SNAPSHOT_BYTES_PER_ENTRY_GUESS)
+            .saturating_add(state.archived_filter_bytes() as usize);
         let mut payload = Vec::with_capacity(capacity);
         // State is plain data; encoding it into a Vec cannot fail.
         state
