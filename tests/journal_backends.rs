@@ -672,3 +672,99 @@ async fn a_sqlite_snapshot_stored_inline_before_chunking_still_loads() {
     let (_dir, url) = common::temp_sqlite();
     a_snapshot_stored_inline_before_chunking_still_loads(url).await;
 }
+
+/// The state after `event`, with `keys` more hashes in its filter of archived
+/// keys (as evictions put them there).
+fn advance(state: &mut State, event: Event, keys: std::ops::Range<u64>) {
+    state.apply(&event);
+    for key in keys {
+        state
+            .archived_keys
+            .insert(xxhash_rust::xxh3::xxh3_64(&key.to_le_bytes()));
+    }
+}
+
+/// Saves a snapshot of `state` as the shard does (whole, or a delta of its
+/// filter) and marks it written.
+async fn save(journal: &dyn Journal, shard: ShardId, state: &mut State) -> Snapshot {
+    let (copy, full) = state.copy_for_snapshot();
+    let snapshot = Snapshot::encode(shard, &copy);
+    journal.save_snapshot(snapshot.clone()).await.unwrap();
+    state.snapshot_written(snapshot.seq, full);
+    snapshot
+}
+
+/// Most snapshots carry the filter of archived keys as a delta on an earlier
+/// whole one (see `surge_actors::filter`): the base is kept while a kept snapshot
+/// names it, loaded beside it, and recovery rebuilds the very filter; once no
+/// kept snapshot names it, it goes with its chunks.
+async fn delta_snapshots_keep_and_load_their_base(url: String) {
+    let journal = storage::open(&options(url.clone())).await.unwrap();
+    let db = Db::open(&url).await;
+    let shard = ShardId(8);
+    journal.acquire(shard).await.unwrap();
+    let mut state = state_with_accounts(20_000);
+    state.set_archived_filter_bytes(1 << 20);
+    advance(&mut state, account_created("x0", 20_000), 0..10_000);
+
+    let base = save(&*journal, shard, &mut state).await;
+    assert_eq!(base.base_seq, None, "no base yet: the first is whole");
+    let mut deltas = Vec::new();
+    for round in 1..=3u64 {
+        advance(
+            &mut state,
+            account_created(&format!("x{round}"), 20_000 + round),
+            round * 10_000..round * 10_000 + 1_000,
+        );
+        let delta = save(&*journal, shard, &mut state).await;
+        assert_eq!(delta.base_seq, Some(base.seq), "round {round}");
+        assert!(delta.payload.len() < base.payload.len() / 2);
+        deltas.push(delta);
+
+        let recovered = journal.load(shard).await.unwrap();
+        assert_eq!(recovered.snapshot.as_ref(), deltas.last());
+        assert_eq!(recovered.base.as_ref(), Some(&base));
+        let (rebuilt, tail) = recover_state(shard, &recovered, 0).unwrap();
+        assert!(tail.is_empty());
+        assert_eq!(rebuilt, state, "round {round}");
+        assert!((0..10_000)
+            .chain(round * 10_000..round * 10_000 + 1_000)
+            .all(|key| rebuilt
+                .archived_keys
+                .may_contain(xxhash_rust::xxh3::xxh3_64(&key.to_le_bytes()))));
+    }
+    // The base outlives the snapshots between it and the newest two.
+    assert_eq!(db.chunk_rows(shard, base.seq).await, chunk_count(&base));
+    assert_eq!(db.chunk_rows(shard, deltas[0].seq).await, 0);
+
+    // Hashes reaching an eighth of the filter's bytes make the next one whole;
+    // once it and a delta on it are the newest two, the old base goes.
+    advance(&mut state, account_created("y", 30_000), 40_000..60_000);
+    let new_base = save(&*journal, shard, &mut state).await;
+    assert_eq!(new_base.base_seq, None);
+    advance(&mut state, account_created("z", 30_001), 60_000..60_010);
+    let delta = save(&*journal, shard, &mut state).await;
+    assert_eq!(delta.base_seq, Some(new_base.seq));
+    assert_eq!(db.chunk_rows(shard, base.seq).await, 0);
+    let recovered = journal.load(shard).await.unwrap();
+    assert_eq!(recovered.base.as_ref(), Some(&new_base));
+    assert_eq!(recover_state(shard, &recovered, 0).unwrap().0, state);
+
+    // A torn base is as a torn snapshot: both kept snapshots need it, so none
+    // loads (and recovery finds the journal's gap, as after any two torn).
+    db.delete_chunk(shard, new_base.seq, 0).await;
+    let recovered = journal.load(shard).await.unwrap();
+    assert_eq!(recovered.snapshot, None);
+    assert_eq!(recovered.base, None);
+}
+
+#[tokio::test]
+async fn postgres_delta_snapshots_keep_and_load_their_base() {
+    delta_snapshots_keep_and_load_their_base(fresh_postgres().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_delta_snapshots_keep_and_load_their_base() {
+    let (_dir, url) = common::temp_sqlite();
+    delta_snapshots_keep_and_load_their_base(url).await;
+}

@@ -25,12 +25,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// Bytes of the filter of archived keys each event pays for in the snapshot
-/// cadence: a 64 MiB filter makes a snapshot due every million events (a few
-/// seconds of replay at recovery) instead of every hundred thousand, when
-/// writing the filter every time cost more than the batches between.
-const SNAPSHOT_FILTER_BYTES_PER_EVENT: u64 = 64;
-
 /// Where a client's answer goes.
 pub type Responder = oneshot::Sender<Result<Reply, EngineError>>;
 
@@ -502,10 +496,10 @@ impl ShardActor {
         // many events as the state has entries bounds its cost per event (each
         // event pays for about one entry) however large the state grows, and
         // bounds the replay at recovery to about one snapshot's worth. The
-        // filter of archived keys is not copied but is encoded and written whole:
-        // each event pays for `SNAPSHOT_FILTER_BYTES_PER_EVENT` of it.
-        let weight = core.state.entries() as u64
-            + core.state.archived_filter_bytes() / SNAPSHOT_FILTER_BYTES_PER_EVENT;
+        // filter of archived keys is written whole only now and then, and
+        // otherwise as the hashes since (see `crate::filter`), which each event
+        // pays for as it inserts them.
+        let weight = core.state.entries() as u64;
         let every_events = self.settings.snapshot_every_events.max(weight);
         let due_by_count = self.events_since_snapshot >= every_events;
         let due_by_time = self.events_since_snapshot > 0
@@ -530,7 +524,8 @@ impl ShardActor {
             return;
         }
         let started = Instant::now();
-        let state = core.state.copy_for_snapshot();
+        let (state, full) = core.state.copy_for_snapshot();
+        let generation = self.core_generation;
         let copy_ms = started.elapsed().as_millis() as u64;
         self.snapshot_running = true;
         self.events_since_snapshot = 0;
@@ -551,6 +546,11 @@ impl ShardActor {
             let waiters = std::mem::take(&mut actor.snapshot_waiters);
             match result {
                 Ok((seq, bytes)) => {
+                    // The same core that was copied (not one recovered since):
+                    // a full snapshot becomes its filter's base.
+                    if let Some(core) = actor.core.as_mut().filter(|_| actor.core_generation == generation) {
+                        core.state.snapshot_written(seq, full);
+                    }
                     actor.stats.snapshot_seq.store(seq, Ordering::Relaxed);
                     actor.settings.observer.snapshot_written(actor.id, bytes, started.elapsed());
                     tracing::info!(shard = %actor.id, seq, bytes, copy_ms, ms = started.elapsed().as_millis() as u64, "snapshot written");

@@ -71,6 +71,12 @@
 //!   table and `archived_keys` filter as its last fields, defaulted, so a format
 //!   1 snapshot decodes with none queued and an empty filter. Archived entities are stored in this encoding too, with the
 //!   format beside them. Format 1 is still read.
+//! * 3: appends three fields to the `archived_keys` filter: the sequence number
+//!   of its base, the hashes inserted since, and the size of the layer they
+//!   went to (a delta snapshot: see `crate::filter`); a format 2 filter decodes
+//!   as a whole one. Formats 1 and 2 are still read; a binary of format 2 must
+//!   not read a delta (it would take it for an empty filter), which the number
+//!   tells it.
 
 use crate::archive::{ArchiveKey, Archived};
 use crate::event::Event;
@@ -83,7 +89,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The journal format this binary writes (see "Journal compatibility" above).
-pub const JOURNAL_FORMAT_VERSION: u16 = 2;
+pub const JOURNAL_FORMAT_VERSION: u16 = 3;
 
 /// The oldest journal format this binary reads.
 pub const JOURNAL_FORMAT_OLDEST: u16 = 1;
@@ -242,6 +248,10 @@ pub struct Snapshot {
     /// MessagePack of `State`.
     pub payload: Vec<u8>,
     pub checksum: u64,
+    /// The snapshot whose filter of archived keys this one's extends (see
+    /// `crate::filter`): recovery reads it too, and storage keeps it as long as
+    /// it keeps this one. `None`: this one holds its filter whole.
+    pub base_seq: Option<u64>,
 }
 
 /// Room reserved per event when a batch is encoded (most take 60 to 150 bytes).
@@ -257,11 +267,12 @@ impl Snapshot {
         // it again and again and faulted in fresh pages for every copy (a tenth of
         // the machine during a flash sale). Capacity that is never written is never
         // touched, so a generous guess costs nothing.
-        // The filter of archived keys is one fixed block of bytes, counted as such.
+        // The filter of archived keys is one fixed block of bytes (or a delta's
+        // hashes), counted as such.
         let capacity = state
             .entries()
             .saturating_mul(SNAPSHOT_BYTES_PER_ENTRY_GUESS)
-            .saturating_add(state.archived_filter_bytes() as usize);
+            .saturating_add(state.archived_keys.encoded_bytes() as usize);
         let mut payload = Vec::with_capacity(capacity);
         // State is plain data; encoding it into a Vec cannot fail.
         state
@@ -273,6 +284,7 @@ impl Snapshot {
             format: JOURNAL_FORMAT_VERSION,
             checksum: checksum(&payload),
             payload,
+            base_seq: state.archived_keys.delta_base(),
         }
     }
 
@@ -298,6 +310,15 @@ impl Snapshot {
                 self.shard, self.seq, state.last_seq
             )));
         }
+        if state.archived_keys.delta_base() != self.base_seq {
+            return Err(JournalError::Corrupt(format!(
+                "shard {} snapshot at {} is stored with base {:?} but names {:?}",
+                self.shard,
+                self.seq,
+                self.base_seq,
+                state.archived_keys.delta_base()
+            )));
+        }
         Ok(state)
     }
 }
@@ -307,6 +328,8 @@ impl Snapshot {
 #[derive(Debug, Clone, Default)]
 pub struct Recovered {
     pub snapshot: Option<Snapshot>,
+    /// The snapshot `snapshot.base_seq` names, when it names one.
+    pub base: Option<Snapshot>,
     pub records: Vec<JournalRecord>,
 }
 
@@ -447,7 +470,12 @@ impl Journal for MemoryJournal {
             self.with_shard(shard, |s| {
                 let snapshot = s.snapshots.last().cloned();
                 let after = snapshot.as_ref().map_or(0, |snap| snap.seq);
+                let base = snapshot
+                    .as_ref()
+                    .and_then(|snap| snap.base_seq)
+                    .and_then(|base| s.snapshots.iter().find(|snap| snap.seq == base).cloned());
                 Recovered {
+                    base,
                     records: s
                         .records
                         .iter()
@@ -464,10 +492,18 @@ impl Journal for MemoryJournal {
     fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'static, Result<(), JournalError>> {
         let result = self.check().map(|()| {
             self.with_shard(snapshot.shard, |s| {
+                s.snapshots.retain(|kept| kept.seq != snapshot.seq);
                 s.snapshots.push(snapshot);
-                // Keep the last two snapshots, as the durable backends do.
-                let excess = s.snapshots.len().saturating_sub(2);
-                s.snapshots.drain(..excess);
+                s.snapshots.sort_by_key(|snap| snap.seq);
+                // Keep the last two snapshots and the bases they name, as the
+                // durable backends do.
+                let newest = &s.snapshots[s.snapshots.len().saturating_sub(2)..];
+                let keep: Vec<u64> = newest
+                    .iter()
+                    .flat_map(|snap| [Some(snap.seq), snap.base_seq])
+                    .flatten()
+                    .collect();
+                s.snapshots.retain(|kept| keep.contains(&kept.seq));
             })
         });
         Box::pin(async move { result })

@@ -3,7 +3,7 @@
 //! recovery the actor runs.
 
 use crate::event::Event;
-use crate::journal::{JournalError, Recovered};
+use crate::journal::{JournalError, Recovered, Snapshot};
 use crate::router::{Router, ShardId};
 use crate::shard::{ShardCore, ShardLimits};
 use crate::state::State;
@@ -36,6 +36,15 @@ pub fn recover_state(
     let state = match &recovered.snapshot {
         Some(snapshot) => {
             let mut state = snapshot.decode()?;
+            let base = recovered.base.as_ref().map(Snapshot::decode).transpose()?;
+            state
+                .recovered_from(snapshot.seq, base)
+                .map_err(|problem| {
+                    JournalError::Corrupt(format!(
+                        "shard {shard} snapshot at {}: {problem}",
+                        snapshot.seq
+                    ))
+                })?;
             state.reseed(hash_seed);
             state
         }

@@ -672,6 +672,7 @@ fn every_format_read_still_decodes_and_its_variants_come_first() {
             format,
             checksum: checksum(&payload),
             payload,
+            base_seq: None,
         };
         let state = snapshot.decode();
         assert!(
@@ -730,6 +731,7 @@ fn a_record_or_snapshot_of_a_format_this_binary_does_not_read_is_refused_clearly
     // Recovery stops at either, as it does at a corrupt journal.
     let recovered = Recovered {
         snapshot: Some(snapshot),
+        base: None,
         records: Vec::new(),
     };
     assert!(matches!(
@@ -742,6 +744,7 @@ fn a_record_or_snapshot_of_a_format_this_binary_does_not_read_is_refused_clearly
     record.format = newer;
     let recovered = Recovered {
         snapshot: None,
+        base: None,
         records: vec![JournalRecord {
             first_seq: 1,
             last_seq: 1,

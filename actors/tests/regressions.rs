@@ -245,6 +245,7 @@ fn a_state_recovered_from_a_snapshot_keeps_the_configured_hash_seed() {
     let shard = ShardId(0);
     let recovered = Recovered {
         snapshot: Some(Snapshot::encode(shard, &state)),
+        base: None,
         records: Vec::new(),
     };
     let (restored, _) = recover_state(shard, &recovered, seed).unwrap();

@@ -166,6 +166,7 @@ pub(crate) fn valid_snapshot(
     format: u16,
     payload: Option<Vec<u8>>,
     checksum: u64,
+    base_seq: Option<u64>,
 ) -> Option<Snapshot> {
     if !surge_actors::journal::format_is_readable(format) {
         return Some(Snapshot {
@@ -174,6 +175,7 @@ pub(crate) fn valid_snapshot(
             format,
             payload: payload.unwrap_or_default(),
             checksum,
+            base_seq,
         });
     }
     let Some(payload) = payload else {
@@ -190,6 +192,7 @@ pub(crate) fn valid_snapshot(
         format,
         payload,
         checksum,
+        base_seq,
     })
 }
 

@@ -9,7 +9,7 @@ use super::{
 use anyhow::Context as _;
 use futures::future::BoxFuture;
 use futures::TryStreamExt as _;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, PgPool, Row};
 use std::collections::HashMap;
 use std::collections::HashSet;
@@ -193,7 +193,7 @@ impl Journal for PostgresJournal {
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
-            let snapshot = load_snapshot(&mut tx, shard).await?;
+            let (snapshot, base) = load_snapshot(&mut tx, shard).await?;
             let after = snapshot.as_ref().map_or(0, |s| s.seq) as i64;
             let rows = sqlx::query(
                 "SELECT first_seq, last_seq, epoch, payload, checksum, format FROM journal
@@ -220,7 +220,11 @@ impl Journal for PostgresJournal {
                 })
                 .collect::<Result<_, JournalError>>()?;
             tx.commit().await.map_err(unavailable)?;
-            Ok(Recovered { snapshot, records })
+            Ok(Recovered {
+                snapshot,
+                base,
+                records,
+            })
         })
     }
 
@@ -259,8 +263,8 @@ impl Journal for PostgresJournal {
             }
             // The head goes last: recovery only looks for chunks a head announces.
             sqlx::query(
-                "INSERT INTO snapshots (shard, seq, payload, checksum, chunks, bytes, format)
-                 VALUES ($1, $2, ''::bytea, $3, $4, $5, $6)",
+                "INSERT INTO snapshots (shard, seq, payload, checksum, chunks, bytes, format, base_seq)
+                 VALUES ($1, $2, ''::bytea, $3, $4, $5, $6, $7)",
             )
             .bind(shard)
             .bind(seq)
@@ -268,83 +272,131 @@ impl Journal for PostgresJournal {
             .bind(snapshot_chunk_count(&snapshot.payload))
             .bind(snapshot.payload.len() as i64)
             .bind(format_to_sql(snapshot.format))
+            .bind(snapshot.base_seq.map(|base| base as i64))
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-            // Keep the two newest snapshots, and the journal after the older of them.
-            sqlx::query(
-                "DELETE FROM snapshots WHERE shard = $1 AND seq < (
-                     SELECT min(seq) FROM (SELECT seq FROM snapshots WHERE shard = $1
-                                           ORDER BY seq DESC LIMIT 2) AS kept)",
-            )
-            .bind(shard)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-            sqlx::query(
-                "DELETE FROM snapshot_chunks WHERE shard = $1
-                 AND seq < (SELECT min(seq) FROM snapshots WHERE shard = $1)",
-            )
-            .bind(shard)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-            sqlx::query(
-                "DELETE FROM journal WHERE shard = $1 AND last_seq <= (
-                     SELECT min(seq) FROM snapshots WHERE shard = $1)
-                 AND (SELECT count(*) FROM snapshots WHERE shard = $1) >= 2",
-            )
-            .bind(shard)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+            prune_before_snapshots(&mut tx, shard).await?;
             tx.commit().await.map_err(unavailable)
         })
     }
 }
 
-/// The newest snapshot whose payload is complete and whose checksum holds; a torn
-/// or corrupt newest snapshot falls back to the one before (whose journal is kept).
+/// Keeps the newest two snapshots of a shard, the bases they name (see
+/// `surge_actors::filter`) and the journal after the older of the two (recovery
+/// falls back to it if the newest is torn); drops the rest.
+async fn prune_before_snapshots(conn: &mut PgConnection, shard: i32) -> Result<(), JournalError> {
+    sqlx::query(
+        "DELETE FROM snapshots WHERE shard = $1
+         AND seq < (SELECT min(seq) FROM (SELECT seq FROM snapshots WHERE shard = $1
+                                          ORDER BY seq DESC LIMIT 2) AS kept)
+         AND seq NOT IN (SELECT base_seq FROM (SELECT base_seq FROM snapshots
+                                               WHERE shard = $1
+                                               ORDER BY seq DESC LIMIT 2) AS named
+                         WHERE base_seq IS NOT NULL)",
+    )
+    .bind(shard)
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    sqlx::query(
+        "DELETE FROM snapshot_chunks WHERE shard = $1
+         AND seq NOT IN (SELECT seq FROM snapshots WHERE shard = $1)",
+    )
+    .bind(shard)
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    sqlx::query(
+        "DELETE FROM journal WHERE shard = $1 AND last_seq <= (
+             SELECT min(seq) FROM (SELECT seq FROM snapshots WHERE shard = $1
+                                   ORDER BY seq DESC LIMIT 2) AS kept)
+         AND (SELECT count(*) FROM snapshots WHERE shard = $1) >= 2",
+    )
+    .bind(shard)
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+const SNAPSHOT_HEAD: &str =
+    "SELECT seq, payload, checksum, chunks, bytes, format, base_seq FROM snapshots";
+
+/// The newest snapshot whose payload is complete and whose checksum holds, with
+/// the base it names; a torn or corrupt newest snapshot (or base) falls back to
+/// the one before (whose journal is kept).
 async fn load_snapshot(
     conn: &mut PgConnection,
     shard: ShardId,
-) -> Result<Option<Snapshot>, JournalError> {
-    let heads = sqlx::query(
-        "SELECT seq, payload, checksum, chunks, bytes, format FROM snapshots
-         WHERE shard = $1 ORDER BY seq DESC LIMIT 2",
-    )
+) -> Result<(Option<Snapshot>, Option<Snapshot>), JournalError> {
+    let heads = sqlx::query(&format!(
+        "{SNAPSHOT_HEAD} WHERE shard = $1 ORDER BY seq DESC LIMIT 2"
+    ))
     .bind(shard.0 as i32)
     .fetch_all(&mut *conn)
     .await
     .map_err(unavailable)?;
     for head in heads {
-        let seq: i64 = head.get(0);
-        let chunks: i32 = head.get(3);
-        let payload = if chunks == 0 {
-            Some(head.get::<Vec<u8>, _>(1))
-        } else {
-            let mut assembler = ChunkAssembler::new(chunks, head.get(4));
-            let mut rows = sqlx::query(
-                "SELECT chunk, payload FROM snapshot_chunks
-                 WHERE shard = $1 AND seq = $2 ORDER BY chunk",
-            )
-            .bind(shard.0 as i32)
-            .bind(seq)
-            .fetch(&mut *conn);
-            while let Some(row) = rows.try_next().await.map_err(unavailable)? {
-                if !assembler.push(row.get(0), row.get::<&[u8], _>(1)) {
-                    break;
-                }
-            }
-            assembler.finish()
+        let Some(snapshot) = read_snapshot(conn, shard, &head).await? else {
+            continue;
         };
-        let checksum = checksum_from_sql(head.get::<i64, _>(2));
-        let format = format_from_sql(shard, "snapshot", seq, head.get(5))?;
-        if let Some(snapshot) = valid_snapshot(shard, seq as u64, format, payload, checksum) {
-            return Ok(Some(snapshot));
+        let Some(base_seq) = snapshot.base_seq else {
+            return Ok((Some(snapshot), None));
+        };
+        let base_head = sqlx::query(&format!("{SNAPSHOT_HEAD} WHERE shard = $1 AND seq = $2"))
+            .bind(shard.0 as i32)
+            .bind(base_seq as i64)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+        let base = match base_head {
+            Some(base_head) => read_snapshot(conn, shard, &base_head).await?,
+            None => None,
+        };
+        match base {
+            Some(base) if base.base_seq.is_none() => return Ok((Some(snapshot), Some(base))),
+            _ => {
+                tracing::error!(%shard, seq = snapshot.seq, base_seq, "snapshot's base missing or torn; using an older snapshot")
+            }
         }
     }
-    Ok(None)
+    Ok((None, None))
+}
+
+/// The snapshot a head row describes, its chunks read and checked (`None`: torn
+/// or corrupt).
+async fn read_snapshot(
+    conn: &mut PgConnection,
+    shard: ShardId,
+    head: &PgRow,
+) -> Result<Option<Snapshot>, JournalError> {
+    let seq: i64 = head.get(0);
+    let chunks: i32 = head.get(3);
+    let payload = if chunks == 0 {
+        Some(head.get::<Vec<u8>, _>(1))
+    } else {
+        let mut assembler = ChunkAssembler::new(chunks, head.get(4));
+        let mut rows = sqlx::query(
+            "SELECT chunk, payload FROM snapshot_chunks
+             WHERE shard = $1 AND seq = $2 ORDER BY chunk",
+        )
+        .bind(shard.0 as i32)
+        .bind(seq)
+        .fetch(&mut *conn);
+        while let Some(row) = rows.try_next().await.map_err(unavailable)? {
+            if !assembler.push(row.get(0), row.get::<&[u8], _>(1)) {
+                break;
+            }
+        }
+        assembler.finish()
+    };
+    let checksum = checksum_from_sql(head.get::<i64, _>(2));
+    let format = format_from_sql(shard, "snapshot", seq, head.get(5))?;
+    let base_seq = head.get::<Option<i64>, _>(6).map(|base| base as u64);
+    Ok(valid_snapshot(
+        shard, seq as u64, format, payload, checksum, base_seq,
+    ))
 }
 
 impl ArchiveBackend for Archive {

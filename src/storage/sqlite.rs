@@ -9,7 +9,9 @@ use super::{
 use anyhow::Context as _;
 use futures::future::BoxFuture;
 use futures::TryStreamExt as _;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -210,7 +212,7 @@ impl Journal for SqliteJournal {
             // meanwhile prunes the older snapshot and the journal before it, which
             // separate reads could see half of.
             let mut tx = pool.begin().await.map_err(unavailable)?;
-            let snapshot = load_snapshot(&mut tx, shard).await?;
+            let (snapshot, base) = load_snapshot(&mut tx, shard).await?;
             let after = snapshot.as_ref().map_or(0, |s| s.seq) as i64;
             let rows = sqlx::query(
                 "SELECT first_seq, last_seq, epoch, payload, checksum, format FROM journal
@@ -237,7 +239,11 @@ impl Journal for SqliteJournal {
                 })
                 .collect::<Result<_, JournalError>>()?;
             tx.commit().await.map_err(unavailable)?;
-            Ok(Recovered { snapshot, records })
+            Ok(Recovered {
+                snapshot,
+                base,
+                records,
+            })
         })
     }
 
@@ -280,8 +286,8 @@ impl Journal for SqliteJournal {
             }
             // The head goes last: recovery only looks for chunks a head announces.
             sqlx::query(
-                "INSERT INTO snapshots (shard, seq, payload, checksum, chunks, bytes, format)
-                 VALUES (?1, ?2, X'', ?3, ?4, ?5, ?6)",
+                "INSERT INTO snapshots (shard, seq, payload, checksum, chunks, bytes, format, base_seq)
+                 VALUES (?1, ?2, X'', ?3, ?4, ?5, ?6, ?7)",
             )
             .bind(shard)
             .bind(seq)
@@ -289,6 +295,7 @@ impl Journal for SqliteJournal {
             .bind(snapshot_chunk_count(&snapshot.payload))
             .bind(snapshot.payload.len() as i64)
             .bind(format_to_sql(snapshot.format))
+            .bind(snapshot.base_seq.map(|base| base as i64))
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
@@ -298,16 +305,20 @@ impl Journal for SqliteJournal {
     }
 }
 
-/// Keeps the newest two snapshots of a shard and the journal after the older one
-/// (recovery falls back to it if the newest is torn); drops the rest.
+/// Keeps the newest two snapshots of a shard, the bases they name (see
+/// `surge_actors::filter`) and the journal after the older of the two (recovery
+/// falls back to it if the newest is torn); drops the rest.
 async fn prune_before_snapshots(
     conn: &mut SqliteConnection,
     shard: i64,
 ) -> Result<(), JournalError> {
     sqlx::query(
-        "DELETE FROM snapshots WHERE shard = ?1 AND seq < (
-             SELECT min(seq) FROM (SELECT seq FROM snapshots WHERE shard = ?1
-                                   ORDER BY seq DESC LIMIT 2))",
+        "DELETE FROM snapshots WHERE shard = ?1
+         AND seq < (SELECT min(seq) FROM (SELECT seq FROM snapshots WHERE shard = ?1
+                                          ORDER BY seq DESC LIMIT 2))
+         AND seq NOT IN (SELECT base_seq FROM (SELECT base_seq FROM snapshots WHERE shard = ?1
+                                               ORDER BY seq DESC LIMIT 2)
+                         WHERE base_seq IS NOT NULL)",
     )
     .bind(shard)
     .execute(&mut *conn)
@@ -315,7 +326,7 @@ async fn prune_before_snapshots(
     .map_err(unavailable)?;
     sqlx::query(
         "DELETE FROM snapshot_chunks WHERE shard = ?1
-         AND seq < (SELECT min(seq) FROM snapshots WHERE shard = ?1)",
+         AND seq NOT IN (SELECT seq FROM snapshots WHERE shard = ?1)",
     )
     .bind(shard)
     .execute(&mut *conn)
@@ -323,7 +334,8 @@ async fn prune_before_snapshots(
     .map_err(unavailable)?;
     sqlx::query(
         "DELETE FROM journal WHERE shard = ?1
-         AND last_seq <= (SELECT min(seq) FROM snapshots WHERE shard = ?1)
+         AND last_seq <= (SELECT min(seq) FROM (SELECT seq FROM snapshots WHERE shard = ?1
+                                                ORDER BY seq DESC LIMIT 2))
          AND (SELECT count(*) FROM snapshots WHERE shard = ?1) >= 2",
     )
     .bind(shard)
@@ -333,48 +345,83 @@ async fn prune_before_snapshots(
     Ok(())
 }
 
-/// The newest snapshot whose payload is complete and whose checksum holds; a torn
-/// or corrupt newest snapshot falls back to the one before (whose journal is kept).
+const SNAPSHOT_HEAD: &str =
+    "SELECT seq, payload, checksum, chunks, bytes, format, base_seq FROM snapshots";
+
+/// The newest snapshot whose payload is complete and whose checksum holds, with
+/// the base it names; a torn or corrupt newest snapshot (or base) falls back to
+/// the one before (whose journal is kept).
 async fn load_snapshot(
     conn: &mut SqliteConnection,
     shard: ShardId,
-) -> Result<Option<Snapshot>, JournalError> {
-    let heads = sqlx::query(
-        "SELECT seq, payload, checksum, chunks, bytes, format FROM snapshots
-         WHERE shard = ?1 ORDER BY seq DESC LIMIT 2",
-    )
+) -> Result<(Option<Snapshot>, Option<Snapshot>), JournalError> {
+    let heads = sqlx::query(&format!(
+        "{SNAPSHOT_HEAD} WHERE shard = ?1 ORDER BY seq DESC LIMIT 2"
+    ))
     .bind(shard.0 as i64)
     .fetch_all(&mut *conn)
     .await
     .map_err(unavailable)?;
     for head in heads {
-        let seq: i64 = head.get(0);
-        let chunks: i32 = head.get(3);
-        let payload = if chunks == 0 {
-            Some(head.get::<Vec<u8>, _>(1))
-        } else {
-            let mut assembler = ChunkAssembler::new(chunks, head.get(4));
-            let mut rows = sqlx::query(
-                "SELECT chunk, payload FROM snapshot_chunks
-                 WHERE shard = ?1 AND seq = ?2 ORDER BY chunk",
-            )
-            .bind(shard.0 as i64)
-            .bind(seq)
-            .fetch(&mut *conn);
-            while let Some(row) = rows.try_next().await.map_err(unavailable)? {
-                if !assembler.push(row.get(0), row.get::<&[u8], _>(1)) {
-                    break;
-                }
-            }
-            assembler.finish()
+        let Some(snapshot) = read_snapshot(conn, shard, &head).await? else {
+            continue;
         };
-        let checksum = checksum_from_sql(head.get::<i64, _>(2));
-        let format = format_from_sql(shard, "snapshot", seq, head.get(5))?;
-        if let Some(snapshot) = valid_snapshot(shard, seq as u64, format, payload, checksum) {
-            return Ok(Some(snapshot));
+        let Some(base_seq) = snapshot.base_seq else {
+            return Ok((Some(snapshot), None));
+        };
+        let base_head = sqlx::query(&format!("{SNAPSHOT_HEAD} WHERE shard = ?1 AND seq = ?2"))
+            .bind(shard.0 as i64)
+            .bind(base_seq as i64)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+        let base = match base_head {
+            Some(base_head) => read_snapshot(conn, shard, &base_head).await?,
+            None => None,
+        };
+        match base {
+            Some(base) if base.base_seq.is_none() => return Ok((Some(snapshot), Some(base))),
+            _ => {
+                tracing::error!(%shard, seq = snapshot.seq, base_seq, "snapshot's base missing or torn; using an older snapshot")
+            }
         }
     }
-    Ok(None)
+    Ok((None, None))
+}
+
+/// The snapshot a head row describes, its chunks read and checked (`None`: torn
+/// or corrupt).
+async fn read_snapshot(
+    conn: &mut SqliteConnection,
+    shard: ShardId,
+    head: &SqliteRow,
+) -> Result<Option<Snapshot>, JournalError> {
+    let seq: i64 = head.get(0);
+    let chunks: i32 = head.get(3);
+    let payload = if chunks == 0 {
+        Some(head.get::<Vec<u8>, _>(1))
+    } else {
+        let mut assembler = ChunkAssembler::new(chunks, head.get(4));
+        let mut rows = sqlx::query(
+            "SELECT chunk, payload FROM snapshot_chunks
+             WHERE shard = ?1 AND seq = ?2 ORDER BY chunk",
+        )
+        .bind(shard.0 as i64)
+        .bind(seq)
+        .fetch(&mut *conn);
+        while let Some(row) = rows.try_next().await.map_err(unavailable)? {
+            if !assembler.push(row.get(0), row.get::<&[u8], _>(1)) {
+                break;
+            }
+        }
+        assembler.finish()
+    };
+    let checksum = checksum_from_sql(head.get::<i64, _>(2));
+    let format = format_from_sql(shard, "snapshot", seq, head.get(5))?;
+    let base_seq = head.get::<Option<i64>, _>(6).map(|base| base as u64);
+    Ok(valid_snapshot(
+        shard, seq as u64, format, payload, checksum, base_seq,
+    ))
 }
 
 /// Ids per `IN (…)` list: far below SQLite's limit on bound parameters.

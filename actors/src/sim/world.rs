@@ -535,20 +535,25 @@ impl World {
     /// Writes a snapshot of a shard's durable state, as the actor does between
     /// batches (never while memory may be behind the journal).
     fn snapshot(&mut self, shard: usize) {
-        let node = &self.nodes[shard];
-        let Some(core) = node.core.as_ref() else {
+        let node = &mut self.nodes[shard];
+        let id = node.id;
+        let resync_needed = node.resync_needed;
+        let Some(core) = node.core.as_mut() else {
             return;
         };
-        if node.resync_needed || core.batch_open() {
+        if resync_needed || core.batch_open() {
             return;
         }
-        let snapshot = Snapshot::encode(node.id, &core.state);
+        // A full snapshot or a delta of the filter, as the actor takes them.
+        let (copy, full) = core.state.copy_for_snapshot();
+        let snapshot = Snapshot::encode(id, &copy);
+        let (seq, base) = (snapshot.seq, snapshot.base_seq);
         let result = block_on(self.journal.save_snapshot(snapshot));
+        if result.is_ok() {
+            core.state.snapshot_written(seq, full);
+        }
         if self.trace {
-            eprintln!(
-                "  snapshot shard {shard} at {}: {result:?}",
-                core.state.last_seq
-            );
+            eprintln!("  snapshot shard {shard} at {seq} (filter base {base:?}): {result:?}");
         }
     }
 

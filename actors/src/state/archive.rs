@@ -287,14 +287,57 @@ impl State {
     }
 
     /// A copy for a snapshot to encode: every table copied except the filter of
-    /// archived keys, which is shared (see `crate::filter`): copying it took
-    /// tens of milliseconds of the shard's thread and its size again in memory.
-    pub fn copy_for_snapshot(&mut self) -> State {
+    /// archived keys, which the copy either shares whole (see `crate::filter`:
+    /// copying it took tens of milliseconds of the shard's thread and its size
+    /// again in memory) or holds as a delta, the hashes since the filter's base.
+    /// Returns, for a full copy, how many hashes it holds since the base, which
+    /// [`State::snapshot_written`] needs once it is durable.
+    pub fn copy_for_snapshot(&mut self) -> (State, Option<usize>) {
         let filter = std::mem::take(&mut self.archived_keys);
         let mut copy = self.clone();
-        copy.archived_keys = filter.share();
+        // A snapshot at the base's own sequence number replaces the base (storage
+        // keeps one per number), so it must be whole too.
+        let delta = filter
+            .delta()
+            .filter(|delta| !filter.wants_full() && delta.delta_base() != Some(self.last_seq));
+        let (copied, full) = match delta {
+            Some(delta) => (delta, None),
+            None => (filter.share(), Some(filter.appended_len())),
+        };
+        copy.archived_keys = copied;
         self.archived_keys = filter;
-        copy
+        (copy, full)
+    }
+
+    /// The snapshot of [`State::copy_for_snapshot`] at `seq` is durable: when it
+    /// held the filter whole, later deltas name it as their base.
+    pub fn snapshot_written(&mut self, seq: u64, full: Option<usize>) {
+        if let Some(appended) = full {
+            self.archived_keys.rebased_at(seq, appended);
+        }
+    }
+
+    /// Recovery from a snapshot: a delta's filter takes its base's bits (from
+    /// `base`, the state of the snapshot it names); a full one is the base of
+    /// the deltas that follow.
+    pub fn recovered_from(&mut self, seq: u64, base: Option<State>) -> Result<(), String> {
+        match (self.archived_keys.delta_base(), base) {
+            (Some(base_seq), Some(base)) if base.last_seq == base_seq => {
+                self.archived_keys.rebase(base.archived_keys)
+            }
+            (Some(base_seq), Some(base)) => Err(format!(
+                "its filter's base is the snapshot at {base_seq}, not the one at {}",
+                base.last_seq
+            )),
+            (Some(base_seq), None) => Err(format!(
+                "its filter's base, the snapshot at {base_seq}, is missing"
+            )),
+            (None, Some(_)) => Err("it holds its filter whole but came with a base".into()),
+            (None, None) => {
+                self.archived_keys.rebased_at(seq, 0);
+                Ok(())
+            }
+        }
     }
 
     /// Whether an entity not in memory may be in the archive (false: it
