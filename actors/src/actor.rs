@@ -553,7 +553,7 @@ impl ShardActor {
                     }
                     actor.stats.snapshot_seq.store(seq, Ordering::Relaxed);
                     actor.settings.observer.snapshot_written(actor.id, bytes, started.elapsed());
-                    tracing::info!(shard = %actor.id, seq, bytes, copy_ms, ms = started.elapsed().as_millis() as u64, "snapshot written");
+                    tracing::info!(shard = %actor.id, seq, bytes, whole = full.is_some(), copy_ms, ms = started.elapsed().as_millis() as u64, "snapshot written");
                     for (waiter, shutdown) in waiters {
                         let reply = if shutdown {
                             ControlReply::ShutDown { snapshot_seq: seq }

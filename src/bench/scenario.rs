@@ -77,6 +77,9 @@ struct Ctx {
     /// are checked too: they may or may not exist).
     orders_sent: Mutex<Vec<String>>,
     watchers: Mutex<Vec<JoinHandle<FeedCheck>>>,
+    /// Whether a mixed order was watched yet: the first always is, so that a
+    /// short run on a loaded machine still checks the feed.
+    watched_any: std::sync::atomic::AtomicBool,
     watch_slots: Arc<tokio::sync::Semaphore>,
     feed: bool,
     known: Mutex<Known>,
@@ -132,6 +135,7 @@ pub async fn run(
         args: args.clone(),
         orders_sent: Mutex::new(Vec::new()),
         watchers: Mutex::new(Vec::new()),
+        watched_any: std::sync::atomic::AtomicBool::new(false),
         watch_slots: Arc::new(tokio::sync::Semaphore::new(FEED_SUBSCRIBERS_MAX)),
         // The baseline has no live feed; its mixed run has no subscribers.
         feed: kind == TargetKind::Surge,
@@ -402,8 +406,11 @@ impl Ctx {
     async fn mixed(self: &Arc<Self>, k: u64) -> Outcome {
         let roll = fastrand::u32(0..100);
         if roll < MIXED_ORDERS_PER_100 {
-            self.order(k, MIXED_HOT_PERCENT, k.is_multiple_of(MIXED_WATCH_ONE_IN))
-                .await
+            let first = !self
+                .watched_any
+                .swap(true, std::sync::atomic::Ordering::Relaxed);
+            let watch = first || k.is_multiple_of(MIXED_WATCH_ONE_IN);
+            self.order(k, MIXED_HOT_PERCENT, watch).await
         } else if roll < MIXED_ORDERS_PER_100 + MIXED_PAYMENTS_PER_100 {
             self.api.payment(&self.payment(k)).await
         } else {

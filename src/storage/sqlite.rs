@@ -253,38 +253,49 @@ impl Journal for SqliteJournal {
         Box::pin(async move {
             let shard = snapshot.shard.0 as i64;
             let seq = snapshot.seq as i64;
-            let _turn = write_turn.lock().await;
-            let mut tx = pool.begin().await.map_err(unavailable)?;
             // A snapshot at this sequence number may be stored already (asked for
             // twice with nothing in between, or a torn one that recovery skipped).
             // It is replaced whole: the same state can encode to other bytes (map
             // order), and one head must never describe chunks of two encodings.
-            // (A write first, too: SQLite then takes its write lock at once
-            // instead of failing to upgrade a read transaction.)
+            // (Gone first: a crash before the new head leaves the snapshots
+            // before it, whose journal is kept.)
+            let mut write = begin_write(&pool, &write_turn).await?;
             for table in ["snapshots", "snapshot_chunks"] {
                 sqlx::query(&format!(
                     "DELETE FROM {table} WHERE shard = ?1 AND seq = ?2"
                 ))
                 .bind(shard)
                 .bind(seq)
-                .execute(&mut *tx)
+                .execute(&mut *write.tx)
                 .await
                 .map_err(unavailable)?;
             }
-            for (index, chunk) in snapshot_chunks(&snapshot.payload) {
-                sqlx::query(
-                    "INSERT INTO snapshot_chunks (shard, seq, chunk, payload)
-                     VALUES (?1, ?2, ?3, ?4)",
-                )
-                .bind(shard)
-                .bind(seq)
-                .bind(index)
-                .bind(chunk)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+            write.commit().await?;
+            // The chunks, a few per transaction, each taking its turn at the one
+            // write lock, so that the journal's group commits run in between:
+            // one transaction of 78 MB held the lock for a second, and every
+            // commit of every shard waited behind it. Chunks no head announces
+            // (a crash before the head) are never read, and go at the next save.
+            let chunks: Vec<(i32, &[u8])> = snapshot_chunks(&snapshot.payload).collect();
+            for group in chunks.chunks(SNAPSHOT_CHUNKS_PER_TRANSACTION) {
+                let mut write = begin_write(&pool, &write_turn).await?;
+                for (index, chunk) in group {
+                    sqlx::query(
+                        "INSERT INTO snapshot_chunks (shard, seq, chunk, payload)
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .bind(shard)
+                    .bind(seq)
+                    .bind(index)
+                    .bind(*chunk)
+                    .execute(&mut *write.tx)
+                    .await
+                    .map_err(unavailable)?;
+                }
+                write.commit().await?;
             }
             // The head goes last: recovery only looks for chunks a head announces.
+            let mut write = begin_write(&pool, &write_turn).await?;
             sqlx::query(
                 "INSERT INTO snapshots (shard, seq, payload, checksum, chunks, bytes, format, base_seq)
                  VALUES (?1, ?2, X'', ?3, ?4, ?5, ?6, ?7)",
@@ -296,13 +307,39 @@ impl Journal for SqliteJournal {
             .bind(snapshot.payload.len() as i64)
             .bind(format_to_sql(snapshot.format))
             .bind(snapshot.base_seq.map(|base| base as i64))
-            .execute(&mut *tx)
+            .execute(&mut *write.tx)
             .await
             .map_err(unavailable)?;
-            prune_before_snapshots(&mut tx, shard).await?;
-            tx.commit().await.map_err(unavailable)
+            prune_before_snapshots(&mut write.tx, shard).await?;
+            write.commit().await
         })
     }
+}
+
+/// Chunks (of at most 1 MiB) written per transaction of a snapshot save.
+const SNAPSHOT_CHUNKS_PER_TRANSACTION: usize = 4;
+
+/// A write transaction begun on this writer's turn, which it holds until the
+/// transaction is done (fields drop in order: the transaction, then the turn).
+struct WriteTx<'a> {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    _turn: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl WriteTx<'_> {
+    /// Commits, and gives the turn up with it.
+    async fn commit(self) -> Result<(), JournalError> {
+        self.tx.commit().await.map_err(unavailable)
+    }
+}
+
+async fn begin_write<'a>(
+    pool: &SqlitePool,
+    write_turn: &'a WriteTurn,
+) -> Result<WriteTx<'a>, JournalError> {
+    let turn = write_turn.lock().await;
+    let tx = pool.begin().await.map_err(unavailable)?;
+    Ok(WriteTx { tx, _turn: turn })
 }
 
 /// Keeps the newest two snapshots of a shard, the bases they name (see
