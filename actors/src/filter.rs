@@ -477,72 +477,72 @@ struct HashesOwned(Vec<u64>);
 
 impl Serialize for Hashes<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let bytes: Vec<u8> = self.0.iter().flat_map(|hash| hash.to_le_bytes()).collect();
-        serializer.serialize_bytes(&bytes)
+        serialize_words(self.0.iter().copied(), serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for HashesOwned {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Bytes;
-        impl serde::de::Visitor<'_> for Bytes {
-            type Value = HashesOwned;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a filter's hashes, a whole number of 64-bit words")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<HashesOwned, E> {
-                if !bytes.len().is_multiple_of(8) {
-                    return Err(E::invalid_length(bytes.len(), &self));
-                }
-                Ok(HashesOwned(
-                    bytes
-                        .chunks_exact(8)
-                        // chunks_exact(8) yields 8-byte slices only.
-                        .map(|word| u64::from_le_bytes(word.try_into().expect("8 bytes")))
-                        .collect(),
-                ))
-            }
-        }
-        deserializer.deserialize_bytes(Bytes)
+        deserialize_words(deserializer, "a filter's hashes", true).map(HashesOwned)
     }
 }
 
 impl Serialize for FilterWords {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let bytes: Vec<u8> = self
-            .0
-            .iter()
-            .flat_map(|word| word.load(Ordering::Relaxed).to_le_bytes())
-            .collect();
-        serializer.serialize_bytes(&bytes)
+        serialize_words(
+            self.0.iter().map(|word| word.load(Ordering::Relaxed)),
+            serializer,
+        )
     }
 }
 
 impl<'de> Deserialize<'de> for FilterWords {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Bytes;
-        impl serde::de::Visitor<'_> for Bytes {
-            type Value = FilterWords;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a filter layer's bytes, a whole number of 64-bit words")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<FilterWords, E> {
-                if bytes.is_empty() || !bytes.len().is_multiple_of(8) {
-                    return Err(E::invalid_length(bytes.len(), &self));
-                }
-                Ok(FilterWords(Arc::new(
-                    bytes
-                        .chunks_exact(8)
-                        .map(|word| {
-                            // chunks_exact(8) yields 8-byte slices only.
-                            AtomicU64::new(u64::from_le_bytes(word.try_into().expect("8 bytes")))
-                        })
-                        .collect(),
-                )))
-            }
-        }
-        deserializer.deserialize_bytes(Bytes)
+        let words = deserialize_words(deserializer, "a filter layer's bytes", false)?;
+        // Same size and alignment: collected in place, not copied.
+        Ok(FilterWords(Arc::new(
+            words.into_iter().map(AtomicU64::new).collect(),
+        )))
     }
+}
+
+/// 64-bit words as one byte string, little-endian.
+fn serialize_words<S: serde::Serializer>(
+    words: impl Iterator<Item = u64>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let bytes: Vec<u8> = words.flat_map(u64::to_le_bytes).collect();
+    serializer.serialize_bytes(&bytes)
+}
+
+/// The words of [`serialize_words`]; a length that is not a whole number of
+/// words (or nothing, unless `empty_ok`) is refused.
+fn deserialize_words<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+    what: &'static str,
+    empty_ok: bool,
+) -> Result<Vec<u64>, D::Error> {
+    struct Words {
+        what: &'static str,
+        empty_ok: bool,
+    }
+    impl serde::de::Visitor<'_> for Words {
+        type Value = Vec<u64>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{}, a whole number of 64-bit words", self.what)
+        }
+        fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Vec<u64>, E> {
+            if (bytes.is_empty() && !self.empty_ok) || !bytes.len().is_multiple_of(8) {
+                return Err(E::invalid_length(bytes.len(), &self));
+            }
+            Ok(bytes
+                .chunks_exact(8)
+                // chunks_exact(8) yields 8-byte slices only.
+                .map(|word| u64::from_le_bytes(word.try_into().expect("8 bytes")))
+                .collect())
+        }
+    }
+    deserializer.deserialize_bytes(Words { what, empty_ok })
 }
 
 #[cfg(test)]
