@@ -59,6 +59,8 @@ const STATE_TABLES: &[&str] = &[
     "finished",
     "archived_keys",
     "finished_queue",
+    "step_floors",
+    "step_stamps",
 ];
 
 /// Methods that change a table (`UndoMap`, `UndoSet`).

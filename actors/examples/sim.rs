@@ -75,6 +75,7 @@ fn main() -> ExitCode {
     let mut steps_total = 0u64;
     let mut requests_total = 0u64;
     let mut crashes_total = 0u64;
+    let (mut long_faults_total, mut partitions_total) = (0u64, 0u64);
     let mut orders_total = surge_actors::sim::OrderTally::default();
     let mut failures = 0u64;
     for seed in args.first_seed..args.first_seed + args.seeds {
@@ -88,6 +89,8 @@ fn main() -> ExitCode {
                 steps_total += report.steps;
                 requests_total += report.requests;
                 crashes_total += report.crashes;
+                long_faults_total += report.long_faults;
+                partitions_total += report.partitions;
                 orders_total.confirmed += report.orders.confirmed;
                 orders_total.rejected += report.orders.rejected;
                 orders_total.cancelled += report.orders.cancelled;
@@ -97,8 +100,8 @@ fn main() -> ExitCode {
                     println!(
                         "seed {seed} ok: {} shards, {} steps, {} requests, {} events, {} crashes, \
                          {} failed writes, {} messages ({} duplicated, {} lost), orders {}/{}/{}/{} \
-                         (confirmed/rejected/cancelled/expired), {} archive rounds, {} recalls \
-                         | total {:.0} steps/s",
+                         (confirmed/rejected/cancelled/expired), {} archive rounds, {} recalls, \
+                         {} step floors, {} long faults, {} partitions | total {:.0} steps/s",
                         report.shards,
                         report.steps,
                         report.requests,
@@ -114,6 +117,9 @@ fn main() -> ExitCode {
                         report.orders.expired,
                         report.archive_rounds,
                         report.recalls,
+                        report.floors_raised,
+                        report.long_faults,
+                        report.partitions,
                         steps_total as f64 / elapsed
                     );
                 }
@@ -134,8 +140,9 @@ fn main() -> ExitCode {
     }
     println!(
         "{} seeds passed: {steps_total} steps, {requests_total} client requests, {crashes_total} \
-         crashes, {} orders ({} confirmed, {} rejected, {} cancelled, {} expired) in {elapsed:.1} s: \
-         {:.0} steps/s, {:.0} requests/s",
+         crashes, {long_faults_total} jumps and downtimes longer than the retention, \
+         {partitions_total} partitions, {} orders ({} confirmed, {} rejected, {} cancelled, \
+         {} expired) in {elapsed:.1} s: {:.0} steps/s, {:.0} requests/s",
         args.seeds,
         orders_total.total(),
         orders_total.confirmed,

@@ -8,10 +8,11 @@ use crate::archive::Archived;
 use crate::domain::{AccountId, Currency, OrderId, PaymentId, ReservationId, Sku, TimestampMs};
 use crate::model::{
     Ending, OpKey, OpRecord, PaymentTerms, ReservationStatus, SagaId, StepEffect, StepKey,
-    StepOutcome, StepTag,
+    StepOrigin, StepOutcome, StepTag,
 };
 use crate::order::{OrderEnding, OrderTerms, ReportedPrice};
 use crate::rejection::Rejection;
+use crate::router::ShardId;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -75,6 +76,10 @@ pub enum Event {
         amount: Decimal,
         expires_at: TimestampMs,
         at: TimestampMs,
+        /// Who sent the step, and its stamp: the record stays until the sender's
+        /// floor passes it. Last, and defaulted: older journals decode with none.
+        #[serde(default)]
+        origin: Option<StepOrigin>,
     },
     ItemCreated {
         sku: Sku,
@@ -133,6 +138,9 @@ pub enum Event {
         outcome: StepOutcome,
         expires_at: TimestampMs,
         at: TimestampMs,
+        /// As `StepApplied`'s.
+        #[serde(default)]
+        origin: Option<StepOrigin>,
     },
     /// Idempotency and step records past their retention are forgotten.
     /// Each entry names the deadline it was filed under in the timer index.
@@ -226,6 +234,10 @@ pub enum Event {
     /// command that names it, comes back as it was stored: the command is then
     /// planned and decided on it exactly as if it had never left.
     EntityRecalled { entity: Archived, at: TimestampMs },
+    /// Shard `from`, a coordinator, has answered every step it sent here with a
+    /// stamp below `floor` (see [`StepOrigin`]): the records of those steps go,
+    /// and a step from it stamped below `floor` is a late duplicate from now on.
+    StepFloorRaised { from: ShardId, floor: u64 },
 }
 
 impl Event {
@@ -256,7 +268,8 @@ impl Event {
             | Event::LineStepApplied { .. }
             | Event::RecordsPruned { .. }
             | Event::EntitiesArchived { .. }
-            | Event::EntityRecalled { .. } => None,
+            | Event::EntityRecalled { .. }
+            | Event::StepFloorRaised { .. } => None,
         }
     }
 }

@@ -77,6 +77,14 @@
 //!   as a whole one. Formats 1 and 2 are still read; a binary of format 2 must
 //!   not read a delta (it would take it for an empty filter), which the number
 //!   tells it.
+//! * 4: saga steps apply once whatever the delay (see `crate::model::StepOrigin`):
+//!   appends `StepFloorRaised`; appends a defaulted `origin` to `StepApplied`,
+//!   `LineStepApplied` and the step record, and a defaulted `stage_seq` to
+//!   payments and orders; and appends the state's `step_floors` and
+//!   `step_stamps` tables, defaulted. Older records decode as unstamped (their
+//!   records go to the archive, as they did). Formats 1 to 3 are still read; a
+//!   binary of format 3 must not read format 4, whose floors it would ignore and
+//!   whose stamped records it would keep forever.
 
 use crate::archive::{ArchiveKey, Archived};
 use crate::event::Event;
@@ -89,7 +97,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The journal format this binary writes (see "Journal compatibility" above).
-pub const JOURNAL_FORMAT_VERSION: u16 = 3;
+pub const JOURNAL_FORMAT_VERSION: u16 = 4;
 
 /// The oldest journal format this binary reads.
 pub const JOURNAL_FORMAT_OLDEST: u16 = 1;

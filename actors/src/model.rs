@@ -4,6 +4,7 @@ use crate::domain::{
     AccountId, Currency, OpId, OrderId, PaymentId, ReservationId, Sku, TimestampMs,
 };
 use crate::rejection::Rejection;
+use crate::router::ShardId;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -220,7 +221,34 @@ pub struct StepRecord {
     /// For a hold: the amount held (what a release or capture gives back).
     pub amount: Decimal,
     pub at: TimestampMs,
+    /// Who sent the step and its stamp: the record stays until the sender's
+    /// floor passes the stamp (see [`StepOrigin`]). None for a record written
+    /// before steps carried stamps: it goes to the archive, as such records did.
+    /// Last, and defaulted: older snapshots decode with none.
+    #[serde(default)]
+    pub origin: Option<StepOrigin>,
 }
+
+/// Where a saga step comes from: the coordinator's shard, and the step's stamp,
+/// the sequence number of the coordinator's event that made it outstanding (its
+/// saga's `stage_seq`). A coordinator's *floor* for a participant is the lowest
+/// stamp among its steps to that participant still unanswered, or, with none, one
+/// past its last event: every step it sent there with a stamp below it has been
+/// answered and the answer is durable, so it will never send such a step again.
+/// A participant keeps a step's record until the sender's floor passes the
+/// stamp, and drops a step whose stamp is below the floor it last heard (a late
+/// duplicate: applying it again would apply it twice). Nothing here depends on
+/// how long anything takes (docs/ARCHITECTURE.md, "Saga steps apply once").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StepOrigin {
+    pub from: ShardId,
+    pub stamp: u64,
+}
+
+/// The stamp of a saga that predates stamps (decoded from an older journal or
+/// snapshot): its steps' records may be in the archive, so a participant that
+/// does not hold one looks it up, as before.
+pub const UNSTAMPED: u64 = 0;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct StepKey {
@@ -260,6 +288,11 @@ pub struct Payment {
     pub first: Option<FirstOutcome>,
     pub created_at: TimestampMs,
     pub updated_at: TimestampMs,
+    /// The sequence number of the event that moved the payment to its stage: the
+    /// stamp of its outstanding step (see [`StepOrigin`]). Last, and defaulted:
+    /// older journals and snapshots decode with [`UNSTAMPED`].
+    #[serde(default)]
+    pub stage_seq: u64,
 }
 
 impl Payment {

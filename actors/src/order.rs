@@ -202,6 +202,13 @@ pub struct Order {
     pub deadline: TimestampMs,
     pub created_at: TimestampMs,
     pub updated_at: TimestampMs,
+    /// The sequence number of the event that moved the order to its stage: the
+    /// stamp of every step of that stage (a stage's steps all start with it, and
+    /// the next stage starts only once they have all answered; see
+    /// [`crate::model::StepOrigin`]). Last, and defaulted: older journals and
+    /// snapshots decode with [`crate::model::UNSTAMPED`].
+    #[serde(default)]
+    pub stage_seq: u64,
 }
 
 impl Order {
@@ -229,6 +236,7 @@ impl Order {
             deadline,
             created_at: at,
             updated_at: at,
+            stage_seq: crate::model::UNSTAMPED,
         }
     }
 

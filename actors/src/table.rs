@@ -273,6 +273,11 @@ impl<K: Ord + Clone> UndoSet<K> {
         self.set.iter()
     }
 
+    /// The keys in `range`, in order.
+    pub fn range<R: std::ops::RangeBounds<K>>(&self, range: R) -> impl Iterator<Item = &K> {
+        self.set.range(range)
+    }
+
     pub fn contains(&self, key: &K) -> bool {
         self.set.contains(key)
     }

@@ -24,7 +24,7 @@ use surge_actors::journal::{
 use surge_actors::model::{
     Account, Ending, FirstOutcome, Item, OpKey, OpOutcome, OpRecord, Payment, PaymentStatus,
     PaymentTerms, Reservation, ReservationKey, ReservationStatus, SagaId, Stage, StepEffect,
-    StepKey, StepOutcome, StepRecord, StepTag, TimerKey,
+    StepKey, StepOrigin, StepOutcome, StepRecord, StepTag, TimerKey,
 };
 use surge_actors::order::{
     LineProgress, LineState, Order, OrderEnding, OrderLine, OrderStage, OrderStatus, OrderTerms,
@@ -79,6 +79,7 @@ fn variant_name(event: &Event) -> &'static str {
         Event::OrderRejectedLocally { .. } => "OrderRejectedLocally",
         Event::EntitiesArchived { .. } => "EntitiesArchived",
         Event::EntityRecalled { .. } => "EntityRecalled",
+        Event::StepFloorRaised { .. } => "StepFloorRaised",
     }
 }
 
@@ -115,6 +116,14 @@ fn declared_variants() -> &'static [&'static str] {
     let _ = Event::deserialize(Introspect(&mut variants));
     assert!(!variants.is_empty(), "Event deserializes as an enum");
     variants
+}
+
+/// Where the sample steps come from.
+fn origin() -> StepOrigin {
+    StepOrigin {
+        from: ShardId(1),
+        stamp: 977,
+    }
 }
 
 fn account(id: &str) -> AccountId {
@@ -253,6 +262,7 @@ fn every_variant() -> Vec<Event> {
             amount: money("25.00"),
             expires_at: LATER,
             at: AT,
+            origin: Some(origin()),
         },
         Event::ItemCreated {
             sku: sku("sku-1"),
@@ -303,6 +313,7 @@ fn every_variant() -> Vec<Event> {
             outcome: StepOutcome::Done,
             expires_at: LATER,
             at: AT,
+            origin: Some(origin()),
         },
         Event::RecordsPruned {
             ops: vec![(LATER, op_key())],
@@ -372,6 +383,10 @@ fn every_variant() -> Vec<Event> {
             }),
             at: AT,
         },
+        Event::StepFloorRaised {
+            from: origin().from,
+            floor: origin().stamp + 1,
+        },
     ]
 }
 
@@ -417,6 +432,7 @@ fn small_state() -> State {
             }),
             created_at: AT,
             updated_at: AT + 1,
+            stage_seq: SNAPSHOT_SEQ - 2,
         }),
     );
     state.items.insert(
@@ -475,6 +491,7 @@ fn small_state() -> State {
             deadline: LATER,
             created_at: AT,
             updated_at: AT + 2,
+            stage_seq: SNAPSHOT_SEQ - 3,
         }),
     );
     state.ops.insert(
@@ -496,8 +513,15 @@ fn small_state() -> State {
             outcome: StepOutcome::Done,
             amount: money("25.00"),
             at: AT,
+            origin: Some(origin()),
         },
     );
+    state.step_floors.insert(origin().from, origin().stamp);
+    state.step_stamps.insert((
+        origin().from,
+        origin().stamp + 1,
+        Some(order_step(StepTag::ReserveLine(0))),
+    ));
     for timer in [
         TimerKey::PaymentHold(payment("pay-1")),
         TimerKey::Reservation(reservation),
@@ -618,6 +642,7 @@ fn a_small_snapshot_encodes_to_the_committed_bytes_and_decodes_from_them() {
         ("ops", state.ops.len()),
         ("steps", state.steps.len()),
         ("finished", state.finished.len()),
+        ("step_floors", state.step_floors.len()),
     ] {
         assert_eq!(
             entries, 1,

@@ -6,7 +6,7 @@ use crate::command::{BalanceChangeView, Reply};
 use crate::domain::{AccountId, Amount, Currency, OpId, TimestampMs};
 use crate::event::Event;
 use crate::model::{
-    SagaId, StepEffect, StepKey, StepKind, StepOutcome, StepTag, HOLD_OPEN_DEADLINE,
+    SagaId, StepEffect, StepKey, StepKind, StepOrigin, StepOutcome, StepTag, HOLD_OPEN_DEADLINE,
 };
 use crate::rejection::Rejection;
 use crate::state::State;
@@ -119,7 +119,13 @@ pub(super) fn answer_balance_change(
 
 /// An account shard's handling of a saga step: the events (a record of the step
 /// and its effect) and the outcome to send back. A step seen before answers what
-/// it answered then, so steps can be resent and duplicated safely.
+/// it answered then, so steps can be resent and duplicated safely (a late
+/// duplicate whose record went with its sender's floor never gets here: see
+/// `State::step_is_stale`).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the step's fields, its origin and the shard's clock and retention"
+)]
 pub fn decide_step(
     state: &State,
     saga: &SagaId,
@@ -128,6 +134,7 @@ pub fn decide_step(
     kind: StepKind,
     now: TimestampMs,
     retention_ms: u64,
+    origin: Option<StepOrigin>,
 ) -> (Vec<Event>, StepOutcome) {
     let key = StepKey {
         saga: saga.clone(),
@@ -147,7 +154,7 @@ pub fn decide_step(
         StepKind::Hold { amount } => amount,
         _ => Decimal::ZERO,
     };
-    let (mut events, outcome) = record(key, account_id, result, now, retention_ms);
+    let (mut events, outcome) = record(key, account_id, result, now, retention_ms, origin);
     if let Some(Event::StepApplied {
         amount: held,
         expires_at,
@@ -232,6 +239,7 @@ fn record(
     result: Result<StepEffect, Rejection>,
     now: TimestampMs,
     retention_ms: u64,
+    origin: Option<StepOrigin>,
 ) -> (Vec<Event>, StepOutcome) {
     let (outcome, effect) = match result {
         Ok(effect) => (StepOutcome::Done, effect),
@@ -245,6 +253,7 @@ fn record(
         amount: Decimal::ZERO,
         expires_at: now.saturating_add(retention_ms),
         at: now,
+        origin,
     };
     (vec![event], outcome)
 }

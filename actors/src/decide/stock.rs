@@ -5,7 +5,7 @@ use super::Plan;
 use crate::command::{Reply, ReservationView};
 use crate::domain::{Amount, Currency, OrderId, Quantity, ReservationId, Sku, TimestampMs};
 use crate::event::Event;
-use crate::model::{ReservationKey, ReservationStatus, SagaId, StepKey, StepOutcome};
+use crate::model::{ReservationKey, ReservationStatus, SagaId, StepKey, StepOrigin, StepOutcome};
 use crate::order::LineStepKind;
 use crate::rejection::Rejection;
 use crate::state::State;
@@ -191,6 +191,10 @@ pub(super) fn answer_reservation(state: &State, sku: &Sku, id: &ReservationId) -
 /// An item shard's handling of an order line's step: the events (the step's record
 /// and its effect on the stock) and the answer, with the item's price when the
 /// item exists. A step seen before answers what it answered then.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the step's fields, its origin and the shard's clock and retention"
+)]
 pub fn decide_line_step(
     state: &State,
     order: &OrderId,
@@ -199,6 +203,7 @@ pub fn decide_line_step(
     kind: LineStepKind,
     now: TimestampMs,
     retention_ms: u64,
+    origin: Option<StepOrigin>,
 ) -> (Vec<Event>, StepOutcome) {
     let key = StepKey {
         saga: SagaId::Order(order.clone()),
@@ -260,6 +265,7 @@ pub fn decide_line_step(
         outcome,
         expires_at: now.saturating_add(retention_ms),
         at: now,
+        origin,
     });
     (events, outcome)
 }

@@ -2,10 +2,15 @@
 
 use super::{ShardCore, ShardMessage, StepReply, StepRequest};
 use crate::decide;
-use crate::model::{SagaId, StepKind};
+use crate::model::{SagaId, StepKind, StepOrigin, UNSTAMPED};
+use crate::router::ShardId;
 
 impl ShardCore {
     pub(super) fn handle_step(&mut self, request: StepRequest) {
+        // Its sender has had its answer and will never need it again.
+        if self.state.step_is_stale(request.reply_to, request.stamp) {
+            return;
+        }
         let Some(request) = self.park_step(request) else {
             return;
         };
@@ -27,6 +32,7 @@ impl ShardCore {
             request.kind,
             self.now,
             self.limits.retention_ms,
+            origin(request.reply_to, request.stamp),
         );
         for event in events {
             self.emit(event);
@@ -38,4 +44,10 @@ impl ShardCore {
         };
         self.send(request.reply_to, ShardMessage::StepReply(reply));
     }
+}
+
+/// A stamped step's origin; none for an unstamped one (a saga from before
+/// stamps), whose record goes to the archive as such records did.
+pub(super) fn origin(from: ShardId, stamp: u64) -> Option<StepOrigin> {
+    (stamp != UNSTAMPED).then_some(StepOrigin { from, stamp })
 }

@@ -94,6 +94,12 @@ impl ShardCore {
             waiters.retain(|w| !batch.new_waiters.contains(&w.token));
         }
         self.waiters.retain(|_, waiters| !waiters.is_empty());
+        // What floors were worked out from goes too: a step of an undone batch
+        // never left, and its stamp will be given again. Floors start over from
+        // the durable state, as after a restart.
+        self.floor_bases.clear();
+        self.floors_sent.clear();
+        self.floors_due_at = 0;
         // Outstanding steps of payments that no longer exist are dropped; others are
         // resent on the next tick.
         let state = &self.state;

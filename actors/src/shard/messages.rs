@@ -14,6 +14,8 @@ pub struct StepRequest {
     pub currency: Currency,
     pub kind: StepKind,
     pub reply_to: ShardId,
+    /// The step's stamp (see [`crate::model::StepOrigin`]).
+    pub stamp: u64,
 }
 
 /// An account shard's answer to a step.
@@ -32,6 +34,8 @@ pub struct LineStepRequest {
     pub sku: Sku,
     pub kind: LineStepKind,
     pub reply_to: ShardId,
+    /// The step's stamp (see [`crate::model::StepOrigin`]).
+    pub stamp: u64,
 }
 
 /// An item shard's answer to a line step, with the item's price and currency
@@ -51,6 +55,17 @@ pub enum ShardMessage {
     StepReply(StepReply),
     LineStep(LineStepRequest),
     LineStepReply(LineStepReply),
+    /// A coordinator's floor for the shard it is sent to: every step it sent
+    /// there with a stamp below `floor` has been answered, durably (see
+    /// [`crate::model::StepOrigin`]).
+    StepFloor(StepFloor),
+}
+
+/// See [`ShardMessage::StepFloor`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepFloor {
+    pub from: ShardId,
+    pub floor: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -20,6 +20,8 @@
 //! * `messages`: what shards send each other.
 //! * `batch`: taking a batch for the journal, and committing or rolling it back.
 //! * `timers`: expiries, record pruning and step resends on each tick.
+//! * `floors`: the step floors that let participants forget step records and
+//!   drop late duplicates, whatever the delay.
 //! * `notices`: what feeds hear of each event.
 //! * `waiters`: clients waiting on a saga, answered when it moves.
 //! * `reads`: queries answered from the state.
@@ -29,6 +31,7 @@
 mod accounts;
 mod archive;
 mod batch;
+mod floors;
 mod idempotency;
 mod local;
 mod messages;
@@ -43,7 +46,7 @@ mod waiters;
 pub use archive::ArchiveRound;
 pub use batch::{Batch, SPARE_EVENTS_CAPACITY_MAX};
 pub use messages::{
-    Envelope, LineStepReply, LineStepRequest, ShardMessage, StepReply, StepRequest,
+    Envelope, LineStepReply, LineStepRequest, ShardMessage, StepFloor, StepReply, StepRequest,
 };
 
 use crate::archive::ArchiveKey;
@@ -154,6 +157,15 @@ pub struct ShardCore {
     /// Commands refused because the shard holds `open_entities_max` open
     /// entities: their clients hear "overloaded" at once (nothing changed).
     overloaded: Vec<Token>,
+    /// The floor last sent to each shard (volatile: a restarted core sends
+    /// every floor again; see `floors`).
+    floors_sent: Vec<u64>,
+    /// Per shard, one past the highest stamp sent there (volatile: a
+    /// restarted core starts from one past its last event; see `floors`).
+    floor_bases: Vec<u64>,
+    /// When floors are worked out next, and when all are sent again.
+    floors_due_at: TimestampMs,
+    floors_resend_at: TimestampMs,
 }
 
 impl ShardCore {
@@ -178,6 +190,10 @@ impl ShardCore {
             lookups: Vec::new(),
             answered: Vec::new(),
             overloaded: Vec::new(),
+            floors_sent: Vec::new(),
+            floor_bases: Vec::new(),
+            floors_due_at: 0,
+            floors_resend_at: 0,
         }
     }
 
@@ -369,6 +385,7 @@ impl ShardCore {
                 ShardMessage::StepReply(reply) => self.handle_step_reply(reply),
                 ShardMessage::LineStep(request) => self.handle_line_step(request),
                 ShardMessage::LineStepReply(reply) => self.handle_line_step_reply(reply),
+                ShardMessage::StepFloor(floor) => self.handle_step_floor(floor),
             }
         }
         let touched = std::mem::take(&mut self.touched);
@@ -422,6 +439,8 @@ fn event_time(event: &Event) -> Option<TimestampMs> {
         | Event::LineStepApplied { at, .. }
         | Event::EntityRecalled { at, .. } => Some(*at),
         Event::OpRecorded { record, .. } => Some(record.at),
-        Event::RecordsPruned { .. } | Event::EntitiesArchived { .. } => None,
+        Event::RecordsPruned { .. }
+        | Event::EntitiesArchived { .. }
+        | Event::StepFloorRaised { .. } => None,
     }
 }

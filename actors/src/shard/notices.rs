@@ -38,7 +38,8 @@ pub(super) fn order_version_before(state: &State, event: &Event) -> usize {
         | Event::OrderRunLocally { .. }
         | Event::OrderRejectedLocally { .. }
         | Event::EntitiesArchived { .. }
-        | Event::EntityRecalled { .. } => 0,
+        | Event::EntityRecalled { .. }
+        | Event::StepFloorRaised { .. } => 0,
     }
 }
 
@@ -113,7 +114,8 @@ impl ShardCore {
             | Event::OrderRejectedLocally { .. }
             // An entity leaving memory or coming back changes nothing it shows.
             | Event::EntitiesArchived { .. }
-            | Event::EntityRecalled { .. } => {}
+            | Event::EntityRecalled { .. }
+        | Event::StepFloorRaised { .. } => {}
         }
     }
 }

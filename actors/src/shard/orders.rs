@@ -13,6 +13,7 @@ impl ShardCore {
             return;
         };
         let steps = order.outstanding_steps();
+        let stamp = order.stage_seq;
         let saga = SagaId::Order(id.clone());
         if steps.is_empty() {
             self.step_sent_at.remove(&saga);
@@ -33,6 +34,7 @@ impl ShardCore {
                         currency,
                         kind,
                         reply_to: self.id,
+                        stamp,
                     }),
                 ),
                 OrderStep::Line { line, sku, kind } => (
@@ -43,9 +45,11 @@ impl ShardCore {
                         sku,
                         kind,
                         reply_to: self.id,
+                        stamp,
                     }),
                 ),
             };
+            self.note_step_sent(to, stamp);
             self.send(to, message);
         }
     }

@@ -20,8 +20,10 @@ impl ShardCore {
                     currency: payment.terms.currency,
                     kind,
                     reply_to: self.id,
+                    stamp: payment.stage_seq,
                 };
                 let to = self.router.shard_for(account.as_str());
+                self.note_step_sent(to, request.stamp);
                 self.step_sent_at.insert(saga, self.now);
                 self.send(to, ShardMessage::Step(request));
             }

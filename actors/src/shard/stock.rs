@@ -5,6 +5,10 @@ use crate::decide;
 
 impl ShardCore {
     pub(super) fn handle_line_step(&mut self, request: LineStepRequest) {
+        // Its sender has had its answer and will never need it again.
+        if self.state.step_is_stale(request.reply_to, request.stamp) {
+            return;
+        }
         let Some(request) = self.park_line_step(request) else {
             return;
         };
@@ -16,6 +20,7 @@ impl ShardCore {
             request.kind,
             self.now,
             self.limits.retention_ms,
+            super::accounts::origin(request.reply_to, request.stamp),
         );
         for event in events {
             self.emit(event);

@@ -75,6 +75,7 @@ impl ShardCore {
         for saga in overdue {
             self.send_outstanding_step(&saga);
         }
+        self.send_floors();
         self.drain_local();
         self.answer_overdue_waiters();
     }

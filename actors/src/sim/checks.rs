@@ -160,7 +160,8 @@ impl Ledger {
                 | Event::RecordsPruned { .. }
                 // Leaving memory and coming back move no money.
                 | Event::EntitiesArchived { .. }
-                | Event::EntityRecalled { .. } => {}
+                | Event::EntityRecalled { .. }
+        | Event::StepFloorRaised { .. } => {}
             }
         }
         self.folded[shard] = target;
@@ -392,6 +393,17 @@ impl World {
                 if !order.is_final() {
                     return Err(format!("order never finished: {order:?}"));
                 }
+            }
+            // Every saga has ended and its coordinator's floor has passed its
+            // steps: a stamped step record left now would be memory that grows
+            // with history.
+            if let Some((key, record)) = state.steps.iter().find(|(_, r)| r.origin.is_some()) {
+                return Err(format!(
+                    "shard {} still holds a step record after every saga ended: {key:?} {record:?} \
+                     (its sender's floor: {})",
+                    node.id,
+                    record.origin.map_or(0, |o| state.step_floor(o.from))
+                ));
             }
         }
         if money != self.ledger.net_deposits {
@@ -831,7 +843,8 @@ impl World {
                     | Event::OrderRefusedLocally { .. }
                     | Event::OrderRejectedLocally { .. }
                     | Event::EntitiesArchived { .. }
-                    | Event::EntityRecalled { .. } => {}
+                    | Event::EntityRecalled { .. }
+                    | Event::StepFloorRaised { .. } => {}
                 }
             }
         }
@@ -1084,7 +1097,8 @@ fn note_created(
         | Event::PaymentStepAppliedLocally { .. }
         // A recalled entity was created long before; it is not created again.
         | Event::EntitiesArchived { .. }
-        | Event::EntityRecalled { .. } => {}
+        | Event::EntityRecalled { .. }
+        | Event::StepFloorRaised { .. } => {}
     }
 }
 

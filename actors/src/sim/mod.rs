@@ -11,7 +11,8 @@
 //! for the end or only a while, and retries under the same id with the same and
 //! other bodies. Not covered: reads (`Query`) and feeds.
 //!
-//! Faults: messages delayed, duplicated, lost and reordered; shards crashing at
+//! Faults: messages delayed, duplicated (sometimes much later), lost and
+//! reordered; partitions between shards; shards crashing at
 //! random points, including between the journal write and the replies and between
 //! saga steps, then rebuilding from snapshot and journal through the actor's own
 //! recovery path; journal writes failing (before or after landing) and journal
@@ -21,10 +22,14 @@
 //! (every payment and order final, an order's end matching its stock and money,
 //! every answer a client got agreeing with the end, replay equal to live state).
 //!
-//! Step records (the deduplication of saga steps) are kept for the retention
-//! period, so a step must never stay in flight that long. The simulator keeps
-//! network delays, downtimes and clock jumps well below the retention; a longer
-//! one would re-apply a step whose record is gone. That is the engine's contract.
+//! Nothing in the engine may depend on how long anything takes: now and then a
+//! clock jump, a shard's downtime or a partition between two shards lasts longer
+//! than every retention (up to three of them), and a message may arrive once
+//! more that long after it was sent. Saga steps still apply once (step records
+//! go by the coordinator's floor, never by time: see `crate::model::StepOrigin`),
+//! and at the end no step record is left on any shard. Only client idempotency
+//! has a time limit, its retention, and the checks promise replays only within
+//! it.
 //!
 //! # Layout
 //!

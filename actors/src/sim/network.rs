@@ -5,7 +5,11 @@
 //! scenario turns on `reorder_within_pair`: the real actor keeps messages a full
 //! mailbox refused and sends them on its next tick, after newer ones, and steps are
 //! idempotent and keyed by payment, so the design allows it. Across pairs, any
-//! interleaving can happen. A duplicate always arrives after its original.
+//! interleaving can happen. A duplicate always arrives after its original; a
+//! late one (when the scenario allows it) arrives up to several retention periods
+//! after it, past every other message of its pair. A partition between two shards
+//! loses everything sent either way until it heals, for as long as it lasts,
+//! several retention periods included.
 
 use super::rng::SimRng;
 use crate::router::ShardId;
@@ -22,6 +26,11 @@ pub struct NetworkFaults {
     pub duplicate_per_mille: u64,
     pub loss_per_mille: u64,
     pub reorder_within_pair: bool,
+    /// Per mille of messages that arrive once more, up to `late_delay_ms_max`
+    /// later (longer than every retention: a copy held up in a queue, a
+    /// partition, a paused process).
+    pub late_duplicate_per_mille: u64,
+    pub late_delay_ms_max: u64,
 }
 
 /// A message on the wire.
@@ -48,6 +57,8 @@ pub struct Network {
     next_order: u64,
     /// Latest delivery time per (from, to), to keep each pair in order.
     pair_latest_ms: BTreeMap<(ShardId, ShardId), u64>,
+    /// Until when messages from one shard to another are lost (a partition).
+    cut_until_ms: BTreeMap<(ShardId, ShardId), u64>,
     pub stats: NetworkStats,
 }
 
@@ -58,13 +69,42 @@ impl Network {
             wire: BTreeMap::new(),
             next_order: 0,
             pair_latest_ms: BTreeMap::new(),
+            cut_until_ms: BTreeMap::new(),
             stats: NetworkStats::default(),
         }
     }
 
+    /// Cuts `a` and `b` apart, both ways, until `until_ms`.
+    pub fn partition(&mut self, a: ShardId, b: ShardId, until_ms: u64) {
+        for pair in [(a, b), (b, a)] {
+            let until = self.cut_until_ms.entry(pair).or_insert(0);
+            *until = (*until).max(until_ms);
+        }
+    }
+
+    /// Every partition heals, no new late copy is made, and whatever is held up
+    /// on the wire arrives from `now_ms` on, in the order it was due (the world
+    /// is being brought to rest: late copies must still arrive, after the sagas
+    /// they belong to moved on).
+    pub fn heal(&mut self, now_ms: u64) {
+        self.cut_until_ms.clear();
+        self.faults.late_duplicate_per_mille = 0;
+        let wire = std::mem::take(&mut self.wire);
+        for ((at_ms, order), message) in wire {
+            self.wire.insert((at_ms.min(now_ms), order), message);
+        }
+        self.pair_latest_ms.clear();
+    }
+
+    fn is_cut(&self, from: ShardId, to: ShardId, now_ms: u64) -> bool {
+        self.cut_until_ms
+            .get(&(from, to))
+            .is_some_and(|until| *until > now_ms)
+    }
+
     pub fn send(&mut self, rng: &mut SimRng, now_ms: u64, message: InFlight) {
         self.stats.sent += 1;
-        if rng.chance(self.faults.loss_per_mille) {
+        if rng.chance(self.faults.loss_per_mille) || self.is_cut(message.from, message.to, now_ms) {
             self.stats.lost += 1;
             return;
         }
@@ -80,6 +120,11 @@ impl Network {
             self.stats.duplicated += 1;
             let duplicate_at_ms = at_ms + self.delay_ms(rng);
             self.put(duplicate_at_ms, message.clone());
+        }
+        if rng.chance(self.faults.late_duplicate_per_mille) {
+            self.stats.duplicated += 1;
+            let late_at_ms = at_ms + rng.between(1, self.faults.late_delay_ms_max.max(1));
+            self.put(late_at_ms, message.clone());
         }
         self.put(at_ms, message);
     }

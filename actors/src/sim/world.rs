@@ -28,8 +28,12 @@ pub const TICK_INTERVAL_MS: u64 = 20;
 const QUIESCENCE_STEPS_MAX: usize = 20_000;
 /// Inputs a shard's mailbox holds (the actor's `mailbox_capacity`, scaled down).
 const MAILBOX_CAPACITY: usize = 256;
-/// Clock jumps are at most the retention divided by this.
+/// Most clock jumps are at most the retention divided by this.
 const JUMP_RETENTION_DIVISOR: u64 = 10;
+/// Long faults (clock jumps, downtimes, partitions, late duplicates) last up to
+/// this many retention periods: nothing in the engine may depend on a step
+/// taking less than the retention (see the module documentation of `sim`).
+const LONG_FAULT_RETENTIONS: u64 = 3;
 /// Full (slower) invariant checks run every this many steps.
 pub(super) const FULL_CHECK_EVERY_STEPS: u64 = 64;
 
@@ -62,6 +66,11 @@ pub struct SimReport {
     /// entities recalled from it, to see that the run exercises both.
     pub archive_rounds: u64,
     pub recalls: u64,
+    /// Step floors journaled by participants (see `crate::model::StepOrigin`).
+    pub floors_raised: u64,
+    /// Clock jumps and downtimes longer than the retention.
+    pub long_faults: u64,
+    pub partitions: u64,
 }
 
 /// Orders by final status, at the end of a run.
@@ -119,6 +128,12 @@ pub struct Scenario {
     pub outage_ms_max: u64,
     pub snapshot_per_mille: u64,
     pub hash_seed: u64,
+    /// Per mille of clock jumps and downtimes that last longer than every
+    /// retention (up to `LONG_FAULT_RETENTIONS` of them).
+    pub long_fault_per_mille: u64,
+    /// Per mille of steps that cut two shards apart, for up to
+    /// `LONG_FAULT_RETENTIONS` retention periods.
+    pub partition_per_mille: u64,
 }
 
 impl Scenario {
@@ -163,6 +178,8 @@ impl Scenario {
                 duplicate_per_mille: rng.between(0, 100),
                 loss_per_mille: rng.between(0, 30),
                 reorder_within_pair: rng.chance(300),
+                late_duplicate_per_mille: rng.between(0, 20),
+                late_delay_ms_max: LONG_FAULT_RETENTIONS * retention_ms,
             },
             crash_per_mille: rng.between(0, 8),
             process_crash_per_mille: 200,
@@ -172,6 +189,8 @@ impl Scenario {
             outage_ms_max: 1_000,
             snapshot_per_mille: rng.between(0, 20),
             hash_seed: rng.next_u64(),
+            long_fault_per_mille: rng.between(0, 50),
+            partition_per_mille: rng.between(0, 3),
         }
     }
 }
@@ -337,13 +356,9 @@ impl World {
                 self.advance(ms)?;
             }
             Action::Jump => {
-                // Far enough for holds, reservations and records to expire over a
-                // few jumps, short enough that a saga step rarely stays in flight as
-                // long as the retention (see the module documentation of `sim`).
-                let ms = self.rng.between(
-                    1,
-                    self.scenario.limits.retention_ms / JUMP_RETENTION_DIVISOR,
-                );
+                // Mostly far enough for holds, reservations and records to expire
+                // over a few jumps; now and then past every retention at once.
+                let ms = self.long_or(self.scenario.limits.retention_ms / JUMP_RETENTION_DIVISOR);
                 self.advance(ms)?;
             }
         }
@@ -379,6 +394,17 @@ impl World {
         if self.rng.chance(self.scenario.snapshot_per_mille) {
             let shard = self.rng.index(self.nodes.len());
             self.snapshot(shard);
+        }
+        if self.nodes.len() > 1 && self.rng.chance(self.scenario.partition_per_mille) {
+            let a = self.rng.index(self.nodes.len());
+            let b = (a + 1 + self.rng.index(self.nodes.len() - 1)) % self.nodes.len();
+            let ms = self.long_or(self.scenario.limits.retention_ms / JUMP_RETENTION_DIVISOR);
+            self.network
+                .partition(ShardId(a as u32), ShardId(b as u32), self.now_ms + ms);
+            self.report.partitions += 1;
+            if self.trace {
+                eprintln!("  partition {a} <-> {b} for {ms}ms");
+            }
         }
         Ok(())
     }
@@ -474,6 +500,7 @@ impl World {
             let count = |kind: fn(&Event) -> bool| events.iter().filter(|e| kind(e)).count() as u64;
             self.report.archive_rounds += count(|e| matches!(e, Event::EntitiesArchived { .. }));
             self.report.recalls += count(|e| matches!(e, Event::EntityRecalled { .. }));
+            self.report.floors_raised += count(|e| matches!(e, Event::StepFloorRaised { .. }));
             self.ledger.append(shard.0 as usize, events);
         }
         if out.crashed {
@@ -510,12 +537,25 @@ impl World {
         self.workload.on_answer(request, answer, retention_ms)
     }
 
+    /// A duration of up to `short_ms_max`, or, now and then, one longer than
+    /// the retention (up to `LONG_FAULT_RETENTIONS` of it).
+    fn long_or(&mut self, short_ms_max: u64) -> u64 {
+        let retention_ms = self.scenario.limits.retention_ms;
+        if self.rng.chance(self.scenario.long_fault_per_mille) {
+            self.report.long_faults += 1;
+            self.rng
+                .between(retention_ms, LONG_FAULT_RETENTIONS * retention_ms)
+        } else {
+            self.rng.between(1, short_ms_max.max(1))
+        }
+    }
+
     fn note_crash(&mut self, shard: usize) {
         self.report.crashes += 1;
         let downtime = if self.calm {
             0
         } else {
-            self.rng.between(0, self.scenario.downtime_ms_max)
+            self.long_or(self.scenario.downtime_ms_max)
         };
         self.down_until_ms[shard] = self.now_ms + downtime;
         if self.trace {
@@ -588,6 +628,7 @@ impl World {
         self.calm = true;
         self.outage_until_ms = 0;
         self.journal.set_failing(false);
+        self.network.heal(self.now_ms);
         for _ in 0..QUIESCENCE_STEPS_MAX {
             for shard in 0..self.nodes.len() {
                 if !self.nodes[shard].is_up() {
@@ -603,7 +644,76 @@ impl World {
             }
             self.advance(TICK_INTERVAL_MS)?;
         }
-        Err("the world never became quiet: a saga or a client is stuck".into())
+        Err(format!(
+            "the world never became quiet: a saga or a client is stuck: {}",
+            self.describe_stuck()
+        ))
+    }
+
+    /// What keeps the world from being quiet: each saga with a step outstanding
+    /// (and since when it last moved), each client still waiting, each shard
+    /// down or out of sync, the messages on the wire.
+    fn describe_stuck(&self) -> String {
+        let mut parts = Vec::new();
+        for node in &self.nodes {
+            let id = node.id;
+            if !node.is_up() || node.resync_needed {
+                parts.push(format!(
+                    "shard {id} is {}",
+                    if node.is_up() {
+                        "out of sync with its journal"
+                    } else {
+                        "down"
+                    }
+                ));
+            }
+            if node.waiting_clients() > 0 {
+                parts.push(format!(
+                    "{} clients wait on shard {id}",
+                    node.waiting_clients()
+                ));
+            }
+            let Some(core) = node.core.as_ref() else {
+                continue;
+            };
+            let since = |at: TimestampMs| self.now_ms.saturating_sub(at);
+            for payment in core.state.payments.values() {
+                if let Some((account, kind)) = payment.outstanding_step() {
+                    parts.push(format!(
+                        "payment {} on shard {id} waits for {kind:?} on {account} (stamp {}), \
+                         unmoved for {} ms",
+                        payment.id,
+                        payment.stage_seq,
+                        since(payment.updated_at)
+                    ));
+                }
+            }
+            for order in core.state.orders.values().filter(|order| !order.is_final()) {
+                let steps: Vec<String> = order
+                    .outstanding_steps()
+                    .iter()
+                    .map(|step| format!("{:?}", step.tag()))
+                    .collect();
+                parts.push(format!(
+                    "order {} on shard {id} at {:?} waits for [{}] (stamp {}), unmoved for {} ms",
+                    order.id,
+                    order.stage,
+                    steps.join(", "),
+                    order.stage_seq,
+                    since(order.updated_at)
+                ));
+            }
+        }
+        if !self.network.is_empty() {
+            parts.push("messages are still on the wire".to_owned());
+        }
+        const SHOWN_MAX: usize = 12;
+        let more = parts.len().saturating_sub(SHOWN_MAX);
+        parts.truncate(SHOWN_MAX);
+        if more > 0 {
+            parts.push(format!("and {more} more"));
+        }
+        parts.join("; ")
     }
 
     fn is_quiet(&self) -> bool {

@@ -5,7 +5,8 @@
 use super::State;
 use crate::domain::{AccountId, Currency, TimestampMs};
 use crate::model::{
-    Account, StepEffect, StepKey, StepOutcome, StepRecord, StepTag, TimerKey, HOLD_OPEN_DEADLINE,
+    Account, StepEffect, StepKey, StepOrigin, StepOutcome, StepRecord, StepTag, TimerKey,
+    HOLD_OPEN_DEADLINE,
 };
 use rust_decimal::Decimal;
 
@@ -51,6 +52,7 @@ impl State {
         amount: Decimal,
         expires_at: TimestampMs,
         at: TimestampMs,
+        origin: Option<StepOrigin>,
     ) {
         if outcome == StepOutcome::Done && key.tag != StepTag::Validate {
             let account = self.account_mut(account);
@@ -65,12 +67,27 @@ impl State {
                 outcome,
                 amount,
                 at,
+                origin,
             },
         );
-        // No timer: the record goes to the archive, which keeps it for the
-        // retention (see `State::note_finished`).
+        // No timer. A stamped record goes once its sender's floor passes it (an
+        // active hold's only once closed: it is what its release or capture
+        // gives back); an unstamped one goes to the archive (see
+        // `State::note_finished`).
+        let active_hold = key.tag == StepTag::Hold && outcome == StepOutcome::Done;
+        if let Some(origin) = origin.filter(|_| !active_hold) {
+            self.file_step_record(origin, key.clone());
+        }
         if matches!(key.tag, StepTag::Release | StepTag::Capture) {
             self.close_hold_record(key, expires_at);
+            let hold = StepKey {
+                saga: key.saga.clone(),
+                tag: StepTag::Hold,
+            };
+            let stamped_hold = self.steps.get(&hold).is_some_and(|r| r.origin.is_some());
+            if let (Some(origin), true) = (origin, stamped_hold) {
+                self.file_step_record(origin, hold);
+            }
         }
     }
 

@@ -47,11 +47,23 @@ impl State {
                 self.queue_op(ArchiveKey::Op(key.clone()), record.at)
             }
             Event::StepApplied {
-                key, outcome, at, ..
-            } => self.note_step_finished(key, *outcome, *at),
-            Event::LineStepApplied { key, at, .. } => {
-                self.queue_op(ArchiveKey::Step(key.clone()), *at)
-            }
+                key,
+                outcome,
+                at,
+                origin,
+                ..
+            } => self.note_step_finished(key, *outcome, *at, origin.is_some()),
+            // A stamped record never goes to the archive: it stays until its
+            // sender's floor passes it (see `crate::model::StepOrigin`).
+            Event::LineStepApplied {
+                key,
+                at,
+                origin: None,
+                ..
+            } => self.queue_op(ArchiveKey::Step(key.clone()), *at),
+            Event::LineStepApplied {
+                origin: Some(_), ..
+            } => {}
             // Nothing finishes: an account, an item or a record changed, a payment
             // or order started or asked for an end that takes further steps, or a
             // reservation was taken (its close is its own event).
@@ -64,16 +76,25 @@ impl State {
             | Event::Reserved { .. }
             | Event::OrderCreated { .. }
             | Event::RecordsPruned { .. }
-            | Event::EntitiesArchived { .. } => {}
+            | Event::EntitiesArchived { .. }
+            | Event::StepFloorRaised { .. } => {}
             // Queued again by `recall`, under this event's number.
             Event::EntityRecalled { .. } => {}
         }
     }
 
-    /// A step's record is final as written, except an active hold's: what its
-    /// release or capture reads. A closing step finishes the hold's record too
-    /// (a second closing step may queue it again, which only stores it twice).
-    fn note_step_finished(&mut self, key: &StepKey, outcome: StepOutcome, at: TimestampMs) {
+    /// An unstamped step's record (one of a saga from before stamps) is final
+    /// as written, except an active hold's: what its release or capture reads.
+    /// A closing step finishes the hold's record too (a second closing step may
+    /// queue it again, which only stores it twice). Stamped records never go to
+    /// the archive (see `crate::model::StepOrigin`).
+    fn note_step_finished(
+        &mut self,
+        key: &StepKey,
+        outcome: StepOutcome,
+        at: TimestampMs,
+        stamped: bool,
+    ) {
         if key.tag == StepTag::Hold && outcome == StepOutcome::Done {
             return;
         }
@@ -82,11 +103,13 @@ impl State {
                 saga: key.saga.clone(),
                 tag: StepTag::Hold,
             };
-            if self.steps.contains_key(&hold) {
+            if self.steps.get(&hold).is_some_and(|r| r.origin.is_none()) {
                 self.queue_op(ArchiveKey::Step(hold), at);
             }
         }
-        self.queue_op(ArchiveKey::Step(key.clone()), at);
+        if !stamped {
+            self.queue_op(ArchiveKey::Step(key.clone()), at);
+        }
     }
 
     fn note_order_finished(&mut self, id: &OrderId, at: TimestampMs) {

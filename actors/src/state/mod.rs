@@ -34,6 +34,7 @@ use crate::model::{
     TimerKey,
 };
 use crate::order::Order;
+use crate::router::ShardId;
 use crate::table::{StateHasher, UndoLog, UndoMap, UndoQueue, UndoSet};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -77,6 +78,16 @@ pub struct State {
     /// filter has certainly never seen needs no lookup (see `crate::archive`).
     #[serde(default)]
     pub archived_keys: UndoFilter,
+    /// Per coordinator shard, the highest floor it has sent this one (see
+    /// [`crate::model::StepOrigin`]). Defaulted, as every field from here on.
+    #[serde(default)]
+    pub step_floors: UndoMap<ShardId, u64>,
+    /// The stamped records of `steps` by sender and stamp, to go when the
+    /// sender's floor passes the stamp: every one but an active hold's, which
+    /// joins once its release or capture closes it (under the closing step's
+    /// origin). Always `Some`; `None` sorts first, so it bounds ranges.
+    #[serde(default)]
+    pub step_stamps: UndoSet<(ShardId, u64, Option<StepKey>)>,
 }
 
 /// What an event changed in its middle (see `State::apply_with`).
@@ -89,7 +100,7 @@ pub enum Changed<'a> {
 }
 
 /// Undoable tables in a state (see `State::tables`).
-const TABLES: usize = 11;
+const TABLES: usize = 13;
 
 /// How long each of the state's undo logs was when a batch was taken.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -111,6 +122,8 @@ impl State {
             finished: UndoMap::with_hasher(hasher.clone()),
             archived_keys: UndoFilter::default(),
             finished_queue: UndoQueue::default(),
+            step_floors: UndoMap::with_hasher(hasher.clone()),
+            step_stamps: UndoSet::default(),
         }
     }
 
@@ -125,6 +138,7 @@ impl State {
         self.orders.rehash(hasher.clone());
         self.ops.rehash(hasher.clone());
         self.steps.rehash(hasher.clone());
+        self.step_floors.rehash(hasher.clone());
         self.finished.rehash(hasher);
     }
 
@@ -139,6 +153,7 @@ impl State {
             + self.steps.len()
             + self.timers.len()
             + self.finished.len()
+            + self.step_stamps.len()
     }
 
     /// Every table's undo log, in one fixed order (the order of `UndoMark`).
@@ -155,6 +170,8 @@ impl State {
             &self.finished,
             &self.archived_keys,
             &self.finished_queue,
+            &self.step_floors,
+            &self.step_stamps,
         ]
     }
 
@@ -171,6 +188,8 @@ impl State {
             &mut self.finished,
             &mut self.archived_keys,
             &mut self.finished_queue,
+            &mut self.step_floors,
+            &mut self.step_stamps,
         ]
     }
 
@@ -250,7 +269,17 @@ impl State {
                 amount,
                 expires_at,
                 at,
-            } => self.apply_step(key, account, *outcome, *effect, *amount, *expires_at, *at),
+                origin,
+            } => self.apply_step(
+                key,
+                account,
+                *outcome,
+                *effect,
+                *amount,
+                *expires_at,
+                *at,
+                *origin,
+            ),
             Event::PaymentCreated {
                 id,
                 terms,
@@ -290,8 +319,12 @@ impl State {
             } => self.close_reservation(sku, id, *status),
             // `expires_at` is the archive's to keep (see `apply_line_step`).
             Event::LineStepApplied {
-                key, outcome, at, ..
-            } => self.apply_line_step(key, *outcome, *at),
+                key,
+                outcome,
+                at,
+                origin,
+                ..
+            } => self.apply_line_step(key, *outcome, *at, *origin),
             Event::OrderCreated {
                 id,
                 terms,
@@ -355,6 +388,7 @@ impl State {
             } => self.reject_order_locally(id, terms, *deadline, answers, *at, changed),
             Event::EntitiesArchived { through_seq } => self.evict_archived(*through_seq),
             Event::EntityRecalled { entity, at } => self.recall(entity, *at),
+            Event::StepFloorRaised { from, floor } => self.raise_step_floor(*from, *floor),
         }
         self.note_finished(event);
     }

@@ -16,7 +16,8 @@ impl State {
         deadline: TimestampMs,
         at: TimestampMs,
     ) {
-        let order = Order::new(id.clone(), terms.clone(), deadline, at);
+        let mut order = Order::new(id.clone(), terms.clone(), deadline, at);
+        order.stage_seq = self.last_seq;
         self.orders.insert(id.clone(), Arc::new(order));
         self.timers
             .insert((deadline, TimerKey::OrderDeadline(id.clone())));
@@ -32,8 +33,13 @@ impl State {
         price: Option<(Decimal, Currency)>,
         at: TimestampMs,
     ) {
+        let seq = self.last_seq;
         let order = self.order_mut(id);
+        let stage_before = order.stage;
         order.on_reply(tag, outcome, price, at);
+        if order.stage != stage_before {
+            order.stage_seq = seq;
+        }
         if order.stage == OrderStage::Done {
             let deadline = order.deadline;
             self.timers

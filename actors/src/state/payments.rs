@@ -34,6 +34,7 @@ impl State {
             first: None,
             created_at: at,
             updated_at: at,
+            stage_seq: self.last_seq,
         };
         if let Some(code) = rejected {
             finish(&mut payment, PaymentStatus::Rejected, Some(code), at);
@@ -49,8 +50,10 @@ impl State {
         outcome: StepOutcome,
         at: u64,
     ) {
+        let seq = self.last_seq;
         let payment = self.payment_mut(id);
         payment.updated_at = at;
+        let stage_before = payment.stage;
         let amount = payment.terms.amount;
         let hold_timeout_ms = payment.terms.hold_timeout_ms;
         let mut hold_timer = None;
@@ -112,6 +115,9 @@ impl State {
                 panic!("step {tag:?} {outcome:?} does not fit payment {id} at {stage:?}")
             }
         }
+        if payment.stage != stage_before {
+            payment.stage_seq = seq;
+        }
         if let Some(expires_at) = hold_timer {
             self.timers
                 .insert((expires_at, TimerKey::PaymentHold(id.clone())));
@@ -120,8 +126,10 @@ impl State {
 
     /// `Event::PaymentCaptureRequested`: the hold is to be captured.
     pub(super) fn request_capture(&mut self, id: &PaymentId, amount: Decimal, at: TimestampMs) {
+        let seq = self.last_seq;
         let payment = self.payment_mut(id);
         payment.stage = Stage::Capture { amount };
+        payment.stage_seq = seq;
         payment.updated_at = at;
         let expires_at = payment.hold_expires_at.take();
         self.remove_hold_timer(id, expires_at);
@@ -129,8 +137,10 @@ impl State {
 
     /// `Event::PaymentReleaseRequested`: a void, or the hold's expiry.
     pub(super) fn request_release(&mut self, id: &PaymentId, ending: Ending, at: TimestampMs) {
+        let seq = self.last_seq;
         let payment = self.payment_mut(id);
         payment.stage = Stage::Release(ending);
+        payment.stage_seq = seq;
         payment.updated_at = at;
         let expires_at = payment.hold_expires_at.take();
         self.remove_hold_timer(id, expires_at);

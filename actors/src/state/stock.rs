@@ -4,8 +4,8 @@
 use super::State;
 use crate::domain::{Currency, ReservationId, Sku, TimestampMs};
 use crate::model::{
-    Item, Reservation, ReservationKey, ReservationStatus, StepKey, StepOutcome, StepRecord,
-    TimerKey,
+    Item, Reservation, ReservationKey, ReservationStatus, StepKey, StepOrigin, StepOutcome,
+    StepRecord, TimerKey,
 };
 use rust_decimal::Decimal;
 
@@ -107,7 +107,13 @@ impl State {
     /// `Event::LineStepApplied`: the record of an order line's step on this
     /// shard's item (its effect on the stock is a `Reserved` or
     /// `ReservationClosed` of its own).
-    pub(super) fn apply_line_step(&mut self, key: &StepKey, outcome: StepOutcome, at: TimestampMs) {
+    pub(super) fn apply_line_step(
+        &mut self,
+        key: &StepKey,
+        outcome: StepOutcome,
+        at: TimestampMs,
+        origin: Option<StepOrigin>,
+    ) {
         self.steps.insert(
             key.clone(),
             StepRecord {
@@ -115,9 +121,13 @@ impl State {
                 outcome,
                 amount: Decimal::ZERO,
                 at,
+                origin,
             },
         );
-        // No timer: the record goes to the archive, which keeps it for the
-        // retention (see `State::note_finished`).
+        // No timer: a stamped record goes once its sender's floor passes it, an
+        // unstamped one to the archive (see `State::note_finished`).
+        if let Some(origin) = origin {
+            self.file_step_record(origin, key.clone());
+        }
     }
 }
