@@ -13,9 +13,8 @@
 //! any message: it leaves only once the events it was computed from are durable.
 //! A floor that rose goes out within [`STEP_FLOOR_EVERY_MS`]; every floor goes
 //! out again every `step_resend_ms`, as unanswered steps do, since a floor can be
-//! lost like any message (a participant that already has it journals nothing).
-//! A coordinator that sends nothing new raises no floor, so idle shards write
-//! nothing.
+//! lost like any message. A participant journals a floor only when it passes
+//! one of its records, so idle shards write nothing.
 
 use super::{ShardCore, ShardMessage, StepFloor};
 use crate::event::Event;
@@ -104,10 +103,18 @@ impl ShardCore {
         }
     }
 
-    /// A coordinator's floor: journaled when it rose, so that the records it
-    /// passes go, and a late duplicate below it is dropped, after a restart too.
+    /// A coordinator's floor: journaled when it passes a record, which then
+    /// goes, and below which a late duplicate is dropped from then on, after a
+    /// restart too. A floor that passes no record changes nothing worth a
+    /// write: every step from `from` that was applied here and not yet passed
+    /// by a journaled floor still has its record (stamped records go only by a
+    /// floor), so a copy of it is answered from the record. So idle shards
+    /// write nothing.
     pub(super) fn handle_step_floor(&mut self, floor: StepFloor) {
-        if floor.floor > self.state.step_floor(floor.from) {
+        if self
+            .state
+            .step_floor_passes_records(floor.from, floor.floor)
+        {
             self.emit(Event::StepFloorRaised {
                 from: floor.from,
                 floor: floor.floor,

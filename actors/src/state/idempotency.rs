@@ -52,6 +52,17 @@ impl State {
         stamp != UNSTAMPED && stamp < self.step_floor(from)
     }
 
+    /// Whether `floor` from `from` is above the floor heard so far and passes
+    /// at least one record that can go.
+    pub fn step_floor_passes_records(&self, from: ShardId, floor: u64) -> bool {
+        floor > self.step_floor(from)
+            && self
+                .step_stamps
+                .range((from, 0, None)..(from, floor, None))
+                .next()
+                .is_some()
+    }
+
     /// `Event::StepFloorRaised`: the records of `from`'s steps stamped below
     /// `floor` go.
     pub(super) fn raise_step_floor(&mut self, from: ShardId, floor: u64) {
