@@ -17,7 +17,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the engine and its HTTP API.
     Serve,
-    /// Print a JWT signed with the configured secret.
+    /// Print a JWT signed with the configured secret, or with a private key.
     Token {
         /// The token's subject (rate limits and idempotency keys are per subject).
         #[arg(long)]
@@ -30,6 +30,18 @@ pub enum Command {
         /// Lifetime in seconds (default: auth.token_ttl_s_default).
         #[arg(long)]
         ttl_s: Option<u64>,
+        /// Sign with this private key (PKCS#8 PEM: RSA for RS256, P-256 for
+        /// ES256, Ed25519 for EdDSA) instead of the shared HS256 secret.
+        #[arg(long)]
+        private_key: Option<std::path::PathBuf>,
+        /// The key's id, for a JWKS that holds several.
+        #[arg(long, requires = "private_key")]
+        kid: Option<String>,
+        /// The token's iss and aud (default: auth.issuer and auth.audience).
+        #[arg(long)]
+        issuer: Option<String>,
+        #[arg(long)]
+        audience: Option<String>,
     },
     /// Apply the storage migrations and exit.
     Migrate,

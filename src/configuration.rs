@@ -76,6 +76,58 @@ pub struct LimitSettings {
 pub struct AuthSettings {
     pub jwt_secret: SecretString,
     pub token_ttl_s_default: u64,
+    /// PEM file of public keys (empty: none).
+    pub public_key_path: String,
+    /// JWKS file of public keys, chosen by `kid` (empty: none).
+    pub jwks_path: String,
+    /// Required `iss` and `aud` (empty: not checked).
+    pub issuer: String,
+    pub audience: String,
+    pub leeway_s: u64,
+    pub allow_hs256: bool,
+}
+
+/// Longest clock-skew leeway: past a few minutes it is no longer skew.
+const AUTH_LEEWAY_S_MAX: u64 = 300;
+
+impl AuthSettings {
+    fn path(value: &str) -> Option<&std::path::Path> {
+        (!value.is_empty()).then(|| std::path::Path::new(value))
+    }
+
+    pub fn public_key_path(&self) -> Option<&std::path::Path> {
+        Self::path(&self.public_key_path)
+    }
+
+    pub fn jwks_path(&self) -> Option<&std::path::Path> {
+        Self::path(&self.jwks_path)
+    }
+
+    pub fn issuer(&self) -> Option<&str> {
+        (!self.issuer.is_empty()).then_some(self.issuer.as_str())
+    }
+
+    pub fn audience(&self) -> Option<&str> {
+        (!self.audience.is_empty()).then_some(self.audience.as_str())
+    }
+
+    /// The verification keys and policy these settings describe; a key file
+    /// that does not read is an error naming it.
+    pub fn keys(&self) -> anyhow::Result<crate::api::auth::AuthKeys> {
+        let public =
+            crate::api::jwt_keys::PublicKeys::open(self.public_key_path(), self.jwks_path())?;
+        let policy = crate::api::auth::TokenPolicy {
+            issuer: self.issuer().map(str::to_owned),
+            audience: self.audience().map(str::to_owned),
+            leeway_s: self.leeway_s,
+            allow_hs256: self.allow_hs256,
+        };
+        Ok(crate::api::auth::AuthKeys::new(
+            self.jwt_secret.expose_secret().as_bytes(),
+            public,
+            policy,
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -193,6 +245,18 @@ impl Settings {
         if self.auth.jwt_secret.expose_secret().len() < 16 {
             anyhow::bail!("auth.jwt_secret must be at least 16 bytes");
         }
+        if self.environment != "development" && self.engine.hash_seed == 0 {
+            anyhow::bail!(
+                "refusing to start in the {:?} environment with engine.hash_seed = 0: client-chosen \
+                 ids could be crafted to collide in the shards' maps; set SURGE__ENGINE__HASH_SEED \
+                 to a random 64-bit number (the same on every restart of this journal)",
+                self.environment
+            );
+        }
+        anyhow::ensure!(
+            self.auth.leeway_s <= AUTH_LEEWAY_S_MAX,
+            "auth.leeway_s must be at most {AUTH_LEEWAY_S_MAX}"
+        );
         anyhow::ensure!(
             (1..=surge_actors::router::SHARDS_MAX).contains(&self.engine.shards),
             "engine.shards must be between 1 and {}",

@@ -1,8 +1,9 @@
 //! `surge`: parse the command line, load settings, run.
 
+use anyhow::Context as _;
 use clap::Parser;
 use secrecy::ExposeSecret;
-use surge::api::auth::{AuthKeys, Claims, Role};
+use surge::api::auth::{Claims, Role, SigningKey};
 #[cfg(feature = "bench")]
 use surge::bench;
 use surge::cli::{Cli, Command, RoleArg};
@@ -72,8 +73,11 @@ async fn run() -> anyhow::Result<()> {
             role,
             accounts,
             ttl_s,
+            private_key,
+            kid,
+            issuer,
+            audience,
         } => {
-            let keys = AuthKeys::from_secret(settings.auth.jwt_secret.expose_secret().as_bytes());
             let ttl_s = ttl_s.unwrap_or(settings.auth.token_ttl_s_default);
             let now_s = surge_actors::engine::system_clock_ms() / 1000;
             let claims = Claims {
@@ -85,7 +89,26 @@ async fn run() -> anyhow::Result<()> {
                 },
                 accounts,
             };
-            println!("{}", keys.mint(&claims)?);
+            let issuer = issuer.or_else(|| settings.auth.issuer().map(str::to_owned));
+            let audience = audience.or_else(|| settings.auth.audience().map(str::to_owned));
+            let key = match private_key {
+                Some(path) => {
+                    let pem = std::fs::read(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    SigningKey::from_pem(&pem)
+                        .with_context(|| format!("the private key {}", path.display()))?
+                }
+                None => {
+                    SigningKey::from_secret(settings.auth.jwt_secret.expose_secret().as_bytes())
+                }
+            };
+            let token = key.mint(
+                &claims,
+                kid.as_deref(),
+                issuer.as_deref(),
+                audience.as_deref(),
+            )?;
+            println!("{token}");
             Ok(())
         }
     }

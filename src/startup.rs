@@ -10,7 +10,6 @@ use crate::storage::{self, StorageOptions};
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpResponse, HttpServer};
-use secrecy::ExposeSecret;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{TcpListener, ToSocketAddrs};
 use std::sync::Arc;
@@ -248,9 +247,7 @@ fn run(
         fault_injection: settings.admin.fault_injection,
         audit: Default::default(),
     });
-    let keys = web::Data::new(AuthKeys::from_secret(
-        settings.auth.jwt_secret.expose_secret().as_bytes(),
-    ));
+    let keys: web::Data<AuthKeys> = web::Data::new(settings.auth.keys()?);
     let limiter = web::Data::new(RateLimiter::new(
         settings.rate_limit.requests_per_s,
         settings.rate_limit.burst,

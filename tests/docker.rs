@@ -59,6 +59,7 @@ fn the_compose_file_runs_the_engine_against_postgres_and_redis() {
         "SURGE__STORAGE__URL: postgres://",
         "SURGE__REDIS__URL: redis://redis:6379",
         "SURGE__AUTH__JWT_SECRET",
+        "SURGE__ENGINE__HASH_SEED",
         "image: postgres:",
         "image: redis:",
         "image: prom/prometheus",

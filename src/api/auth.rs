@@ -1,9 +1,15 @@
-//! Bearer JWT authentication (HS256) and the caller's roles and account scope.
+//! Bearer JWT authentication and the caller's roles and account scope. Tokens
+//! are verified with public keys (RS256, ES256, EdDSA: see `jwt_keys`) once
+//! they are configured, and with the shared HS256 secret otherwise (or also,
+//! when `auth.allow_hs256` says so).
 
+use super::jwt_keys::{PublicKeys, PUBLIC_KEY_ALGORITHMS};
 use super::problem::Problem;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use dashmap::DashMap;
-use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{
+    decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
 use serde::{Deserialize, Serialize};
 use std::future::{ready, Ready};
 use std::sync::Arc;
@@ -29,28 +35,60 @@ pub struct Claims {
 /// everything: a flood of distinct valid tokens cannot grow it without bound).
 pub const VERIFIED_TOKENS_MAX: usize = 16_384;
 
+/// What a token must say beyond its signature (`auth.*`).
+#[derive(Debug, Clone, Default)]
+pub struct TokenPolicy {
+    /// Required `iss`, when set.
+    pub issuer: Option<String>,
+    /// Required `aud` (one of the token's), when set.
+    pub audience: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway_s: u64,
+    /// Whether HS256 tokens are still taken once public keys are configured.
+    pub allow_hs256: bool,
+}
+
+/// The one answer to every token that does not verify: which check failed is
+/// logged (at debug), never told, so that a forger learns nothing.
+const TOKEN_REFUSED: &str =
+    "the bearer token is malformed, expired, not yet valid, or not signed by a trusted key";
+
 /// Keys for signing and checking tokens.
 #[derive(Clone)]
 pub struct AuthKeys {
+    /// The shared secret: what `surge token` signs with when no private key
+    /// is given, and what HS256 tokens are checked with.
     encoding: EncodingKey,
-    decoding: DecodingKey,
-    /// Tokens whose signature and claims were checked, with their claims: a client
-    /// sends the same token with every request, and redoing the HMAC and the JSON
-    /// decoding each time was ~2% of the machine at 30k requests/s. The signing key
-    /// never changes while the process runs, so a token that verified once always
-    /// will; only its expiry is checked again on every use.
-    verified: Arc<DashMap<Box<str>, Claims>>,
+    secret: DecodingKey,
+    public: Option<Arc<PublicKeys>>,
+    policy: TokenPolicy,
+    /// Tokens whose signature and claims were checked, with their claims and the
+    /// key files' generation then: a client sends the same token with every
+    /// request, and redoing the signature check and the JSON decoding each time
+    /// was ~2% of the machine at 30k requests/s. A token that verified once
+    /// verifies again as long as the keys are the same; its expiry is checked
+    /// on every use, and a reload of the key files checks it again in full (its
+    /// key may be gone).
+    verified: Arc<DashMap<Box<str>, (Claims, u64)>>,
 }
 
 impl AuthKeys {
+    /// The shared secret alone, as in development and tests.
     pub fn from_secret(secret: &[u8]) -> Self {
+        Self::new(secret, None, TokenPolicy::default())
+    }
+
+    pub fn new(secret: &[u8], public: Option<PublicKeys>, policy: TokenPolicy) -> Self {
         Self {
             encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            secret: DecodingKey::from_secret(secret),
+            public: public.map(Arc::new),
+            policy,
             verified: Arc::default(),
         }
     }
 
+    /// A token signed with the shared secret (HS256).
     pub fn mint(&self, claims: &Claims) -> anyhow::Result<String> {
         Ok(encode(
             &Header::new(Algorithm::HS256),
@@ -60,28 +98,150 @@ impl AuthKeys {
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, Problem> {
-        if let Some(claims) = self.verified.get(token) {
-            if claims.exp >= now_s() {
+        let generation = self.public.as_ref().map_or(0, |public| {
+            public.current();
+            public.generation()
+        });
+        if let Some(entry) = self.verified.get(token) {
+            let (claims, verified_in) = entry.value();
+            if *verified_in == generation
+                && claims.exp.saturating_add(self.policy.leeway_s) >= now_s()
+            {
                 return Ok(claims.clone());
             }
         }
-        // Unknown, or expired since (the full check below says which error).
+        // Unknown, expired since, or verified with keys since re-read.
         self.verified.remove(token);
-        let claims = self.verify_uncached(token)?;
+        let claims = self.verify_uncached(token).map_err(|reason| {
+            tracing::debug!(%reason, "bearer token refused");
+            Problem::unauthorized(TOKEN_REFUSED)
+        })?;
         if self.verified.len() >= VERIFIED_TOKENS_MAX {
             self.verified.clear();
         }
-        self.verified.insert(token.into(), claims.clone());
+        self.verified
+            .insert(token.into(), (claims.clone(), generation));
         Ok(claims)
     }
 
-    fn verify_uncached(&self, token: &str) -> Result<Claims, Problem> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        decode::<Claims>(token, &self.decoding, &validation)
+    /// The claims of a token that verifies, or why it does not (for the log).
+    fn verify_uncached(&self, token: &str) -> Result<Claims, String> {
+        let header = decode_header(token).map_err(|error| format!("header: {error}"))?;
+        let validation = self.validation(header.alg);
+        let decoded = match header.alg {
+            Algorithm::HS256 if self.public.is_none() || self.policy.allow_hs256 => {
+                decode::<Claims>(token, &self.secret, &validation)
+            }
+            Algorithm::HS256 => {
+                return Err("HS256 is refused once public keys are configured".into())
+            }
+            alg if PUBLIC_KEY_ALGORITHMS.contains(&alg) => {
+                let public = self
+                    .public
+                    .as_ref()
+                    .ok_or_else(|| format!("{alg:?} needs a public key; none is configured"))?;
+                let keys = public.current();
+                // A token with a `kid` is checked with that key alone; one without,
+                // with every key of its algorithm.
+                let mut candidates = keys.iter().filter(|key| {
+                    key.algorithm == alg
+                        && (header.kid.is_none() || key.kid.as_deref() == header.kid.as_deref())
+                });
+                let first = candidates
+                    .next()
+                    .ok_or_else(|| format!("no {alg:?} key with kid {:?}", header.kid))?;
+                let mut decoded = decode::<Claims>(token, &first.key, &validation);
+                for key in candidates {
+                    if decoded.is_ok() {
+                        break;
+                    }
+                    decoded = decode::<Claims>(token, &key.key, &validation);
+                }
+                decoded
+            }
+            alg => return Err(format!("{alg:?} is not accepted")),
+        };
+        decoded
             .map(|data| data.claims)
-            .map_err(|error| Problem::unauthorized(format!("invalid token: {error}")))
+            .map_err(|error| error.to_string())
+    }
+
+    /// The checks every token passes: `exp` and `sub` always, `nbf` when
+    /// present, `iss` and `aud` when configured, within the leeway.
+    fn validation(&self, alg: Algorithm) -> Validation {
+        let mut validation = Validation::new(alg);
+        validation.leeway = self.policy.leeway_s;
+        validation.validate_nbf = true;
+        let mut required = vec!["exp", "sub"];
+        if let Some(issuer) = &self.policy.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        match &self.policy.audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        validation.set_required_spec_claims(&required);
+        validation
+    }
+}
+
+/// What `surge token` signs with: the shared secret (HS256), or a private key,
+/// a PKCS#8 PEM file of an RSA (RS256), P-256 (ES256) or Ed25519 (EdDSA) key.
+pub struct SigningKey {
+    pub algorithm: Algorithm,
+    key: EncodingKey,
+}
+
+impl SigningKey {
+    pub fn from_secret(secret: &[u8]) -> Self {
+        Self {
+            algorithm: Algorithm::HS256,
+            key: EncodingKey::from_secret(secret),
+        }
+    }
+
+    pub fn from_pem(pem: &[u8]) -> anyhow::Result<Self> {
+        let (algorithm, key) = if let Ok(key) = EncodingKey::from_rsa_pem(pem) {
+            (Algorithm::RS256, key)
+        } else if let Ok(key) = EncodingKey::from_ec_pem(pem) {
+            (Algorithm::ES256, key)
+        } else if let Ok(key) = EncodingKey::from_ed_pem(pem) {
+            (Algorithm::EdDSA, key)
+        } else {
+            anyhow::bail!("not an RSA, P-256 or Ed25519 private key in PKCS#8 PEM")
+        };
+        Ok(Self { algorithm, key })
+    }
+
+    /// A token for `claims`, naming `kid` and carrying `iss` and `aud` when given.
+    pub fn mint(
+        &self,
+        claims: &Claims,
+        kid: Option<&str>,
+        issuer: Option<&str>,
+        audience: Option<&str>,
+    ) -> anyhow::Result<String> {
+        #[derive(Serialize)]
+        struct Minted<'a> {
+            #[serde(flatten)]
+            claims: &'a Claims,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            iss: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            aud: Option<&'a str>,
+        }
+        let mut header = Header::new(self.algorithm);
+        header.kid = kid.map(str::to_owned);
+        let minted = Minted {
+            claims,
+            iss: issuer,
+            aud: audience,
+        };
+        Ok(encode(&header, &minted, &self.key)?)
     }
 }
 
@@ -213,7 +373,7 @@ mod tests {
         let token = keys.mint(&claims(now_s() - 5)).expect("token");
         // As if it had been checked while still valid.
         keys.verified
-            .insert(token.as_str().into(), claims(now_s() - 5));
+            .insert(token.as_str().into(), (claims(now_s() - 5), 0));
         let error = keys.verify(&token).expect_err("expired");
         assert_eq!(error.status, 401);
         assert!(keys.verified.is_empty());

@@ -9,6 +9,7 @@ pub mod body;
 pub mod dto;
 pub mod idempotency;
 pub mod items;
+pub mod jwt_keys;
 pub mod limits;
 pub mod orders;
 pub mod payments;
@@ -132,6 +133,11 @@ impl utoipa::Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
+                    .description(Some(
+                        "A JWT signed with RS256, ES256 or EdDSA by a configured public key \
+                         (auth.jwks_path, auth.public_key_path), or with HS256 and the shared \
+                         secret where HS256 is allowed (docs/API.md, Auth).",
+                    ))
                     .build(),
             ),
         );

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod archive;
+mod auth;
 #[path = "../common/mod.rs"]
 mod common;
 mod contract;

@@ -159,3 +159,34 @@ fn the_development_secret_is_refused_outside_development() {
     settings.environment = "development".into();
     assert!(settings.validate().is_ok());
 }
+
+#[test]
+fn a_zero_hash_seed_is_refused_outside_development_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(&dir);
+    settings.environment = "production".into();
+    settings.engine.hash_seed = 0;
+    let error = settings.validate().unwrap_err().to_string();
+    assert!(error.contains("SURGE__ENGINE__HASH_SEED"), "{error}");
+    settings.engine.hash_seed = 0x9e37_79b9_7f4a_7c15;
+    assert!(settings.validate().is_ok());
+    settings.engine.hash_seed = 0;
+    settings.environment = "development".into();
+    assert!(settings.validate().is_ok());
+}
+
+#[test]
+fn a_public_key_file_that_does_not_read_stops_the_server_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(&dir);
+    settings.auth.jwks_path = dir.path().join("missing-jwks.json").display().to_string();
+    let error = surge::startup::Application::build(settings);
+    let error = actix_web::rt::System::new()
+        .block_on(error)
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{error:#}").contains("missing-jwks.json"),
+        "{error:#}"
+    );
+}
