@@ -20,6 +20,7 @@ pub struct Settings {
     #[serde(skip)]
     pub environment: String,
     pub http: HttpSettings,
+    pub tls: crate::tls::TlsSettings,
     pub engine: EngineSettings,
     pub limits: LimitSettings,
     pub auth: AuthSettings,

@@ -10,6 +10,7 @@
 //! * [`storage`]: the PostgreSQL and SQLite journals with group commit.
 //! * [`metrics`]: Prometheus metrics for HTTP and the engine.
 //! * [`rate_limit`]: per-subject token buckets.
+//! * [`tls`]: TLS 1.3 for the API and the feed, reloaded on SIGHUP.
 //! * [`telemetry`]: structured logging.
 //! * [`cli`]: the command line of the `surge` binary.
 //! * [`bench`](mod@bench): `surge bench`, end-to-end load scenarios, baseline and reports
@@ -26,3 +27,4 @@ pub mod rate_limit;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;

@@ -87,7 +87,7 @@ impl Application {
         let engine = Engine::start(engine_config(&settings, observer), journal);
         let port = listener.local_addr()?.port();
         let server = run(listener, &settings, engine.clone(), metrics, feed)?;
-        tracing::info!(port, shards = settings.engine.shards, storage = %redacted(&settings.storage.url), "surge listening");
+        tracing::info!(port, tls = settings.tls.enabled(), shards = settings.engine.shards, storage = %redacted(&settings.storage.url), "surge listening");
         Ok(Self {
             port,
             server,
@@ -281,6 +281,11 @@ fn run(
     .shutdown_timeout(30);
     if settings.http.workers > 0 {
         server = server.workers(settings.http.workers);
+    }
+    if settings.tls.enabled() {
+        let (config, cert) = crate::tls::server_config(&settings.tls)?;
+        crate::tls::reload_on_sighup(cert)?;
+        return Ok(server.listen_rustls_0_23(listener, config)?.run());
     }
     Ok(server.listen(listener)?.run())
 }
