@@ -45,10 +45,22 @@ pub enum Command {
     },
     /// Apply the storage migrations and exit.
     Migrate,
+    /// The audit trail: `surge audit verify` checks its hash chain.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Load-test a scenario end to end, check the invariants, and report
     /// (exits non-zero when an invariant is violated).
     #[cfg(feature = "bench")]
     Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Reads every row of the journal database's audit trail and checks the
+    /// chain: exits non-zero naming the first row deleted or changed.
+    Verify,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

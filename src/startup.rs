@@ -68,6 +68,14 @@ impl Application {
         let listener = listen(settings.http.addr.as_str())
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.http.addr))?;
         let journal = storage::open(&storage_options(&settings)).await?;
+        // After `open`: its migrations made the audit table.
+        let audit = crate::api::audit::AuditLog::start(
+            crate::storage::audit::AuditDb::open(
+                &settings.storage.url,
+                std::time::Duration::from_millis(settings.storage.timeout_ms),
+            )
+            .await?,
+        );
         let metrics = web::Data::new(Metrics::new());
         let hub = Arc::new(FeedHub::default());
         let feed = web::Data::new(FeedState {
@@ -86,7 +94,7 @@ impl Application {
         });
         let engine = Engine::start(engine_config(&settings, observer), journal);
         let port = listener.local_addr()?.port();
-        let server = run(listener, &settings, engine.clone(), metrics, feed)?;
+        let server = run(listener, &settings, engine.clone(), metrics, feed, audit)?;
         tracing::info!(port, tls = settings.tls.enabled(), shards = settings.engine.shards, storage = %redacted(&settings.storage.url), "surge listening");
         Ok(Self {
             port,
@@ -238,6 +246,7 @@ fn run(
     engine: Engine,
     metrics: web::Data<Metrics>,
     feed: web::Data<FeedState>,
+    audit: Arc<crate::api::audit::AuditLog>,
 ) -> anyhow::Result<Server> {
     let state = web::Data::new(ApiState {
         engine,
@@ -245,7 +254,7 @@ fn run(
         body_limit_bytes: settings.http.body_limit_bytes,
         batch_body_limit_bytes: settings.http.batch_body_limit_bytes,
         fault_injection: settings.admin.fault_injection,
-        audit: Default::default(),
+        audit,
     });
     let keys: web::Data<AuthKeys> = web::Data::new(settings.auth.keys()?);
     let limiter = web::Data::new(RateLimiter::new(

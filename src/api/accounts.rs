@@ -38,7 +38,16 @@ pub async fn create(
             }
         }
     }
-    Ok(respond(state.engine.execute(command).await, Verb::Create))
+    let target = if let surge_actors::Command::CreateAccount { id, .. } = &command {
+        format!("account:{id}")
+    } else {
+        String::new()
+    };
+    let response = respond(state.engine.execute(command).await, Verb::Create);
+    state
+        .audit
+        .answer(&caller.sub, "account.create", &target, response)
+        .await
 }
 
 /// Read an account.
@@ -71,8 +80,18 @@ async fn change(
     let body: BalanceChangeRequest = body::decode(&bytes, Encoding::of_request(&request)?)?;
     let scope = if withdraw { "withdrawal" } else { "deposit" };
     let key = key_id(&request, &caller.sub, scope, OpId::parse)?;
+    let target = format!("account:{account}");
     let command = body.parse(account, key, withdraw, &state.limits)?;
-    Ok(respond(state.engine.execute(command).await, Verb::Create))
+    let response = respond(state.engine.execute(command).await, Verb::Create);
+    let action = if withdraw {
+        "account.withdraw"
+    } else {
+        "account.deposit"
+    };
+    state
+        .audit
+        .answer(&caller.sub, action, &target, response)
+        .await
 }
 
 /// Deposit money into an account (operator).

@@ -3,53 +3,12 @@
 use super::auth::Caller;
 use super::problem::Problem;
 use super::ApiState;
+use crate::storage::audit::AuditFilter;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
-use std::sync::Mutex;
 use surge_actors::engine::{ControlReply, ControlRequest};
 use surge_actors::ShardId;
 use utoipa::ToSchema;
-
-/// Audit entries kept in memory, newest first; older ones are dropped (each is also
-/// written to the log).
-pub const AUDIT_ENTRIES_MAX: usize = 10_000;
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct AuditEntry {
-    pub at: String,
-    pub sub: String,
-    pub action: String,
-    pub target: String,
-    pub outcome: String,
-}
-
-/// The operator audit log.
-#[derive(Default)]
-pub struct AuditLog {
-    entries: Mutex<VecDeque<AuditEntry>>,
-}
-
-impl AuditLog {
-    pub fn record(&self, sub: &str, action: &str, target: &str, outcome: &str) {
-        let entry = AuditEntry {
-            at: super::dto::format_time(surge_actors::engine::system_clock_ms()),
-            sub: sub.to_owned(),
-            action: action.to_owned(),
-            target: target.to_owned(),
-            outcome: outcome.to_owned(),
-        };
-        tracing::info!(target: "audit", sub, action, target, outcome, "operator action");
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.push_front(entry);
-        entries.truncate(AUDIT_ENTRIES_MAX);
-    }
-
-    pub fn newest_first(&self, limit: usize) -> Vec<AuditEntry> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.iter().take(limit).cloned().collect()
-    }
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ShardJson {
@@ -174,7 +133,8 @@ pub async fn restart(
         }) => {
             state
                 .audit
-                .record(&caller.sub, "shard.restart", &target, "ok");
+                .record(&caller.sub, "shard.restart", &target, "ok")
+                .await?;
             Ok(HttpResponse::Ok().json(RestartJson {
                 id: shard.0,
                 status: "running".into(),
@@ -185,7 +145,8 @@ pub async fn restart(
         Ok(_) | Err(_) => {
             state
                 .audit
-                .record(&caller.sub, "shard.restart", &target, "failed");
+                .record(&caller.sub, "shard.restart", &target, "failed")
+                .await?;
             Err(Problem::from(surge_actors::EngineError::Retry))
         }
     }
@@ -206,7 +167,8 @@ pub async fn snapshot(
         Ok(ControlReply::Snapshot { snapshot_seq }) => {
             state
                 .audit
-                .record(&caller.sub, "shard.snapshot", &target, "ok");
+                .record(&caller.sub, "shard.snapshot", &target, "ok")
+                .await?;
             Ok(HttpResponse::Ok().json(SnapshotJson {
                 id: shard.0,
                 snapshot_seq,
@@ -215,7 +177,8 @@ pub async fn snapshot(
         _ => {
             state
                 .audit
-                .record(&caller.sub, "shard.snapshot", &target, "failed");
+                .record(&caller.sub, "shard.snapshot", &target, "failed")
+                .await?;
             Err(Problem::from(surge_actors::EngineError::Retry))
         }
     }
@@ -253,25 +216,114 @@ pub async fn fault(
     let outcome = if result.is_ok() { "ok" } else { "failed" };
     state
         .audit
-        .record(&caller.sub, "shard.fault.panic", &target, outcome);
+        .record(&caller.sub, "shard.fault.panic", &target, outcome)
+        .await?;
     result.map_err(Problem::from)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({"id": shard.0, "kind": "panic"})))
 }
 
+/// Most rows one page of the audit trail holds.
+pub const AUDIT_PAGE_ROWS_MAX: i64 = 1_000;
+
 #[derive(Debug, Deserialize)]
 pub struct AuditQuery {
-    pub limit: Option<usize>,
+    pub limit: Option<i64>,
+    /// A page's `next_cursor`: the rows before it.
+    pub cursor: Option<String>,
+    pub sub: Option<String>,
+    pub action: Option<String>,
+    /// RFC 3339 times: rows at or after `since`, before `until`.
+    pub since: Option<String>,
+    pub until: Option<String>,
 }
 
-/// Operator actions, newest first (operator).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEntryJson {
+    pub seq: i64,
+    pub at: String,
+    pub sub: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPageJson {
+    pub entries: Vec<AuditEntryJson>,
+    /// Pass as `cursor` for the rows before these; null at the start of the trail.
+    pub next_cursor: Option<String>,
+}
+
+fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, Problem> {
+    value
+        .map(|text| {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .map(|time| time.timestamp_millis())
+                .map_err(|_| {
+                    Problem::invalid_request(format!("{name} must be an RFC 3339 time"))
+                        .with_param(name)
+                })
+        })
+        .transpose()
+}
+
+/// The audit trail, newest first, a page at a time (operator).
 #[utoipa::path(get, path = "/admin/audit", tag = "admin",
-    responses((status = 200, body = [AuditEntry])))]
+    responses((status = 200, body = AuditPageJson), (status = 400, body = super::problem::ProblemDocument)))]
 pub async fn audit(
     state: web::Data<ApiState>,
     caller: Caller,
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, Problem> {
     caller.require_operator()?;
-    let limit = query.limit.unwrap_or(100).min(AUDIT_ENTRIES_MAX);
-    Ok(HttpResponse::Ok().json(state.audit.newest_first(limit)))
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=AUDIT_PAGE_ROWS_MAX).contains(&limit) {
+        return Err(Problem::invalid_request(format!(
+            "limit must be between 1 and {AUDIT_PAGE_ROWS_MAX}"
+        ))
+        .with_param("limit"));
+    }
+    let before = query
+        .cursor
+        .as_deref()
+        .map(|cursor| {
+            cursor
+                .parse::<i64>()
+                .map_err(|_| Problem::invalid_request("bad cursor").with_param("cursor"))
+        })
+        .transpose()?;
+    let filter = AuditFilter {
+        before,
+        sub: query.sub.clone(),
+        action: query.action.clone(),
+        since_ms: time_param("since", query.since.as_deref())?,
+        until_ms: time_param("until", query.until.as_deref())?,
+        limit,
+    };
+    let rows = state.audit.page(&filter).await?;
+    let next_cursor = match rows.last() {
+        Some(last) if rows.len() as i64 == limit && last.seq > 1 => Some(last.seq.to_string()),
+        _ => None,
+    };
+    let entries = rows
+        .into_iter()
+        .map(|row| AuditEntryJson {
+            seq: row.seq,
+            at: super::dto::format_time(row.at_ms as u64),
+            sub: row.sub,
+            action: row.action,
+            target: row.target,
+            outcome: row.outcome,
+            detail: row.detail,
+            prev_hash: row.prev_hash,
+            hash: row.hash,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(AuditPageJson {
+        entries,
+        next_cursor,
+    }))
 }

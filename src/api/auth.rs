@@ -288,6 +288,48 @@ impl Caller {
     }
 }
 
+/// Counts a refused authentication in the audit trail, under the subject the
+/// token claims (unverified: a label, never trusted) or `-`.
+fn note_refused(request: &HttpRequest, token: Option<&str>) {
+    let Some(state) = request.app_data::<web::Data<super::ApiState>>() else {
+        return;
+    };
+    let claimed = token.and_then(claimed_subject);
+    state.audit.note_refused(claimed.as_deref().unwrap_or("-"));
+}
+
+/// The `sub` a token's payload claims, read without any check.
+fn claimed_subject(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64url_decode(payload)?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    value.get("sub")?.as_str().map(str::to_owned)
+}
+
+/// Unpadded base64url, as JWT parts are; `None` for anything else.
+fn base64url_decode(text: &str) -> Option<Vec<u8>> {
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    for byte in text.bytes() {
+        let value = match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        };
+        bits = bits << 6 | u32::from(value);
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+        }
+    }
+    Some(out)
+}
+
 /// The bearer token of a request: the `Authorization` header or, for WebSocket
 /// clients that cannot set headers, the `access_token` query parameter.
 fn bearer(request: &HttpRequest) -> Result<String, Problem> {
@@ -320,7 +362,10 @@ impl FromRequest for Caller {
             let keys = request
                 .app_data::<web::Data<AuthKeys>>()
                 .ok_or_else(|| Problem::unauthorized("authentication is not configured"))?;
-            let claims = keys.verify(&bearer(request)?)?;
+            let token = bearer(request).inspect_err(|_| note_refused(request, None))?;
+            let claims = keys
+                .verify(&token)
+                .inspect_err(|_| note_refused(request, Some(&token)))?;
             if let Some(limiter) = request.app_data::<web::Data<crate::rate_limit::RateLimiter>>() {
                 if let Err(retry_after_s) = limiter.check(&claims.sub) {
                     let mut problem = Problem::new(

@@ -40,7 +40,16 @@ pub async fn create(
     let bytes = body::read(payload, state.body_limit_bytes).await?;
     let body: CreateItemRequest = body::decode(&bytes, Encoding::of_request(&request)?)?;
     let command = body.parse(&state.limits)?;
-    Ok(respond(state.engine.execute(command).await, Verb::Create))
+    let target = if let Command::CreateItem { sku, .. } = &command {
+        format!("item:{sku}")
+    } else {
+        String::new()
+    };
+    let response = respond(state.engine.execute(command).await, Verb::Create);
+    state
+        .audit
+        .answer(&caller.sub, "item.create", &target, response)
+        .await
 }
 
 /// Read an item's stock.
@@ -76,8 +85,13 @@ pub async fn restock(
     let quantity = Quantity::parse(body.quantity, state.limits.quantity_max)
         .map_err(|e| Problem::invalid_request(format!("quantity: {e}")).with_param("quantity"))?;
     let op = key_id(&request, &caller.sub, "restock", OpId::parse)?;
+    let target = format!("item:{sku}");
     let command = Command::Restock { sku, quantity, op };
-    Ok(respond(state.engine.execute(command).await, Verb::Act))
+    let response = respond(state.engine.execute(command).await, Verb::Act);
+    state
+        .audit
+        .answer(&caller.sub, "item.restock", &target, response)
+        .await
 }
 
 /// Reserve stock for `ttl_ms`; the engine releases it when it expires.

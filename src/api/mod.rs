@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod dto;
@@ -29,7 +30,7 @@ pub struct ApiState {
     pub batch_body_limit_bytes: usize,
     /// Whether `POST /admin/shards/{id}/fault` may crash shards.
     pub fault_injection: bool,
-    pub audit: admin::AuditLog,
+    pub audit: std::sync::Arc<audit::AuditLog>,
 }
 
 /// Registers the business routes. `web::Data<ApiState>` and
@@ -114,7 +115,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
         dto::CreateOrderRequest, dto::OrderLineRequest, dto::OrderJson, dto::OrderLineJson,
         dto::OrderHistoryJson,
         admin::ShardJson, admin::RestartJson, admin::SnapshotJson, admin::FaultRequest,
-        admin::AuditEntry,
+        admin::AuditEntryJson,
+        admin::AuditPageJson,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -15,6 +15,7 @@
 //! "Journal compatibility" in `surge_actors::journal`).
 
 mod archive;
+pub mod audit;
 mod postgres;
 mod sqlite;
 mod writer;
