@@ -238,3 +238,145 @@ fn with_zero_parameters(path: &str) -> String {
     }
     out
 }
+
+/// The callers of the authorization matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    Anonymous,
+    Expired,
+    Forged,
+    Client,
+    /// A client whose `accounts` are others than the ones the requests name.
+    ScopedElsewhere,
+    Operator,
+}
+
+const CALLERS: [Caller; 6] = [
+    Caller::Anonymous,
+    Caller::Expired,
+    Caller::Forged,
+    Caller::Client,
+    Caller::ScopedElsewhere,
+    Caller::Operator,
+];
+
+fn token_of(app: &TestApp, caller: Caller) -> Option<String> {
+    use surge::api::auth::{AuthKeys, Role};
+    let forger = AuthKeys::from_secret(b"not-the-server-secret-0123456789");
+    match caller {
+        Caller::Anonymous => None,
+        Caller::Expired => Some(app.expired_token()),
+        Caller::Forged => Some(crate::common::tokens::mint(
+            &forger,
+            "ops",
+            Role::Operator,
+            None,
+            600,
+        )),
+        Caller::Client => Some(app.client_token("matrix", None)),
+        Caller::ScopedElsewhere => Some(app.client_token("matrix", Some(vec!["elsewhere"]))),
+        Caller::Operator => Some(app.operator.clone()),
+    }
+}
+
+/// Whether `status` (and the problem `code`) is what docs/API.md says `caller`
+/// gets from an operation with `auth` at `path`: no token, an expired or a
+/// forged one is 401 wherever a token is needed; a client is 403 where an
+/// operator is; a client scoped to other accounts is 403 on an account's own
+/// paths; everyone else gets past authentication (whatever the made-up ids
+/// then answer, never 401 or 403).
+fn expected(auth: Auth, path: &str, caller: Caller, status: u16) -> bool {
+    let account_path = path.starts_with("/v1/accounts/{id}");
+    match (auth, caller) {
+        (Auth::None, _) => (200..300).contains(&status),
+        (_, Caller::Anonymous | Caller::Expired | Caller::Forged) => status == 401,
+        (Auth::Operator, Caller::Client | Caller::ScopedElsewhere) => status == 403,
+        (Auth::Bearer, Caller::ScopedElsewhere) if account_path => status == 403,
+        (_, Caller::Client | Caller::ScopedElsewhere | Caller::Operator) => {
+            status != 401 && status != 403
+        }
+    }
+}
+
+#[actix_web::test]
+async fn every_route_answers_every_kind_of_caller_as_docs_api_md_says() {
+    let app = spawn_app_with(|settings| settings.admin.fault_injection = true).await;
+    let mut wrong = Vec::new();
+    for ((method, path), auth) in documented_operations(&api_md()) {
+        if path == "/v1/feed" {
+            continue; // the WebSocket: below
+        }
+        let url = app.url(&with_zero_parameters(&path));
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        for caller in CALLERS {
+            let mut request = app.http.request(method.clone(), &url);
+            if let Some(token) = token_of(&app, caller) {
+                request = request.bearer_auth(token);
+            }
+            let status = request
+                .send()
+                .await
+                .expect("request is sent")
+                .status()
+                .as_u16();
+            if !expected(auth, &path, caller, status) {
+                wrong.push(format!(
+                    "\n  {method} {path} ({auth:?}) as {caller:?}: {status}"
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.concat());
+}
+
+#[actix_web::test]
+async fn every_feed_topic_answers_every_kind_of_caller_as_docs_api_md_says() {
+    use crate::common::feed;
+    let app = spawn_app().await;
+    app.create_account("0", "USD").await;
+    for caller in [Caller::Anonymous, Caller::Expired, Caller::Forged] {
+        let mut request =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                feed::url(&app.address),
+            )
+            .expect("a request");
+        if let Some(token) = token_of(&app, caller) {
+            request
+                .headers_mut()
+                .insert("Authorization", format!("Bearer {token}").parse().unwrap());
+        }
+        let refused = tokio_tungstenite::connect_async(request).await;
+        assert!(
+            matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 401),
+            "{caller:?}: {refused:?}"
+        );
+    }
+    // Who may watch what: `orders` operators only; `account:<id>` a client
+    // scoped to it (or to every account); `order:<id>` likewise by its payer;
+    // `item:<sku>` anyone.
+    let topics = ["orders", "account:0", "order:0", "item:0"];
+    let allowed = |caller: Caller, topic: &str| match caller {
+        Caller::Operator => true,
+        Caller::Client => topic != "orders",
+        Caller::ScopedElsewhere => topic == "item:0" || topic == "order:0",
+        Caller::Anonymous | Caller::Expired | Caller::Forged => false,
+    };
+    let mut wrong = Vec::new();
+    for caller in [Caller::Client, Caller::ScopedElsewhere, Caller::Operator] {
+        let token = token_of(&app, caller).expect("a token");
+        let mut socket = feed::connect(&app.address, &token).await;
+        for topic in topics {
+            feed::send(
+                &mut socket,
+                serde_json::json!({"op": "subscribe", "topic": topic}),
+            )
+            .await;
+            let answer = feed::next(&mut socket).await;
+            let subscribed = answer["type"] == "subscribed";
+            if subscribed != allowed(caller, topic) {
+                wrong.push(format!("\n  {topic} as {caller:?}: {answer}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.concat());
+}
