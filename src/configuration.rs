@@ -136,6 +136,8 @@ pub struct RateLimitSettings {
     pub requests_per_s: u32,
     pub burst: u32,
     pub subjects_max: usize,
+    pub redis_key_prefix: String,
+    pub redis_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

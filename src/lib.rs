@@ -9,7 +9,7 @@
 //! * [`feed`]: live feeds: the event bus, the WebSocket endpoint, the Redis bridge.
 //! * [`storage`]: the PostgreSQL and SQLite journals with group commit.
 //! * [`metrics`]: Prometheus metrics for HTTP and the engine.
-//! * [`rate_limit`]: per-subject token buckets.
+//! * [`rate_limit`]: per-subject GCRA limits, shared through Redis when it is configured.
 //! * [`tls`]: TLS 1.3 for the API and the feed, reloaded on SIGHUP.
 //! * [`telemetry`]: structured logging.
 //! * [`cli`]: the command line of the `surge` binary.

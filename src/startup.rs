@@ -258,10 +258,16 @@ fn run(
     });
     let keys: web::Data<AuthKeys> = web::Data::new(settings.auth.keys()?);
     let limiter = web::Data::new(RateLimiter::new(
-        settings.rate_limit.requests_per_s,
-        settings.rate_limit.burst,
-        settings.rate_limit.subjects_max,
-    ));
+        &crate::rate_limit::RateLimitOptions {
+            requests_per_s: settings.rate_limit.requests_per_s,
+            burst: settings.rate_limit.burst,
+            subjects_max: settings.rate_limit.subjects_max,
+            redis_url: &settings.redis.url,
+            redis_key_prefix: &settings.rate_limit.redis_key_prefix,
+            redis_timeout_ms: settings.rate_limit.redis_timeout_ms,
+        },
+        &metrics.registry,
+    )?);
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(from_fn(metrics::track))

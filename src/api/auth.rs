@@ -11,7 +11,6 @@ use jsonwebtoken::{
     decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
 };
 use serde::{Deserialize, Serialize};
-use std::future::{ready, Ready};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -355,26 +354,37 @@ fn bearer(request: &HttpRequest) -> Result<String, Problem> {
 
 impl FromRequest for Caller {
     type Error = Problem;
-    type Future = Ready<Result<Caller, Problem>>;
+    type Future = futures::future::LocalBoxFuture<'static, Result<Caller, Problem>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let result = (|| {
+        let verified = (|| {
             let keys = request
                 .app_data::<web::Data<AuthKeys>>()
                 .ok_or_else(|| Problem::unauthorized("authentication is not configured"))?;
             let token = bearer(request).inspect_err(|_| note_refused(request, None))?;
-            let claims = keys
-                .verify(&token)
-                .inspect_err(|_| note_refused(request, Some(&token)))?;
-            if let Some(limiter) = request.app_data::<web::Data<crate::rate_limit::RateLimiter>>() {
-                if let Err(retry_after_s) = limiter.check(&claims.sub) {
+            keys.verify(&token)
+                .inspect_err(|_| note_refused(request, Some(&token)))
+        })();
+        let limiter = request
+            .app_data::<web::Data<crate::rate_limit::RateLimiter>>()
+            .cloned();
+        Box::pin(async move {
+            let claims = verified?;
+            if let Some(limiter) = limiter {
+                let verdict = if limiter.is_shared() {
+                    limiter.check(&claims.sub).await
+                } else {
+                    limiter.check_local(&claims.sub)
+                };
+                if let Err(limited) = verdict {
                     let mut problem = Problem::new(
                         429,
                         "rate_limited",
                         "Too many requests",
                         format!("the rate limit of {} is exhausted", claims.sub),
                     );
-                    problem.retry_after_s = Some(retry_after_s);
+                    problem.retry_after_s = Some(limited.retry_after_s);
+                    problem.rate_limit_burst = Some(limited.burst);
                     return Err(problem);
                 }
             }
@@ -383,8 +393,7 @@ impl FromRequest for Caller {
                 role: claims.role,
                 accounts: claims.accounts,
             })
-        })();
-        ready(result)
+        })
     }
 }
 

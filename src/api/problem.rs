@@ -34,6 +34,8 @@ pub struct Problem {
     pub param: Option<String>,
     pub retry_after_s: Option<u64>,
     pub replayed: bool,
+    /// For a 429: the burst allowed, for the `RateLimit-*` headers.
+    pub rate_limit_burst: Option<u32>,
 }
 
 impl Serialize for Problem {
@@ -64,6 +66,7 @@ impl Problem {
             detail: detail.into(),
             param: None,
             retry_after_s: None,
+            rate_limit_burst: None,
             replayed: false,
         }
     }
@@ -116,6 +119,11 @@ impl Problem {
         }
         if self.replayed {
             builder.insert_header(("Idempotent-Replayed", "true"));
+        }
+        if let (Some(burst), Some(reset)) = (self.rate_limit_burst, self.retry_after_s) {
+            builder.insert_header(("RateLimit-Limit", burst.to_string()));
+            builder.insert_header(("RateLimit-Remaining", "0"));
+            builder.insert_header(("RateLimit-Reset", reset.to_string()));
         }
         builder.json(self)
     }
