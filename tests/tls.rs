@@ -178,3 +178,45 @@ async fn sighup_makes_new_connections_get_the_new_certificate() {
     let answer = get(open, "/health").await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+#[actix_web::test]
+async fn surge_bench_drives_a_tls_server_it_is_told_to_trust() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pair = pair(dir.path(), "bench");
+    let port = tls_server(&dir, &pair).await;
+    connect_ready(port, &client(&pair.cert_pem, &[&rustls::version::TLS13])).await;
+    let out = tempfile::tempdir().expect("temp dir");
+    let mut bench = std::process::Command::new(env!("CARGO_BIN_EXE_surge"));
+    bench
+        .args([
+            "bench",
+            "payments",
+            "--duration-s",
+            "2",
+            "--concurrency",
+            "8",
+        ])
+        .args(["--url", &format!("https://localhost:{port}")])
+        .arg("--ca-cert")
+        .arg(&pair.cert_path)
+        .arg("--out")
+        .arg(out.path())
+        .env("SURGE__AUTH__JWT_SECRET", common::app::TEST_SECRET)
+        .env("SURGE_ENVIRONMENT", "development");
+    // Off the runtime's thread: the server under test runs on it.
+    let output = actix_web::rt::task::spawn_blocking(move || bench.output())
+        .await
+        .expect("joined")
+        .expect("surge bench runs");
+    assert!(
+        output.status.success(),
+        "surge bench over TLS failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.path().join("report.json")).expect("report.json"),
+    )
+    .expect("JSON");
+    assert!(report["ok"].as_u64().unwrap_or(0) > 0, "{report}");
+}

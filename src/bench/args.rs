@@ -55,6 +55,11 @@ pub struct BenchArgs {
     /// names one.
     #[arg(long)]
     pub url: Option<String>,
+    /// For an `https://` --url: the PEM certificate (or CA) to trust, e.g. the
+    /// server's self-signed one. HTTPS requests go through reqwest (the lean
+    /// client speaks plain HTTP), and the feed is not used over TLS.
+    #[arg(long, env = "SURGE_BENCH_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
     /// How long the measured phase lasts, in seconds.
     #[arg(long, default_value_t = 10)]
     pub duration_s: u64,

@@ -153,7 +153,7 @@ struct PaymentAnswer<'a> {
 
 impl Api {
     pub fn new(base: &str, tokens: Tokens, connections_max: usize) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let http = super::http_client()
             .pool_max_idle_per_host(connections_max)
             .tcp_nodelay(true)
             .timeout(Duration::from_secs(REQUEST_TIMEOUT_S))

@@ -45,7 +45,7 @@ struct Reading {
 
 impl Sampler {
     pub fn start(base: &str) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let http = super::http_client()
             .timeout(Duration::from_millis(SAMPLE_TIMEOUT_MS))
             .build()?;
         let url = format!("{}/metrics", base.trim_end_matches('/'));

@@ -38,6 +38,14 @@ use report::{Comparison, RunReport};
 /// held. Must run inside the actix System (the in-process targets need it).
 pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<bool> {
     args.validate()?;
+    if let Some(path) = &args.ca_cert {
+        let pem = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("reading --ca-cert {}: {e}", path.display()))?;
+        let certificate = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("--ca-cert {}: {e}", path.display()))?;
+        // Set once per process, before any client is built.
+        let _ = TRUSTED_CERTIFICATE.set(certificate);
+    }
     let surge = run_one(&settings, &args, target::TargetKind::Surge).await?;
     let baseline = match args.baseline {
         Some(BaselineArg::Postgres) => {
@@ -102,4 +110,16 @@ pub fn quiet_log(log: &LogSettings) -> LogSettings {
         quiet.level = "warn".into();
     }
     quiet
+}
+
+/// The certificate `--ca-cert` names, trusted by every HTTP client of the bench.
+static TRUSTED_CERTIFICATE: std::sync::OnceLock<reqwest::Certificate> = std::sync::OnceLock::new();
+
+/// A reqwest client builder that trusts `--ca-cert`, when given.
+pub(crate) fn http_client() -> reqwest::ClientBuilder {
+    let builder = reqwest::Client::builder();
+    match TRUSTED_CERTIFICATE.get() {
+        Some(certificate) => builder.add_root_certificate(certificate.clone()),
+        None => builder,
+    }
 }
