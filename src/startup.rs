@@ -316,8 +316,86 @@ fn path_config() -> web::PathConfig {
         .error_handler(|error, _| Problem::invalid_request(format!("bad path: {error}")).into())
 }
 
-async fn not_found() -> HttpResponse {
-    Problem::new(404, "not_found", "Not found", "no such endpoint").response()
+/// What no route took: 405 with `Allow` for a path the server serves with other
+/// methods, else 404.
+async fn not_found(request: actix_web::HttpRequest) -> HttpResponse {
+    let allowed = allowed_methods(request.path());
+    if allowed.is_empty() {
+        return Problem::new(404, "not_found", "Not found", "no such endpoint").response();
+    }
+    let allow = allowed.join(", ");
+    let mut response = Problem::new(
+        405,
+        "method_not_allowed",
+        "Method not allowed",
+        format!(
+            "{} is not served here; this path takes {allow}",
+            request.method()
+        ),
+    )
+    .response();
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allow) {
+        response
+            .headers_mut()
+            .insert(actix_web::http::header::ALLOW, value);
+    }
+    response
+}
+
+/// Every (path template, upper-case methods) of the OpenAPI document, which
+/// lists every route (a test holds it to docs/API.md).
+fn route_table() -> &'static Vec<(Vec<String>, Vec<&'static str>)> {
+    static TABLE: std::sync::OnceLock<Vec<(Vec<String>, Vec<&'static str>)>> =
+        std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let doc = serde_json::to_value(served_openapi()).unwrap_or_default();
+        let methods = [
+            ("get", "GET"),
+            ("put", "PUT"),
+            ("post", "POST"),
+            ("delete", "DELETE"),
+            ("patch", "PATCH"),
+        ];
+        doc["paths"]
+            .as_object()
+            .map(|paths| {
+                paths
+                    .iter()
+                    .map(|(path, item)| {
+                        let segments = path.split('/').map(str::to_owned).collect();
+                        let served = methods
+                            .iter()
+                            .filter(|(key, _)| item.get(*key).is_some())
+                            .map(|(_, method)| *method)
+                            .collect();
+                        (segments, served)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
+}
+
+/// The methods the server serves `path` with (none: no such path).
+fn allowed_methods(path: &str) -> Vec<&'static str> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let mut allowed: Vec<&'static str> = route_table()
+        .iter()
+        .filter(|(template, _)| {
+            template.len() == segments.len()
+                && template.iter().zip(&segments).all(|(t, s)| {
+                    if t.starts_with('{') {
+                        !s.is_empty()
+                    } else {
+                        t == s
+                    }
+                })
+        })
+        .flat_map(|(_, methods)| methods.iter().copied())
+        .collect();
+    allowed.sort_unstable();
+    allowed.dedup();
+    allowed
 }
 
 /// `GET /health`: the process is up.
@@ -360,10 +438,15 @@ async fn ready(state: web::Data<ApiState>) -> HttpResponse {
 #[utoipa::path(get, path = "/openapi.json", tag = "operations", security(()),
     responses((status = 200, description = "This OpenAPI 3 document")))]
 async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(served_openapi())
+}
+
+/// The document `/openapi.json` serves.
+fn served_openapi() -> utoipa::openapi::OpenApi {
     let mut doc = api::ApiDoc::openapi();
     doc.info.title = "Surge".into();
     doc.info.version = env!("CARGO_PKG_VERSION").into();
-    HttpResponse::Ok().json(doc)
+    doc
 }
 
 #[cfg(test)]

@@ -43,10 +43,31 @@ impl tracing_actix_web::RootSpanBuilder for RequestSpan {
         span: tracing::Span,
         outcome: &Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>,
     ) {
-        let status = match outcome {
-            Ok(response) => response.response().status(),
-            Err(error) => error.as_response_error().status_code(),
+        let (status, error, code) = match outcome {
+            Ok(response) => (
+                response.response().status(),
+                response.response().error(),
+                response
+                    .response()
+                    .extensions()
+                    .get::<crate::api::problem::ProblemCode>()
+                    .map(|code| code.0),
+            ),
+            Err(error) => (error.as_response_error().status_code(), Some(error), None),
         };
         span.record("status", status.as_u16());
+        // A client's mistake is not the server's: debug, with its code. A
+        // server error is an error, with what caused it.
+        let code = code.or_else(|| {
+            error
+                .and_then(|e| e.as_error::<crate::api::problem::Problem>())
+                .map(|problem| problem.code)
+        });
+        if status.is_server_error() {
+            let cause = error.map(|e| e.to_string()).unwrap_or_default();
+            tracing::error!(parent: &span, status = status.as_u16(), code, %cause, "request failed");
+        } else if status.is_client_error() {
+            tracing::debug!(parent: &span, status = status.as_u16(), code, "client error");
+        }
     }
 }

@@ -73,3 +73,74 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
     );
     assert!(log.contains("INFO"), "{log}");
 }
+
+/// Runs `surge serve` at `level`, sends `requests` (method, path) once it
+/// listens, and returns everything it logged.
+fn log_of_requests(level: &str, requests: &[(&str, &str)]) -> String {
+    let (_dir, storage_url) = common::temp_sqlite();
+    let port = common::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_surge"))
+        .arg("serve")
+        .env_remove("SURGE_ENVIRONMENT")
+        .env("SURGE__HTTP__ADDR", format!("127.0.0.1:{port}"))
+        .env("SURGE__STORAGE__URL", storage_url)
+        .env("SURGE__LOG__FORMAT", "human")
+        .env("RUST_LOG", level)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("surge binary starts");
+    let (sender, chunks) = mpsc::channel();
+    forward(child.stdout.take().expect("piped stdout"), sender.clone());
+    forward(child.stderr.take().expect("piped stderr"), sender);
+    let child = KillOnDrop::adopt(child);
+    let mut log = Vec::new();
+    let deadline = Instant::now() + START_TIMEOUT;
+    while !String::from_utf8_lossy(&log).contains("surge listening") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        log.extend(chunks.recv_timeout(left).expect("surge listens"));
+    }
+    for (method, path) in requests {
+        send(port, method, path);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    drop(child);
+    log.extend(chunks.iter().flatten());
+    String::from_utf8_lossy(&log).into_owned()
+}
+
+#[test]
+fn a_client_error_is_logged_at_debug_with_its_code_and_never_as_a_warning() {
+    let requests = [
+        ("GET", "/no/such/path"),
+        ("GET", "/v1/accounts/a"),
+        ("TRACE", "/v1/payments"),
+    ];
+    let log = log_of_requests("info,surge=debug", &requests);
+    assert!(
+        !log.lines().any(|line| line.contains("WARN")),
+        "a 4xx must not be a warning:\n{log}"
+    );
+    for code in ["not_found", "unauthorized", "method_not_allowed"] {
+        assert!(
+            log.lines().any(|line| line.contains("DEBUG")
+                && line.contains("client error")
+                && line.contains(code)),
+            "no debug line with {code}:\n{log}"
+        );
+    }
+}
+
+/// One HTTP/1.1 request on its own connection; the answer is read and dropped.
+fn send(port: u16, method: &str, path: &str) {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("writes");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+}

@@ -113,6 +113,7 @@ impl Problem {
     pub fn response(&self) -> HttpResponse {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut builder = HttpResponse::build(status);
+        builder.extensions_mut().insert(ProblemCode(self.code));
         builder.content_type("application/problem+json");
         if let Some(seconds) = self.retry_after_s {
             builder.insert_header((header::RETRY_AFTER, seconds.to_string()));
@@ -128,6 +129,11 @@ impl Problem {
         builder.json(self)
     }
 }
+
+/// The `code` of a problem answer, kept on the response for the request log
+/// (`crate::telemetry`).
+#[derive(Debug, Clone, Copy)]
+pub struct ProblemCode(pub &'static str);
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -195,3 +195,30 @@ async fn a_subject_over_its_rate_limit_gets_429_with_retry_after() {
         404
     );
 }
+
+#[actix_web::test]
+async fn a_known_path_with_a_method_it_does_not_serve_is_405_with_allow() {
+    let app = spawn_app().await;
+    for (method, path, allow) in [
+        ("TRACE", "/v1/payments", "POST"),
+        ("DELETE", "/v1/accounts/a", "GET"),
+        ("PUT", "/v1/orders/o-1", "GET"),
+        ("GET", "/v1/payments/p-1/capture", "POST"),
+        ("PATCH", "/health", "GET"),
+    ] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        let response = app
+            .http
+            .request(method.clone(), app.url(path))
+            .bearer_auth(&app.operator)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 405, "{method} {path}");
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+        let body: serde_json::Value = response.json().await.expect("problem+json");
+        assert_eq!(body["code"], "method_not_allowed");
+    }
+    let unknown = app.get("/v1/nothing-here").await;
+    assert_eq!(unknown.status(), 404);
+}
