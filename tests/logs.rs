@@ -24,22 +24,11 @@ fn forward(mut stream: impl Read + Send + 'static, chunks: mpsc::Sender<Vec<u8>>
     });
 }
 
-#[test]
-fn logs_to_a_pipe_carry_no_colour_codes() {
-    let (dir, storage_url) = common::temp_sqlite();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_surge"))
-        .arg("serve")
-        .env("SURGE_CONFIG_DIR", dir.path())
-        .env_remove("SURGE_ENVIRONMENT")
-        .env_remove("APP_ENVIRONMENT")
-        .env("SURGE__HTTP__ADDR", "127.0.0.1:0")
-        .env("SURGE__STORAGE__URL", storage_url)
-        .env("SURGE__LOG__FORMAT", "human")
-        .env("SURGE__LOG__LEVEL", "info")
-        .env_remove("RUST_LOG")
-        // Colour must be left out because the output is no terminal, not
-        // because the environment asks for it.
-        .env_remove("NO_COLOR")
+/// Starts `command` (a `surge serve`) with its output piped, and reads what it
+/// logs until it says it listens: the process, the rest of its output to come,
+/// and what it logged so far.
+fn start_logged(command: &mut Command) -> (KillOnDrop, mpsc::Receiver<Vec<u8>>, Vec<u8>) {
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -49,7 +38,6 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
     forward(child.stdout.take().expect("piped stdout"), sender.clone());
     forward(child.stderr.take().expect("piped stderr"), sender);
     let child = KillOnDrop::adopt(child);
-
     let mut log = Vec::new();
     let deadline = Instant::now() + START_TIMEOUT;
     while !String::from_utf8_lossy(&log).contains("surge listening") {
@@ -62,6 +50,27 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
             ),
         }
     }
+    (child, chunks, log)
+}
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let (dir, storage_url) = common::temp_sqlite();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_surge"));
+    command
+        .arg("serve")
+        .env("SURGE_CONFIG_DIR", dir.path())
+        .env_remove("SURGE_ENVIRONMENT")
+        .env_remove("APP_ENVIRONMENT")
+        .env("SURGE__HTTP__ADDR", "127.0.0.1:0")
+        .env("SURGE__STORAGE__URL", storage_url)
+        .env("SURGE__LOG__FORMAT", "human")
+        .env("SURGE__LOG__LEVEL", "info")
+        .env_remove("RUST_LOG")
+        // Colour must be left out because the output is no terminal, not
+        // because the environment asks for it.
+        .env_remove("NO_COLOR");
+    let (child, chunks, mut log) = start_logged(&mut command);
     drop(child);
     // What it wrote until it was killed (the reader threads end with the pipes).
     log.extend(chunks.iter().flatten());
@@ -79,28 +88,15 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
 fn log_of_requests(level: &str, requests: &[(&str, &str)]) -> String {
     let (_dir, storage_url) = common::temp_sqlite();
     let port = common::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_surge"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_surge"));
+    command
         .arg("serve")
         .env_remove("SURGE_ENVIRONMENT")
         .env("SURGE__HTTP__ADDR", format!("127.0.0.1:{port}"))
         .env("SURGE__STORAGE__URL", storage_url)
         .env("SURGE__LOG__FORMAT", "human")
-        .env("RUST_LOG", level)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("surge binary starts");
-    let (sender, chunks) = mpsc::channel();
-    forward(child.stdout.take().expect("piped stdout"), sender.clone());
-    forward(child.stderr.take().expect("piped stderr"), sender);
-    let child = KillOnDrop::adopt(child);
-    let mut log = Vec::new();
-    let deadline = Instant::now() + START_TIMEOUT;
-    while !String::from_utf8_lossy(&log).contains("surge listening") {
-        let left = deadline.saturating_duration_since(Instant::now());
-        log.extend(chunks.recv_timeout(left).expect("surge listens"));
-    }
+        .env("RUST_LOG", level);
+    let (child, chunks, mut log) = start_logged(&mut command);
     for (method, path) in requests {
         send(port, method, path);
     }
