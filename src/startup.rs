@@ -348,7 +348,7 @@ fn route_table() -> &'static Vec<(Vec<String>, Vec<&'static str>)> {
     static TABLE: std::sync::OnceLock<Vec<(Vec<String>, Vec<&'static str>)>> =
         std::sync::OnceLock::new();
     TABLE.get_or_init(|| {
-        let doc = serde_json::to_value(served_openapi()).unwrap_or_default();
+        let doc = served_openapi();
         let methods = [
             ("get", "GET"),
             ("put", "PUT"),
@@ -442,11 +442,11 @@ async fn openapi() -> HttpResponse {
 }
 
 /// The document `/openapi.json` serves.
-fn served_openapi() -> utoipa::openapi::OpenApi {
+fn served_openapi() -> serde_json::Value {
     let mut doc = api::ApiDoc::openapi();
     doc.info.title = "Surge".into();
     doc.info.version = env!("CARGO_PKG_VERSION").into();
-    doc
+    api::openapi::with_problems(serde_json::to_value(doc).unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod items;
 pub mod jwt_keys;
 pub mod limits;
+pub mod openapi;
 pub mod orders;
 pub mod payments;
 pub mod problem;

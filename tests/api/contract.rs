@@ -380,3 +380,43 @@ async fn every_feed_topic_answers_every_kind_of_caller_as_docs_api_md_says() {
     }
     assert!(wrong.is_empty(), "{}", wrong.concat());
 }
+
+#[actix_web::test]
+async fn every_error_answer_of_openapi_json_is_a_problem_document_and_the_common_ones_are_listed() {
+    let app = spawn_app().await;
+    let document = served_openapi(&app).await;
+    let mut wrong = Vec::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for method in OPENAPI_METHODS {
+            let Some(operation) = item.get(method) else {
+                continue;
+            };
+            let responses = operation["responses"].as_object().expect("responses");
+            for (status, response) in responses {
+                let error = status.starts_with('4') || status.starts_with('5');
+                let content = response["content"].as_object();
+                // A body described as anything but a problem document (/ready's
+                // 503 is its own status document, described in words) is wrong.
+                if error
+                    && content.is_some_and(|c| c.keys().any(|k| k != "application/problem+json"))
+                {
+                    wrong.push(format!(
+                        "\n  {method} {path} {status}: not application/problem+json"
+                    ));
+                }
+            }
+            let public = operation["security"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|r| r.as_object().is_some_and(|r| r.is_empty()))
+            });
+            if !public {
+                for status in ["401", "403", "429", "503"] {
+                    if !responses.contains_key(status) {
+                        wrong.push(format!("\n  {method} {path}: no {status}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.concat());
+}
