@@ -64,6 +64,26 @@ pub enum AuditDb {
     Memory(Mutex<Vec<AuditRow>>),
 }
 
+/// `$sql` once per database backend, with `$pool` its pool and `$p` its
+/// placeholder sigil (`$` or `?`; the statements are the same otherwise), or
+/// `$memory` with `$rows` for the memory backend. The two arms differ only in
+/// their types, which is why this is a macro and not a function.
+macro_rules! on_database {
+    ($db:expr, |$pool:ident, $p:ident| $sql:expr, |$rows:ident| $memory:expr) => {
+        match $db {
+            AuditDb::Postgres($pool) => {
+                let $p = "$";
+                $sql
+            }
+            AuditDb::Sqlite($pool) => {
+                let $p = "?";
+                $sql
+            }
+            AuditDb::Memory($rows) => $memory,
+        }
+    };
+}
+
 const COLUMNS: &str = "seq, at_ms, sub, action, target, outcome, detail, prev_hash, hash";
 
 impl AuditDb {
@@ -98,42 +118,31 @@ impl AuditDb {
     /// The last row's `seq` and `hash`, where the chain goes on from.
     pub async fn last(&self) -> anyhow::Result<Option<(i64, String)>> {
         let query = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
-        Ok(match self {
-            Self::Postgres(pool) => sqlx::query(query)
+        Ok(on_database!(
+            self,
+            |pool, _placeholder| sqlx::query(query)
                 .fetch_optional(pool)
                 .await?
                 .map(|row| (row.get(0), row.get(1))),
-            Self::Sqlite(pool) => sqlx::query(query)
-                .fetch_optional(pool)
-                .await?
-                .map(|row| (row.get(0), row.get(1))),
-            Self::Memory(rows) => lock(rows).last().map(|row| (row.seq, row.hash.clone())),
-        })
+            |rows| lock(rows).last().map(|row| (row.seq, row.hash.clone()))
+        ))
     }
 
     /// Stores `rows`, all or none.
     pub async fn insert(&self, rows: &[AuditRow]) -> anyhow::Result<()> {
-        match self {
-            Self::Postgres(pool) => {
+        on_database!(
+            self,
+            |pool, placeholder| {
                 let mut tx = pool.begin().await?;
                 for row in rows {
-                    bind(sqlx::query(&insert_sql("$")), row)
+                    bind(sqlx::query(&insert_sql(placeholder)), row)
                         .execute(&mut *tx)
                         .await?;
                 }
                 tx.commit().await?;
-            }
-            Self::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                for row in rows {
-                    bind(sqlx::query(&insert_sql("?")), row)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-            }
-            Self::Memory(stored) => lock(stored).extend(rows.iter().cloned()),
-        }
+            },
+            |stored| lock(stored).extend(rows.iter().cloned())
+        );
         Ok(())
     }
 
@@ -147,38 +156,22 @@ impl AuditDb {
                  ORDER BY seq DESC LIMIT {p}6"
             )
         };
-        let (before, sub, action) = (
-            filter.before,
-            filter.sub.as_deref(),
-            filter.action.as_deref(),
-        );
-        let (since, until, limit) = (filter.since_ms, filter.until_ms, filter.limit);
-        Ok(match self {
-            Self::Postgres(pool) => sqlx::query(&sql("$"))
-                .bind(before)
-                .bind(sub)
-                .bind(action)
-                .bind(since)
-                .bind(until)
+        let limit = filter.limit;
+        Ok(on_database!(
+            self,
+            |pool, placeholder| sqlx::query(&sql(placeholder))
+                .bind(filter.before)
+                .bind(filter.sub.as_deref())
+                .bind(filter.action.as_deref())
+                .bind(filter.since_ms)
+                .bind(filter.until_ms)
                 .bind(limit)
                 .fetch_all(pool)
                 .await?
                 .iter()
                 .map(decode)
                 .collect(),
-            Self::Sqlite(pool) => sqlx::query(&sql("?"))
-                .bind(before)
-                .bind(sub)
-                .bind(action)
-                .bind(since)
-                .bind(until)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(decode)
-                .collect(),
-            Self::Memory(rows) => {
+            |rows| {
                 let rows = lock(rows);
                 let mut page: Vec<AuditRow> = rows
                     .iter()
@@ -189,27 +182,22 @@ impl AuditDb {
                 page.truncate(usize::try_from(limit).unwrap_or(0));
                 page
             }
-        })
+        ))
     }
 
     /// Every row, in chain order.
     pub async fn all(&self) -> anyhow::Result<Vec<AuditRow>> {
         let query = format!("SELECT {COLUMNS} FROM audit ORDER BY seq");
-        Ok(match self {
-            Self::Postgres(pool) => sqlx::query(&query)
+        Ok(on_database!(
+            self,
+            |pool, _placeholder| sqlx::query(&query)
                 .fetch_all(pool)
                 .await?
                 .iter()
                 .map(decode)
                 .collect(),
-            Self::Sqlite(pool) => sqlx::query(&query)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(decode)
-                .collect(),
-            Self::Memory(rows) => lock(rows).clone(),
-        })
+            |rows| lock(rows).clone()
+        ))
     }
 }
 
