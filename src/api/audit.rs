@@ -43,7 +43,8 @@ type Written = oneshot::Sender<Result<(), String>>;
 pub struct AuditLog {
     queue: mpsc::Sender<(Entry, Written)>,
     db: Arc<AuditDb>,
-    refused: Mutex<HashMap<(String, i64), u64>>,
+    /// Refusals counted by minute, then by claimed subject.
+    refused: Mutex<HashMap<i64, HashMap<String, u64>>>,
 }
 
 impl AuditLog {
@@ -139,16 +140,17 @@ impl AuditLog {
         let minute = now_ms() / 60_000;
         let first = {
             let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-            let known = refused.contains_key(&(claimed.clone(), minute));
-            let in_minute = refused.keys().filter(|(_, m)| *m == minute).count();
-            let key = if known || in_minute < REFUSED_SUBJECTS_PER_MINUTE_MAX {
-                (claimed, minute)
+            let subjects = refused.entry(minute).or_default();
+            let key = if subjects.contains_key(&claimed)
+                || subjects.len() < REFUSED_SUBJECTS_PER_MINUTE_MAX
+            {
+                claimed
             } else {
-                ("*".to_owned(), minute)
+                "*".to_owned()
             };
-            let count = refused.entry(key.clone()).or_default();
+            let count = subjects.entry(key.clone()).or_default();
             *count += 1;
-            (*count == 1).then_some(key.0)
+            (*count == 1).then_some(key)
         };
         if let Some(sub) = first {
             let log = self.clone();
@@ -165,13 +167,19 @@ impl AuditLog {
     async fn flush_refused(&self, minute_now: i64) {
         let done: Vec<((String, i64), u64)> = {
             let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-            let keys: Vec<(String, i64)> = refused
+            let minutes: Vec<i64> = refused
                 .keys()
-                .filter(|(_, m)| *m < minute_now)
-                .cloned()
+                .filter(|m| **m < minute_now)
+                .copied()
                 .collect();
-            keys.into_iter()
-                .filter_map(|key| refused.remove(&key).map(|count| (key, count)))
+            minutes
+                .into_iter()
+                .filter_map(|minute| refused.remove(&minute).map(|subjects| (minute, subjects)))
+                .flat_map(|(minute, subjects)| {
+                    subjects
+                        .into_iter()
+                        .map(move |(sub, count)| ((sub, minute), count))
+                })
                 .collect()
         };
         // The first of each minute was written when it happened.

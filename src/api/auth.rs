@@ -354,7 +354,12 @@ fn bearer(request: &HttpRequest) -> Result<String, Problem> {
 
 impl FromRequest for Caller {
     type Error = Problem;
-    type Future = futures::future::LocalBoxFuture<'static, Result<Caller, Problem>>;
+    /// Ready at once unless the rate limit is shared through Redis: no
+    /// allocation per request for the common case.
+    type Future = futures::future::Either<
+        std::future::Ready<Result<Caller, Problem>>,
+        futures::future::LocalBoxFuture<'static, Result<Caller, Problem>>,
+    >;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         let verified = (|| {
@@ -368,33 +373,46 @@ impl FromRequest for Caller {
         let limiter = request
             .app_data::<web::Data<crate::rate_limit::RateLimiter>>()
             .cloned();
-        Box::pin(async move {
-            let claims = verified?;
-            if let Some(limiter) = limiter {
-                let verdict = if limiter.is_shared() {
-                    limiter.check(&claims.sub).await
-                } else {
-                    limiter.check_local(&claims.sub)
-                };
-                if let Err(limited) = verdict {
-                    let mut problem = Problem::new(
-                        429,
-                        "rate_limited",
-                        "Too many requests",
-                        format!("the rate limit of {} is exhausted", claims.sub),
-                    );
-                    problem.retry_after_s = Some(limited.retry_after_s);
-                    problem.rate_limit_burst = Some(limited.burst);
-                    return Err(problem);
-                }
+        use futures::future::Either;
+        let claims = match verified {
+            Ok(claims) => claims,
+            Err(problem) => return Either::Left(std::future::ready(Err(problem))),
+        };
+        match limiter {
+            Some(limiter) if limiter.is_shared() => Either::Right(Box::pin(async move {
+                let verdict = limiter.check(&claims.sub).await;
+                admit(claims, verdict)
+            })),
+            Some(limiter) => {
+                let verdict = limiter.check_local(&claims.sub);
+                Either::Left(std::future::ready(admit(claims, verdict)))
             }
-            Ok(Caller {
-                sub: claims.sub,
-                role: claims.role,
-                accounts: claims.accounts,
-            })
-        })
+            None => Either::Left(std::future::ready(admit(claims, Ok(())))),
+        }
     }
+}
+
+/// The caller, or 429 when the rate limit says so.
+fn admit(
+    claims: Claims,
+    verdict: Result<(), crate::rate_limit::Limited>,
+) -> Result<Caller, Problem> {
+    if let Err(limited) = verdict {
+        let mut problem = Problem::new(
+            429,
+            "rate_limited",
+            "Too many requests",
+            format!("the rate limit of {} is exhausted", claims.sub),
+        );
+        problem.retry_after_s = Some(limited.retry_after_s);
+        problem.rate_limit_burst = Some(limited.burst);
+        return Err(problem);
+    }
+    Ok(Caller {
+        sub: claims.sub,
+        role: claims.role,
+        accounts: claims.accounts,
+    })
 }
 
 #[cfg(test)]
