@@ -50,6 +50,7 @@ pub struct EngineSettings {
     pub tick_interval_ms: u64,
     pub journal_timeout_ms: u64,
     pub reply_timeout_ms: u64,
+    pub queue_deadline_ms: u64,
     pub step_resend_ms: u64,
     pub snapshot_every_events: u64,
     pub snapshot_interval_s: u64,
@@ -268,6 +269,10 @@ impl Settings {
         anyhow::ensure!(
             self.engine.mailbox_capacity > 0,
             "engine.mailbox_capacity must be positive"
+        );
+        anyhow::ensure!(
+            self.engine.queue_deadline_ms < self.engine.reply_timeout_ms,
+            "engine.queue_deadline_ms must be below engine.reply_timeout_ms"
         );
         anyhow::ensure!(
             self.limits.payments_batch_max > 0,

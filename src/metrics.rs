@@ -6,7 +6,8 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use std::time::{Duration, Instant};
 use surge_actors::engine::EngineObserver;
@@ -28,6 +29,12 @@ pub struct Metrics {
     shard_last_seq: IntGaugeVec,
     shard_open_entities: IntGaugeVec,
     shard_open_entities_max: IntGaugeVec,
+    shard_queue_delay: GaugeVec,
+    shard_shed: IntCounterVec,
+    http_shed: IntCounter,
+    http_worker_lag: prometheus::Gauge,
+    admission: IntGaugeVec,
+    admission_shed: IntCounter,
 }
 
 pub fn must<T>(result: prometheus::Result<T>) -> T {
@@ -110,6 +117,39 @@ impl Metrics {
             ),
             &["shard"],
         ));
+        let shard_queue_delay = must(GaugeVec::new(
+            Opts::new(
+                "shard_queue_delay_seconds",
+                "How long the last client message a shard dequeued had waited in its mailbox",
+            ),
+            &["shard"],
+        ));
+        let shard_shed = must(IntCounterVec::new(
+            Opts::new(
+                "shard_shed_total",
+                "Client commands and reads a shard refused with 503 overloaded for waiting past engine.queue_deadline_ms",
+            ),
+            &["shard"],
+        ));
+        let http_shed = must(IntCounter::new(
+            "http_shed_total",
+            "Requests refused with 503 overloaded before their body was read, while their HTTP worker lagged past engine.queue_deadline_ms",
+        ));
+        let http_worker_lag = must(prometheus::Gauge::new(
+            "http_worker_lag_seconds",
+            "How late an HTTP worker's probe last woke up: how long a request arriving then waited before its handler ran",
+        ));
+        let admission = must(IntGaugeVec::new(
+            Opts::new(
+                "engine_admission",
+                "Client requests in flight inside the engine (in_flight) and the adaptive limit past which new ones get 503 overloaded (limit)",
+            ),
+            &["value"],
+        ));
+        let admission_shed = must(IntCounter::new(
+            "engine_admission_shed_total",
+            "Client requests refused with 503 overloaded at the engine's admission limit",
+        ));
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_latency.clone()),
@@ -124,6 +164,12 @@ impl Metrics {
             Box::new(shard_last_seq.clone()),
             Box::new(shard_open_entities.clone()),
             Box::new(shard_open_entities_max.clone()),
+            Box::new(shard_queue_delay.clone()),
+            Box::new(shard_shed.clone()),
+            Box::new(http_shed.clone()),
+            Box::new(http_worker_lag.clone()),
+            Box::new(admission.clone()),
+            Box::new(admission_shed.clone()),
         ] {
             must(registry.register(collector));
         }
@@ -148,7 +194,18 @@ impl Metrics {
             shard_last_seq,
             shard_open_entities,
             shard_open_entities_max,
+            shard_queue_delay,
+            shard_shed,
+            http_shed,
+            http_worker_lag,
+            admission,
+            admission_shed,
         }
+    }
+
+    /// Counts a request shed at the front (`api::overload::gate`).
+    pub fn shed_at_front(&self) {
+        self.http_shed.inc();
     }
 
     /// Refreshes the per-shard gauges from the engine, then renders everything.
@@ -170,7 +227,25 @@ impl Metrics {
             self.shard_open_entities_max
                 .with_label_values(&[shard.as_str()])
                 .set(status.open_entities_max as i64);
+            self.shard_queue_delay
+                .with_label_values(&[shard.as_str()])
+                .set(status.queue_delay_us as f64 / 1e6);
+            let shed = self.shard_shed.with_label_values(&[shard.as_str()]);
+            shed.inc_by(status.shed.saturating_sub(shed.get()));
         }
+        let (in_flight, limit, shed) = engine.admission_stats();
+        self.admission
+            .with_label_values(&["in_flight"])
+            .set(in_flight as i64);
+        self.admission
+            .with_label_values(&["limit"])
+            .set(limit as i64);
+        self.admission_shed
+            .inc_by(shed.saturating_sub(self.admission_shed.get()));
+        self.http_worker_lag.set(
+            crate::api::overload::LAST_LAG_US.load(std::sync::atomic::Ordering::Relaxed) as f64
+                / 1e6,
+        );
         let mut buffer = Vec::new();
         let encoder = TextEncoder::new();
         // Encoding into a Vec cannot fail for well-formed metric families.

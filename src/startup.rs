@@ -205,6 +205,7 @@ fn engine_config(settings: &Settings, observer: Arc<ServerObserver>) -> EngineCo
         tick_interval_ms: engine.tick_interval_ms,
         journal_timeout_ms: engine.journal_timeout_ms,
         reply_timeout_ms: engine.reply_timeout_ms,
+        queue_deadline_ms: engine.queue_deadline_ms,
         shard_threads: engine.shard_threads,
         hash_seed: engine.hash_seed,
         snapshot_every_events: engine.snapshot_every_events,
@@ -268,12 +269,26 @@ fn run(
         },
         &metrics.registry,
     )?);
+    let queue_deadline = Duration::from_millis(settings.engine.queue_deadline_ms);
+    let drain_bytes_max = settings.http.batch_body_limit_bytes;
     let mut server = HttpServer::new(move || {
+        // The factory runs on each worker thread: each gets its own lag probe.
+        api::overload::start_probe();
         App::new()
-            .wrap(from_fn(metrics::track))
             .wrap(tracing_actix_web::TracingLogger::<
                 crate::telemetry::RequestSpan,
             >::new())
+            // Inside the metrics (a shed request is counted with its 503) and
+            // outside the request's span, so shedding costs as little as it can.
+            .wrap(from_fn(move |request, next| {
+                api::overload::gate(queue_deadline, request, next)
+            }))
+            // Reads what an early answer (401, 429, 503...) left of a body, so
+            // that the connection survives it.
+            .wrap(from_fn(move |request, next| {
+                api::drain::keep_alive(drain_bytes_max, request, next)
+            }))
+            .wrap(from_fn(metrics::track))
             .app_data(state.clone())
             .app_data(keys.clone())
             .app_data(limiter.clone())

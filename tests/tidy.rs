@@ -24,7 +24,7 @@ const TEXT_EXTENSIONS: &[&str] = &["rs", "md", "toml", "sh", "yml", "yaml", "sql
 /// before it (and itself). Modules on one line are peers that do not import each
 /// other. The same order as docs/ARCHITECTURE.md's code map.
 const ENGINE_LAYERS: &[&[&str]] = &[
-    &["domain", "rejection", "router"],
+    &["admission", "domain", "rejection", "router"],
     &["model"],
     &["order"],
     &["archive"],

@@ -33,6 +33,8 @@ pub type Responder = oneshot::Sender<Result<Reply, EngineError>>;
 #[rtype(result = "()")]
 pub struct Submit {
     pub items: Vec<(Command, Responder)>,
+    /// When it joined the mailbox (load shedding reads its age).
+    pub sent_at: Instant,
 }
 
 /// A read of one entity.
@@ -41,6 +43,8 @@ pub struct Submit {
 pub struct Read {
     pub query: Query,
     pub reply: Responder,
+    /// When it joined the mailbox (load shedding reads its age).
+    pub sent_at: Instant,
 }
 
 /// Saga messages from other shards.
@@ -107,6 +111,9 @@ pub struct ShardSettings {
     /// journal is idle, without waiting for the mailbox to drain (see
     /// `schedule_flush`); below it, small inputs keep group-committing.
     pub flush_at_once_events_min: usize,
+    /// Client work older than this when dequeued is answered `Overloaded`
+    /// undecided (`Duration::ZERO`: never).
+    pub queue_deadline: Duration,
     pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
     pub observer: Arc<dyn EngineObserver>,
 }
@@ -188,6 +195,19 @@ impl ShardActor {
             shutting_down: false,
             core_generation: 0,
         }
+    }
+
+    /// Notes how long a client message waited in the mailbox, and whether that
+    /// is past the queueing deadline: then it is answered `Overloaded` without
+    /// being decided, which costs the shard almost nothing, so a queue that
+    /// formed drains fast and the work after it is served in time.
+    fn past_deadline(&self, sent_at: Instant) -> bool {
+        let waited = sent_at.elapsed();
+        let waited_us = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        self.stats
+            .queue_delay_us
+            .store(waited_us, Ordering::Relaxed);
+        !self.settings.queue_deadline.is_zero() && waited > self.settings.queue_deadline
     }
 
     fn now(&self) -> u64 {
@@ -799,6 +819,15 @@ impl Handler<Submit> for ShardActor {
 
     fn handle(&mut self, message: Submit, ctx: &mut Context<Self>) {
         self.settings.observer.mailbox_received(self.id);
+        if self.past_deadline(message.sent_at) {
+            self.stats
+                .shed
+                .fetch_add(message.items.len() as u64, Ordering::Relaxed);
+            for (_, responder) in message.items {
+                let _ = responder.send(Err(EngineError::Overloaded));
+            }
+            return;
+        }
         if self.core.is_none() || self.resync_needed || self.shutting_down {
             let error = if self.shutting_down {
                 EngineError::ShuttingDown
@@ -831,6 +860,11 @@ impl Handler<Read> for ShardActor {
 
     fn handle(&mut self, message: Read, _ctx: &mut Context<Self>) {
         self.settings.observer.mailbox_received(self.id);
+        if self.past_deadline(message.sent_at) {
+            self.stats.shed.fetch_add(1, Ordering::Relaxed);
+            let _ = message.reply.send(Err(EngineError::Overloaded));
+            return;
+        }
         let Some(core) = self.core.as_ref() else {
             let _ = message.reply.send(Err(EngineError::Retry));
             return;

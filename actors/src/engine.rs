@@ -3,6 +3,7 @@
 
 use crate::actor::{Control, Read, Responder, ShardActor, ShardSettings, Submit};
 pub use crate::actor::{ControlReply, ControlRequest};
+use crate::admission::Admission;
 use crate::archive::ArchiveKey;
 use crate::command::{Command, Query, Reply};
 use crate::journal::Journal;
@@ -30,6 +31,10 @@ pub struct EngineConfig {
     pub journal_timeout_ms: u64,
     /// How long a caller waits for its answer before giving up with `Retry`.
     pub reply_timeout_ms: u64,
+    /// Load shedding: client work is admitted so that it is answered within this
+    /// (`crate::admission`), and a command or read that still waited longer in
+    /// its shard's mailbox is answered `Overloaded` undecided (`0`: off).
+    pub queue_deadline_ms: u64,
     /// Threads the shards run on (`0`: one per CPU, at most one per shard).
     pub shard_threads: usize,
     pub hash_seed: u64,
@@ -51,6 +56,7 @@ impl Default for EngineConfig {
             tick_interval_ms: 20,
             journal_timeout_ms: 5_000,
             reply_timeout_ms: 10_000,
+            queue_deadline_ms: 0,
             shard_threads: 0,
             hash_seed: 0,
             snapshot_every_events: 100_000,
@@ -79,6 +85,7 @@ struct Inner {
     router: Router,
     shards: Vec<(Addr<ShardActor>, Arc<ShardStats>)>,
     reply_timeout: Duration,
+    admission: Admission,
     observer: Arc<dyn EngineObserver>,
     journal: Arc<dyn Journal>,
     open_entities_max: usize,
@@ -154,6 +161,7 @@ impl Engine {
             snapshot_every_events: config.snapshot_every_events.max(1),
             snapshot_interval_s: config.snapshot_interval_s,
             flush_at_once_events_min: config.flush_at_once_events_min.max(1),
+            queue_deadline: Duration::from_millis(config.queue_deadline_ms),
             clock: config.clock.clone(),
             observer: observer.clone(),
         });
@@ -181,6 +189,7 @@ impl Engine {
                 router,
                 shards,
                 reply_timeout: Duration::from_millis(config.reply_timeout_ms),
+                admission: Admission::new(Duration::from_millis(config.queue_deadline_ms)),
                 observer,
                 journal,
                 open_entities_max: config.limits.open_entities_max,
@@ -189,12 +198,28 @@ impl Engine {
         }
     }
 
+    /// Whether client work would be refused as overloaded now: the front door
+    /// asks before it reads a request (see `crate::admission`).
+    pub fn saturated(&self) -> bool {
+        self.inner.admission.saturated()
+    }
+
+    /// Client requests in flight, the admission limit, and requests refused.
+    pub fn admission_stats(&self) -> (u64, u64, u64) {
+        self.inner.admission.stats()
+    }
+
     pub fn router(&self) -> Router {
         self.inner.router
     }
 
     /// Runs one command on its shard.
     pub async fn execute(&self, command: Command) -> Result<Reply, EngineError> {
+        // An order's answer may wait for its saga (`wait_ms`): not a sample.
+        let sampled = !matches!(command, Command::CreateOrder { .. });
+        let Some(_taken) = self.inner.admission.admit(sampled) else {
+            return Err(EngineError::Overloaded);
+        };
         let shard = self.inner.router.shard_for(command.route_key());
         let (responder, receiver) = oneshot::channel();
         self.submit(shard, vec![(command, responder)])?;
@@ -203,6 +228,9 @@ impl Engine {
 
     /// Runs many commands: one message per shard, answers in the order given.
     pub async fn execute_batch(&self, commands: Vec<Command>) -> Vec<Result<Reply, EngineError>> {
+        let Some(_taken) = self.inner.admission.admit(false) else {
+            return vec![Err(EngineError::Overloaded); commands.len()];
+        };
         let shards = self.inner.shards.len();
         let mut per_shard: Vec<Vec<(Command, Responder)>> =
             (0..shards).map(|_| Vec::new()).collect();
@@ -243,6 +271,9 @@ impl Engine {
     /// one the archive does not have yet is asked of the shard, and if it left
     /// memory in between, read from the archive again.
     pub async fn query(&self, query: Query) -> Result<Reply, EngineError> {
+        let Some(_taken) = self.inner.admission.admit(true) else {
+            return Err(EngineError::Overloaded);
+        };
         let Some(key) = query.archive_key() else {
             return self.ask_shard(query).await;
         };
@@ -289,6 +320,7 @@ impl Engine {
         if let Err(error) = addr.try_send(Read {
             query,
             reply: responder,
+            sent_at: std::time::Instant::now(),
         }) {
             self.inner.observer.mailbox_received(shard);
             return Err(send_error(&error));
@@ -309,6 +341,8 @@ impl Engine {
                 last_seq: stats.last_seq.load(Ordering::Relaxed),
                 snapshot_seq: stats.snapshot_seq.load(Ordering::Relaxed),
                 mailbox_len: stats.mailbox_len.load(Ordering::Relaxed),
+                queue_delay_us: stats.queue_delay_us.load(Ordering::Relaxed),
+                shed: stats.shed.load(Ordering::Relaxed),
                 accounts: stats.accounts.load(Ordering::Relaxed),
                 items: stats.items.load(Ordering::Relaxed),
                 payments: stats.payments.load(Ordering::Relaxed),
@@ -377,7 +411,8 @@ impl Engine {
     fn submit(&self, shard: ShardId, items: Vec<(Command, Responder)>) -> Result<(), EngineError> {
         let (addr, _) = &self.inner.shards[shard.0 as usize];
         self.inner.observer.mailbox_sent(shard);
-        addr.try_send(Submit { items }).map_err(|error| {
+        let sent_at = std::time::Instant::now();
+        addr.try_send(Submit { items, sent_at }).map_err(|error| {
             self.inner.observer.mailbox_received(shard);
             send_error(&error)
         })

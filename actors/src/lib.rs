@@ -26,6 +26,7 @@
 //! * [`engine`]: the handle the server uses to start shards and send them work.
 
 pub mod actor;
+pub mod admission;
 pub mod archive;
 pub mod command;
 pub mod decide;

@@ -164,7 +164,7 @@ impl From<EngineError> for Problem {
                 503,
                 "overloaded",
                 "The engine is overloaded",
-                "the shard's queue is full; retry after the given delay",
+                "the shard's queue is full or its requests wait past the queueing deadline; retry after the given delay",
             ),
             EngineError::Retry => Problem::new(
                 503,

@@ -208,15 +208,19 @@ impl Api {
         }
     }
 
+    /// An unmeasured request of the setup, retried while the server sheds it.
     async fn post_json(&self, path: &str, token: &str, body: &impl Serialize) -> (u16, Value) {
-        let sent = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await;
-        read(sent).await
+        shed_retried(|| async {
+            let sent = self
+                .http
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(token)
+                .json(body)
+                .send()
+                .await;
+            read(sent).await
+        })
+        .await
     }
 
     /// A measured JSON request: prepared URL and header, the answer's raw bytes.
@@ -239,14 +243,18 @@ impl Api {
         exchange(request).await
     }
 
+    /// An unmeasured read (setup, verification), retried while the server sheds it.
     async fn get_json(&self, path: &str) -> (u16, Value) {
-        let sent = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.tokens.operator)
-            .send()
-            .await;
-        read(sent).await
+        shed_retried(|| async {
+            let sent = self
+                .http
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(&self.tokens.operator)
+                .send()
+                .await;
+            read(sent).await
+        })
+        .await
     }
 
     /// Creates (or finds, with the same fields) an account.
@@ -526,6 +534,28 @@ impl Api {
 }
 
 /// Sends a request through reqwest: the answer's status and raw body.
+/// Attempts of an unmeasured request the server sheds (503 `overloaded`: it
+/// was not carried out, so sending it again is always safe), a second apart at
+/// most: a run that overloaded the server is verified once it has caught up.
+const SHED_ATTEMPTS_MAX: u32 = 60;
+
+async fn shed_retried<F, Fut>(send: F) -> (u16, Value)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = (u16, Value)>,
+{
+    let mut pause = Duration::from_millis(50);
+    for _ in 1..SHED_ATTEMPTS_MAX {
+        let (status, value) = send().await;
+        if !(status == 503 && value["code"] == "overloaded") {
+            return (status, value);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+    send().await
+}
+
 async fn exchange(request: reqwest::RequestBuilder) -> (u16, Bytes) {
     match request.send().await {
         Ok(response) => {

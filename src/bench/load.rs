@@ -47,6 +47,9 @@ pub struct Tally {
     pub errors: BTreeMap<String, u64>,
     /// Request latency in microseconds.
     pub latency_us: Histogram<u64>,
+    /// Latency of the requests the server served: every operation answered,
+    /// accepted or refused on its merits (not shed as overloaded, not failed).
+    pub served_latency_us: Histogram<u64>,
 }
 
 impl Tally {
@@ -58,6 +61,7 @@ impl Tally {
             rejected: BTreeMap::new(),
             errors: BTreeMap::new(),
             latency_us: new_histogram(),
+            served_latency_us: new_histogram(),
         }
     }
 
@@ -71,8 +75,16 @@ impl Tally {
                 Outcome::Error(code) => *self.errors.entry(code.clone()).or_default() += 1,
             }
         }
-        let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        self.latency_us.saturating_record(latency_us.max(1));
+        let latency_us = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self.latency_us.saturating_record(latency_us);
+        if outcomes
+            .iter()
+            .all(|outcome| !matches!(outcome, Outcome::Error(_)))
+        {
+            self.served_latency_us.saturating_record(latency_us);
+        }
     }
 
     pub fn rejected_total(&self) -> u64 {

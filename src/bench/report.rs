@@ -23,7 +23,10 @@ pub struct LatencyMs {
 
 impl LatencyMs {
     fn of(tally: &Tally) -> Self {
-        let h = &tally.latency_us;
+        Self::of_histogram(&tally.latency_us)
+    }
+
+    fn of_histogram(h: &hdrhistogram::Histogram<u64>) -> Self {
         let ms = |us: u64| us as f64 / 1_000.0;
         if h.is_empty() {
             return Self::default();
@@ -98,6 +101,18 @@ pub struct RunReport {
     /// Operations (orders, payments; reads in mixed) per second, not HTTP requests.
     pub throughput_per_s: f64,
     pub latency_ms: LatencyMs,
+    /// Operations shed with 503 `overloaded` (a subset of `errors`).
+    pub shed: u64,
+    /// Operations served (accepted, or refused on their merits) per second:
+    /// throughput without the shed and failed ones.
+    pub goodput_per_s: f64,
+    /// Latency of the requests served (see `Tally::served_latency_us`).
+    pub served_latency_ms: LatencyMs,
+    /// Open loop: whether the generator sent its requests later than scheduled
+    /// (the phase ran past its duration): then the offered rate was not reached.
+    pub behind_schedule: bool,
+    /// The phase's planned duration (`--duration-s`).
+    pub duration_s_planned: u64,
     pub invariants: Invariants,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub orders_confirmed: Option<u64>,
@@ -111,6 +126,9 @@ pub struct RunReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemoryReport>,
 }
+
+/// How the client labels an operation shed by the server.
+const SHED_LABEL: &str = "503 overloaded";
 
 /// Percentiles drawn in the distribution chart and listed in the JSON.
 const DISTRIBUTION_PERCENTILES: [f64; 12] = [
@@ -170,6 +188,16 @@ impl RunReport {
                 0.0
             },
             latency_ms: LatencyMs::of(total),
+            shed: total.errors.get(SHED_LABEL).copied().unwrap_or(0),
+            goodput_per_s: if duration_s > 0.0 {
+                (total.ok + total.rejected_total()) as f64 / duration_s
+            } else {
+                0.0
+            },
+            served_latency_ms: LatencyMs::of_histogram(&total.served_latency_us),
+            // A second of slack: the last requests' answers arrive after it ends.
+            behind_schedule: args.rate.is_some() && duration_s > args.duration_s as f64 + 1.0,
+            duration_s_planned: args.duration_s,
             invariants,
             orders_confirmed: orders.map(|(confirmed, _)| confirmed),
             units_sold: orders.map(|(_, units)| units),
@@ -317,6 +345,14 @@ pub fn print_summary(comparison: &Comparison) {
     row("latency p99 ms", &|r| format!("{:.2}", r.latency_ms.p99));
     row("latency p99.9 ms", &|r| format!("{:.2}", r.latency_ms.p999));
     row("latency max ms", &|r| format!("{:.2}", r.latency_ms.max));
+    row("shed (503 overloaded)", &|r| r.shed.to_string());
+    row("goodput ops/s", &|r| format!("{:.0}", r.goodput_per_s));
+    row("served p50 / p99 ms", &|r| {
+        format!(
+            "{:.2} / {:.2}",
+            r.served_latency_ms.p50, r.served_latency_ms.p99
+        )
+    });
     row("orders confirmed", &|r| {
         r.orders_confirmed.map_or("-".into(), |n| n.to_string())
     });
@@ -381,6 +417,12 @@ pub fn print_summary(comparison: &Comparison) {
         );
     }
     for run in runs {
+        if run.behind_schedule {
+            println!(
+                "  warning: {}'s load generator fell behind its schedule (the phase ran {:.1} s of {} s), so the offered rate was not reached",
+                run.target, run.duration_s, run.duration_s_planned
+            );
+        }
         if !run.rejected_by_code.is_empty() {
             println!(
                 "  {} rejected: {}",
