@@ -14,11 +14,14 @@
 //! answer may wait for its saga by design (`wait_ms`), which says nothing about
 //! queueing.
 //!
-//! The controller is AIMD over windows of `WINDOW`: a window whose mean latency
-//! passed the deadline shrinks the limit by a quarter; one that stayed within
-//! it while the limit was reached grows it by a tenth. In-flight counts and
-//! latency sums are atomics, so admitting costs two atomic operations and no
-//! lock; the one caller that closes a window adjusts the limit.
+//! The controller is AIMD over windows of `WINDOW`: a window in which more
+//! than one sampled answer in `LATE_ONE_IN` came later than the deadline
+//! shrinks the limit by a quarter; one on time that reached the limit grows it
+//! by a tenth. So the p99 of answers is held to the deadline, and a closed loop
+//! of clients whose answers are on time is never shed, however many they are.
+//! In-flight counts and late answers are atomics, so admitting costs two atomic
+//! operations and no lock; the one caller that closes a window adjusts the
+//! limit.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -29,8 +32,9 @@ const WINDOW: Duration = Duration::from_millis(100);
 pub const LIMIT_MIN: u64 = 64;
 /// Nor above this.
 pub const LIMIT_MAX: u64 = 1 << 20;
-/// The mean latency the controller aims at is the deadline over this.
-const MEAN_OF_DEADLINE: u64 = 4;
+/// A window in which more than one answer in this many came later than the
+/// deadline shrinks the limit: the controller holds the p99 to the deadline.
+const LATE_ONE_IN: u64 = 100;
 /// Where the limit starts.
 const LIMIT_START: u64 = 4_096;
 
@@ -45,8 +49,9 @@ pub struct Admission {
     /// Highest in-flight count seen in the current window.
     peak: AtomicU64,
     window_started_us: AtomicU64,
-    latency_sum_us: AtomicU64,
-    latency_count: AtomicU64,
+    /// Sampled answers of the current window, and those later than the deadline.
+    answered: AtomicU64,
+    late: AtomicU64,
     shed: AtomicU64,
 }
 
@@ -70,8 +75,8 @@ impl Admission {
             limit: AtomicU64::new(LIMIT_START),
             peak: AtomicU64::new(0),
             window_started_us: AtomicU64::new(0),
-            latency_sum_us: AtomicU64::new(0),
-            latency_count: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
+            late: AtomicU64::new(0),
             shed: AtomicU64::new(0),
         }
     }
@@ -115,8 +120,10 @@ impl Admission {
             return;
         }
         let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        self.latency_sum_us.fetch_add(latency_us, Ordering::Relaxed);
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.answered.fetch_add(1, Ordering::Relaxed);
+        if latency_us > self.deadline_us {
+            self.late.fetch_add(1, Ordering::Relaxed);
+        }
         let now_us = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
         let started = self.window_started_us.load(Ordering::Relaxed);
         let window_us = WINDOW.as_micros() as u64;
@@ -129,29 +136,36 @@ impl Admission {
             return;
         }
         // This caller closed the window: adjust the limit from what it saw.
-        let sum = self.latency_sum_us.swap(0, Ordering::Relaxed);
-        let count = self.latency_count.swap(0, Ordering::Relaxed).max(1);
+        let answered = self.answered.swap(0, Ordering::Relaxed);
+        let late = self.late.swap(0, Ordering::Relaxed);
         let peak = self
             .peak
             .swap(self.in_flight.load(Ordering::Relaxed), Ordering::Relaxed);
         let limit = self.limit.load(Ordering::Relaxed);
-        // The mean is held to a quarter of the deadline, so that the slow tail
-        // of a window (p99 runs at several times the mean) stays within it.
-        let next = next_limit(
-            limit,
-            sum / count,
-            self.deadline_us / MEAN_OF_DEADLINE,
-            peak,
-        );
+        let elapsed_us = now_us.saturating_sub(started).max(1);
+        let floor = sustainable(answered, elapsed_us, self.deadline_us);
+        let next = next_limit(limit, late * LATE_ONE_IN > answered, peak).max(floor);
         self.limit.store(next, Ordering::Relaxed);
     }
 }
 
-/// The AIMD step: a window whose mean latency passed the deadline shrinks the
-/// limit by a quarter; one within it that used the whole limit grows it by a
-/// tenth; otherwise (the limit was not what held anything back) it stays.
-fn next_limit(limit: u64, mean_latency_us: u64, deadline_us: u64, peak: u64) -> u64 {
-    if mean_latency_us > deadline_us {
+/// Little's law: what the engine answered in the window, at that rate, keeps
+/// half the deadline's worth of requests in flight. The limit never goes below
+/// it, so a window made late by something other than too much work in flight
+/// (the CPU spent refusing requests, a snapshot, a slow disk) cannot spiral
+/// the limit down to where the engine idles while the door refuses work.
+fn sustainable(answered: u64, elapsed_us: u64, deadline_us: u64) -> u64 {
+    let per_deadline = u128::from(answered) * u128::from(deadline_us) / u128::from(elapsed_us) / 2;
+    u64::try_from(per_deadline)
+        .unwrap_or(LIMIT_MAX)
+        .clamp(LIMIT_MIN, LIMIT_MAX)
+}
+
+/// The AIMD step: a window with too many answers later than the deadline
+/// shrinks the limit by a quarter; one on time that used the whole limit grows
+/// it by a tenth; otherwise (the limit was not what held anything back) it stays.
+fn next_limit(limit: u64, late: bool, peak: u64) -> u64 {
+    if late {
         (limit - limit / 4).max(LIMIT_MIN)
     } else if peak >= limit {
         (limit + limit / 10 + 1).min(LIMIT_MAX)
@@ -205,22 +219,30 @@ mod tests {
 
     #[test]
     fn slow_answers_shrink_the_limit_and_unsampled_ones_do_not() {
-        // Twice the target mean (a quarter of the deadline).
+        // Every answer later than the deadline.
         let slow = Duration::from_millis(2);
-        let singles = Admission::new(Duration::from_millis(4));
+        let singles = Admission::new(Duration::from_millis(1));
         answers(&singles, true, slow);
         assert!(singles.stats().1 < LIMIT_START, "{:?}", singles.stats());
-        let batches = Admission::new(Duration::from_millis(4));
+        let batches = Admission::new(Duration::from_millis(1));
         answers(&batches, false, slow);
         assert_eq!(batches.stats().1, LIMIT_START);
     }
 
     #[test]
+    fn the_limit_stays_at_what_the_engine_answers_in_half_the_deadline() {
+        // 3,000 answers in 100 ms with a 50 ms deadline: 750 in flight.
+        assert_eq!(sustainable(3_000, 100_000, 50_000), 750);
+        assert_eq!(sustainable(0, 100_000, 50_000), LIMIT_MIN);
+        assert_eq!(sustainable(u64::MAX, 1, u64::MAX), LIMIT_MAX);
+    }
+
+    #[test]
     fn the_limit_shrinks_when_late_and_grows_when_full_and_on_time() {
-        assert_eq!(next_limit(1_000, 60_000, 50_000, 1_000), 750);
-        assert_eq!(next_limit(LIMIT_MIN, 60_000, 50_000, 0), LIMIT_MIN);
-        assert_eq!(next_limit(1_000, 10_000, 50_000, 1_000), 1_101);
-        assert_eq!(next_limit(1_000, 10_000, 50_000, 10), 1_000);
-        assert_eq!(next_limit(LIMIT_MAX, 1, 50_000, LIMIT_MAX), LIMIT_MAX);
+        assert_eq!(next_limit(1_000, true, 1_000), 750);
+        assert_eq!(next_limit(LIMIT_MIN, true, 0), LIMIT_MIN);
+        assert_eq!(next_limit(1_000, false, 1_000), 1_101);
+        assert_eq!(next_limit(1_000, false, 10), 1_000);
+        assert_eq!(next_limit(LIMIT_MAX, false, LIMIT_MAX), LIMIT_MAX);
     }
 }
