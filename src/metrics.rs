@@ -30,7 +30,6 @@ pub struct Metrics {
     shard_open_entities: IntGaugeVec,
     shard_open_entities_max: IntGaugeVec,
     shard_queue_delay: GaugeVec,
-    shard_shed: IntCounterVec,
     http_shed: IntCounter,
     http_worker_lag: prometheus::Gauge,
     admission: IntGaugeVec,
@@ -124,13 +123,6 @@ impl Metrics {
             ),
             &["shard"],
         ));
-        let shard_shed = must(IntCounterVec::new(
-            Opts::new(
-                "shard_shed_total",
-                "Client commands and reads a shard refused with 503 overloaded for waiting past engine.queue_deadline_ms",
-            ),
-            &["shard"],
-        ));
         let http_shed = must(IntCounter::new(
             "http_shed_total",
             "Requests refused with 503 overloaded before their body was read, while their HTTP worker lagged past engine.queue_deadline_ms",
@@ -165,7 +157,6 @@ impl Metrics {
             Box::new(shard_open_entities.clone()),
             Box::new(shard_open_entities_max.clone()),
             Box::new(shard_queue_delay.clone()),
-            Box::new(shard_shed.clone()),
             Box::new(http_shed.clone()),
             Box::new(http_worker_lag.clone()),
             Box::new(admission.clone()),
@@ -195,7 +186,6 @@ impl Metrics {
             shard_open_entities,
             shard_open_entities_max,
             shard_queue_delay,
-            shard_shed,
             http_shed,
             http_worker_lag,
             admission,
@@ -230,8 +220,6 @@ impl Metrics {
             self.shard_queue_delay
                 .with_label_values(&[shard.as_str()])
                 .set(status.queue_delay_us as f64 / 1e6);
-            let shed = self.shard_shed.with_label_values(&[shard.as_str()]);
-            shed.inc_by(status.shed.saturating_sub(shed.get()));
         }
         let (in_flight, limit, shed) = engine.admission_stats();
         self.admission

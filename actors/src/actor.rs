@@ -33,7 +33,7 @@ pub type Responder = oneshot::Sender<Result<Reply, EngineError>>;
 #[rtype(result = "()")]
 pub struct Submit {
     pub items: Vec<(Command, Responder)>,
-    /// When it joined the mailbox (load shedding reads its age).
+    /// When it joined the mailbox (`/metrics` shows how long the last waited).
     pub sent_at: Instant,
 }
 
@@ -43,7 +43,7 @@ pub struct Submit {
 pub struct Read {
     pub query: Query,
     pub reply: Responder,
-    /// When it joined the mailbox (load shedding reads its age).
+    /// When it joined the mailbox (`/metrics` shows how long the last waited).
     pub sent_at: Instant,
 }
 
@@ -111,9 +111,6 @@ pub struct ShardSettings {
     /// journal is idle, without waiting for the mailbox to drain (see
     /// `schedule_flush`); below it, small inputs keep group-committing.
     pub flush_at_once_events_min: usize,
-    /// Client work older than this when dequeued is answered `Overloaded`
-    /// undecided (`Duration::ZERO`: never).
-    pub queue_deadline: Duration,
     pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
     pub observer: Arc<dyn EngineObserver>,
 }
@@ -197,17 +194,16 @@ impl ShardActor {
         }
     }
 
-    /// Notes how long a client message waited in the mailbox, and whether that
-    /// is past the queueing deadline: then it is answered `Overloaded` without
-    /// being decided, which costs the shard almost nothing, so a queue that
-    /// formed drains fast and the work after it is served in time.
-    fn past_deadline(&self, sent_at: Instant) -> bool {
-        let waited = sent_at.elapsed();
-        let waited_us = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+    /// Notes how long a client message waited in the mailbox (for `/metrics`).
+    /// A message is not shed here for having waited: a shard that stalled (a
+    /// snapshot, a slow write) is not overloaded, and what waited for it is
+    /// served right after; shedding is the admission control's
+    /// (`crate::admission`).
+    fn note_queue_delay(&self, sent_at: Instant) {
+        let waited_us = u64::try_from(sent_at.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.stats
             .queue_delay_us
             .store(waited_us, Ordering::Relaxed);
-        !self.settings.queue_deadline.is_zero() && waited > self.settings.queue_deadline
     }
 
     fn now(&self) -> u64 {
@@ -819,15 +815,7 @@ impl Handler<Submit> for ShardActor {
 
     fn handle(&mut self, message: Submit, ctx: &mut Context<Self>) {
         self.settings.observer.mailbox_received(self.id);
-        if self.past_deadline(message.sent_at) {
-            self.stats
-                .shed
-                .fetch_add(message.items.len() as u64, Ordering::Relaxed);
-            for (_, responder) in message.items {
-                let _ = responder.send(Err(EngineError::Overloaded));
-            }
-            return;
-        }
+        self.note_queue_delay(message.sent_at);
         if self.core.is_none() || self.resync_needed || self.shutting_down {
             let error = if self.shutting_down {
                 EngineError::ShuttingDown
@@ -860,11 +848,7 @@ impl Handler<Read> for ShardActor {
 
     fn handle(&mut self, message: Read, _ctx: &mut Context<Self>) {
         self.settings.observer.mailbox_received(self.id);
-        if self.past_deadline(message.sent_at) {
-            self.stats.shed.fetch_add(1, Ordering::Relaxed);
-            let _ = message.reply.send(Err(EngineError::Overloaded));
-            return;
-        }
+        self.note_queue_delay(message.sent_at);
         let Some(core) = self.core.as_ref() else {
             let _ = message.reply.send(Err(EngineError::Retry));
             return;

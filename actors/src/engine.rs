@@ -32,8 +32,7 @@ pub struct EngineConfig {
     /// How long a caller waits for its answer before giving up with `Retry`.
     pub reply_timeout_ms: u64,
     /// Load shedding: client work is admitted so that it is answered within this
-    /// (`crate::admission`), and a command or read that still waited longer in
-    /// its shard's mailbox is answered `Overloaded` undecided (`0`: off).
+    /// (`crate::admission`); `0`: off.
     pub queue_deadline_ms: u64,
     /// Threads the shards run on (`0`: one per CPU, at most one per shard).
     pub shard_threads: usize,
@@ -161,7 +160,6 @@ impl Engine {
             snapshot_every_events: config.snapshot_every_events.max(1),
             snapshot_interval_s: config.snapshot_interval_s,
             flush_at_once_events_min: config.flush_at_once_events_min.max(1),
-            queue_deadline: Duration::from_millis(config.queue_deadline_ms),
             clock: config.clock.clone(),
             observer: observer.clone(),
         });
@@ -342,7 +340,6 @@ impl Engine {
                 snapshot_seq: stats.snapshot_seq.load(Ordering::Relaxed),
                 mailbox_len: stats.mailbox_len.load(Ordering::Relaxed),
                 queue_delay_us: stats.queue_delay_us.load(Ordering::Relaxed),
-                shed: stats.shed.load(Ordering::Relaxed),
                 accounts: stats.accounts.load(Ordering::Relaxed),
                 items: stats.items.load(Ordering::Relaxed),
                 payments: stats.payments.load(Ordering::Relaxed),

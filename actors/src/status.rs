@@ -88,9 +88,6 @@ pub struct ShardStats {
     pub mailbox_len: AtomicU64,
     /// How long the last client message the shard dequeued had waited, in µs.
     pub queue_delay_us: AtomicU64,
-    /// Client commands and reads refused as overloaded for waiting past the
-    /// queueing deadline (at the mailbox or at its door).
-    pub shed: AtomicU64,
     pub accounts: AtomicU64,
     pub items: AtomicU64,
     pub payments: AtomicU64,
@@ -185,8 +182,6 @@ pub struct ShardStatus {
     pub mailbox_len: u64,
     /// How long the last client message the shard dequeued had waited, in µs.
     pub queue_delay_us: u64,
-    /// Client commands and reads shed for waiting past the queueing deadline.
-    pub shed: u64,
     pub accounts: u64,
     pub items: u64,
     pub payments: u64,
