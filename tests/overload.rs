@@ -23,9 +23,19 @@ async fn past_the_deadline_payments_are_shed_with_retry_after_and_nothing_is_los
         settings.rate_limit.burst = 1_000_000;
     })
     .await;
-    app.create_account("payer", "USD").await;
-    app.create_account("payee", "USD").await;
-    app.deposit("payer", "100000.00").await;
+    // The setup is shed too when the machine stalls for a millisecond: each
+    // request is sent until it is taken.
+    for (path, body) in [
+        ("/v1/accounts", json!({"id": "payer", "currency": "USD"})),
+        ("/v1/accounts", json!({"id": "payee", "currency": "USD"})),
+        (
+            "/v1/accounts/payer/deposits",
+            json!({"id": "d-1", "amount": "100000.00"}),
+        ),
+    ] {
+        let answer = until_taken(|| app.post(path, body.clone())).await;
+        assert_eq!(answer.status().as_u16(), 201, "{path} {body}");
+    }
 
     let answers: Vec<(usize, u16, Option<String>, Value)> = futures::stream::iter(0..PAYMENTS)
         .map(|i| {
@@ -73,26 +83,32 @@ async fn past_the_deadline_payments_are_shed_with_retry_after_and_nothing_is_los
     // Reads are shed too while the server catches up; once it has, the books
     // show exactly the settled payments, and a shed payment never happened.
     let expected = format!("{:.2}", 100_000.0 - settled.len() as f64);
-    for _ in 0..200 {
-        let answer = app.get("/v1/accounts/payer").await;
-        if answer.status() == 200 {
-            let body: Value = answer.json().await.unwrap();
-            assert_eq!(body["balance"], expected.as_str(), "{body}");
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let answer = until_taken(|| app.get("/v1/accounts/payer")).await;
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["balance"], expected.as_str(), "{body}");
     for i in (0..PAYMENTS).step_by(97) {
-        let answer = loop {
-            let answer = app.get(&format!("/v1/payments/p-{i}")).await;
-            if answer.status() != 503 {
-                break answer;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        };
+        let path = format!("/v1/payments/p-{i}");
+        let answer = until_taken(|| app.get(&path)).await;
         let want = if settled.contains(&i) { 200 } else { 404 };
         assert_eq!(answer.status().as_u16(), want, "payment p-{i}");
     }
+}
+
+/// Sends a request until it is not shed (a shed request was not carried out,
+/// so sending it again is safe).
+async fn until_taken<F, Fut>(send: F) -> reqwest::Response
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = reqwest::Response>,
+{
+    for _ in 0..600 {
+        let answer = send().await;
+        if answer.status() != 503 {
+            return answer;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("still shed after 30 s");
 }
 
 /// Reads one HTTP/1.1 answer with a `Content-Length` body from `stream`.
