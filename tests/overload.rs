@@ -10,9 +10,12 @@ use serde_json::{json, Value};
 use std::collections::HashSet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Concurrent payments sent at once: far more than a 1 ms deadline lets in.
-const PAYMENTS: usize = 3_000;
+/// Payments sent per round, 512 at a time: far more than a 1 ms deadline lets
+/// in once the admission limit has adapted.
+const PAYMENTS_PER_ROUND: usize = 1_000;
 const IN_FLIGHT: usize = 512;
+/// Rounds sent at most before the test gives up on seeing a payment shed.
+const ROUNDS_MAX: usize = 30;
 
 #[actix_web::test]
 async fn past_the_deadline_payments_are_shed_with_retry_after_and_nothing_is_lost() {
@@ -37,29 +40,20 @@ async fn past_the_deadline_payments_are_shed_with_retry_after_and_nothing_is_los
         assert_eq!(answer.status().as_u16(), 201, "{path} {body}");
     }
 
-    let answers: Vec<(usize, u16, Option<String>, Value)> = futures::stream::iter(0..PAYMENTS)
-        .map(|i| {
-            let app = &app;
-            async move {
-                let body = json!({"id": format!("p-{i}"), "from": "payer", "to": "payee",
-                                      "amount": "1.00", "currency": "USD"});
-                let response = app.post("/v1/payments", body).await;
-                let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get("retry-after")
-                    .map(|value| value.to_str().unwrap().to_owned());
-                (
-                    i,
-                    status,
-                    retry_after,
-                    response.json().await.unwrap_or(Value::Null),
-                )
-            }
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .collect()
-        .await;
+    // The admission limit starts high and shrinks window by window while
+    // answers come late, so the load is kept up, round after round, until the
+    // limit is below what is in flight and payments are shed.
+    let mut answers = Vec::new();
+    for round in 0..ROUNDS_MAX {
+        let start = round * PAYMENTS_PER_ROUND;
+        let round_answers = send_payments(&app, start..start + PAYMENTS_PER_ROUND).await;
+        let shed_now = round_answers.iter().any(|(_, status, _, _)| *status == 503);
+        answers.extend(round_answers);
+        if shed_now {
+            break;
+        }
+    }
+    let sent = answers.len();
 
     let mut settled = HashSet::new();
     let mut shed = 0;
@@ -76,7 +70,7 @@ async fn past_the_deadline_payments_are_shed_with_retry_after_and_nothing_is_los
     }
     assert!(
         shed > 0,
-        "no payment of {PAYMENTS} was shed with a 1 ms deadline"
+        "no payment of {sent} was shed with a 1 ms deadline"
     );
     assert!(!settled.is_empty(), "every payment was shed");
 
@@ -86,12 +80,40 @@ async fn past_the_deadline_payments_are_shed_with_retry_after_and_nothing_is_los
     let answer = until_taken(|| app.get("/v1/accounts/payer")).await;
     let body: Value = answer.json().await.unwrap();
     assert_eq!(body["balance"], expected.as_str(), "{body}");
-    for i in (0..PAYMENTS).step_by(97) {
+    for i in (0..sent).step_by(97) {
         let path = format!("/v1/payments/p-{i}");
         let answer = until_taken(|| app.get(&path)).await;
         let want = if settled.contains(&i) { 200 } else { 404 };
         assert_eq!(answer.status().as_u16(), want, "payment p-{i}");
     }
+}
+
+/// The payments numbered `ids`, `IN_FLIGHT` at a time: for each, its number,
+/// status, `Retry-After` and body.
+async fn send_payments(
+    app: &common::app::TestApp,
+    ids: std::ops::Range<usize>,
+) -> Vec<(usize, u16, Option<String>, Value)> {
+    futures::stream::iter(ids)
+        .map(|i| async move {
+            let body = json!({"id": format!("p-{i}"), "from": "payer", "to": "payee",
+                              "amount": "1.00", "currency": "USD"});
+            let response = app.post("/v1/payments", body).await;
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .map(|value| value.to_str().unwrap().to_owned());
+            (
+                i,
+                status,
+                retry_after,
+                response.json().await.unwrap_or(Value::Null),
+            )
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await
 }
 
 /// Sends a request until it is not shed (a shed request was not carried out,
