@@ -63,4 +63,7 @@ cargo test --workspace --lib --bins --tests --examples -- --test-threads="${SURG
 cargo test --workspace --benches
 cargo test --workspace --doc
 
+step "contract: schemathesis against surge serve (scripts/contract.sh)"
+scripts/contract.sh
+
 step "all checks passed"

@@ -275,6 +275,13 @@ impl Settings {
             "engine.queue_deadline_ms must be below engine.reply_timeout_ms"
         );
         anyhow::ensure!(
+            self.limits.amount_max >= Decimal::ONE
+                && self.limits.amount_max.fract().is_zero()
+                && self.limits.amount_max <= Decimal::from(u64::MAX),
+            "limits.amount_max must be a whole number of at least 1 (the OpenAPI document's \
+             money patterns are written from it)"
+        );
+        anyhow::ensure!(
             self.limits.payments_batch_max > 0,
             "limits.payments_batch_max must be positive"
         );

@@ -308,7 +308,7 @@ pub async fn track(
 }
 
 /// `GET /metrics`
-#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "operations", security(()),
     responses((status = 200, content_type = "text/plain; version=0.0.4", body = String,
                description = "Prometheus text format")))]
 pub async fn endpoint(

@@ -333,7 +333,7 @@ fn path_config() -> web::PathConfig {
 
 /// What no route took: 405 with `Allow` for a path the server serves with other
 /// methods, else 404.
-async fn not_found(request: actix_web::HttpRequest) -> HttpResponse {
+pub(crate) async fn not_found(request: actix_web::HttpRequest) -> HttpResponse {
     let allowed = allowed_methods(request.path());
     if allowed.is_empty() {
         return Problem::new(404, "not_found", "Not found", "no such endpoint").response();
@@ -363,7 +363,8 @@ fn route_table() -> &'static Vec<(Vec<String>, Vec<&'static str>)> {
     static TABLE: std::sync::OnceLock<Vec<(Vec<String>, Vec<&'static str>)>> =
         std::sync::OnceLock::new();
     TABLE.get_or_init(|| {
-        let doc = served_openapi();
+        // Paths and methods do not depend on the limits.
+        let doc = served_openapi(&ApiLimits::default());
         let methods = [
             ("get", "GET"),
             ("put", "PUT"),
@@ -391,10 +392,13 @@ fn route_table() -> &'static Vec<(Vec<String>, Vec<&'static str>)> {
     })
 }
 
-/// The methods the server serves `path` with (none: no such path).
+/// The methods the server serves `path` with (none: no such path). A concrete
+/// path is matched before a template (OpenAPI's rule, and the routes' order):
+/// `/v1/payments/batch` is not a payment's path.
 fn allowed_methods(path: &str) -> Vec<&'static str> {
     let segments: Vec<&str> = path.split('/').collect();
-    let mut allowed: Vec<&'static str> = route_table()
+    let literals = |template: &[String]| template.iter().filter(|t| !t.starts_with('{')).count();
+    let matching: Vec<&(Vec<String>, Vec<&'static str>)> = route_table()
         .iter()
         .filter(|(template, _)| {
             template.len() == segments.len()
@@ -406,6 +410,11 @@ fn allowed_methods(path: &str) -> Vec<&'static str> {
                     }
                 })
         })
+        .collect();
+    let most_concrete = matching.iter().map(|(t, _)| literals(t)).max();
+    let mut allowed: Vec<&'static str> = matching
+        .iter()
+        .filter(|(template, _)| Some(literals(template)) == most_concrete)
         .flat_map(|(_, methods)| methods.iter().copied())
         .collect();
     allowed.sort_unstable();
@@ -414,7 +423,7 @@ fn allowed_methods(path: &str) -> Vec<&'static str> {
 }
 
 /// `GET /health`: the process is up.
-#[utoipa::path(get, path = "/health", tag = "operations", security(()),
+#[utoipa::path(get, path = "/health", operation_id = "health", tag = "operations", security(()),
     responses((status = 200, description = r#"The process is up: `{"status":"ok"}`"#)))]
 async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
@@ -424,7 +433,7 @@ async fn health() -> HttpResponse {
 const READY_STORAGE_TIMEOUT_MS: u64 = 1_000;
 
 /// `GET /ready`: storage answers and every shard runs.
-#[utoipa::path(get, path = "/ready", tag = "operations", security(()),
+#[utoipa::path(get, path = "/ready", operation_id = "ready", tag = "operations", security(()),
     responses((status = 200, description = r#"Storage answers and every shard runs: `{"status":"ready","shards":<count>}`"#),
               (status = 503, description = r#"`{"status":"not_ready","storage":"reachable"|"unreachable","shards_not_running":[{id, status}]}`"#)))]
 async fn ready(state: web::Data<ApiState>) -> HttpResponse {
@@ -450,18 +459,19 @@ async fn ready(state: web::Data<ApiState>) -> HttpResponse {
 }
 
 /// `GET /openapi.json`
-#[utoipa::path(get, path = "/openapi.json", tag = "operations", security(()),
+#[utoipa::path(get, path = "/openapi.json", operation_id = "openapi", tag = "operations", security(()),
     responses((status = 200, description = "This OpenAPI 3 document")))]
-async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().json(served_openapi())
+async fn openapi(state: web::Data<ApiState>) -> HttpResponse {
+    HttpResponse::Ok().json(served_openapi(&state.limits))
 }
 
-/// The document `/openapi.json` serves.
-fn served_openapi() -> serde_json::Value {
+/// The document `/openapi.json` serves, with the constraints of `limits`.
+fn served_openapi(limits: &ApiLimits) -> serde_json::Value {
     let mut doc = api::ApiDoc::openapi();
     doc.info.title = "Surge".into();
     doc.info.version = env!("CARGO_PKG_VERSION").into();
-    api::openapi::with_problems(serde_json::to_value(doc).unwrap_or_default())
+    let document = api::openapi::with_problems(serde_json::to_value(doc).unwrap_or_default());
+    api::links::with_links(api::constraints::with_constraints(document, limits))
 }
 
 #[cfg(test)]

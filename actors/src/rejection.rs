@@ -81,8 +81,10 @@ impl Rejection {
             | Rejection::InsufficientFunds
             | Rejection::SameAccount
             | Rejection::AmountExceedsAuthorization
-            | Rejection::LimitExceeded => 422,
-            Rejection::InvalidAmount => 400,
+            | Rejection::LimitExceeded
+            // Well formed, but more decimals than the currency of the account
+            // or payment on the shard allows.
+            | Rejection::InvalidAmount => 422,
         }
     }
 

@@ -17,10 +17,10 @@ fn account_path(raw: &str) -> Result<AccountId, Problem> {
 }
 
 /// Create an account (operator).
-#[utoipa::path(post, path = "/v1/accounts", tag = "accounts",
+#[utoipa::path(post, path = "/v1/accounts", operation_id = "create_account", tag = "accounts",
     request_body = CreateAccountRequest,
     responses((status = 201, body = AccountJson), (status = 200, body = AccountJson, description = "already exists with the same fields"),
-              (status = 409, body = super::problem::ProblemDocument, description = "account_exists")))]
+              (status = 409, body = super::problem::ProblemDocument, description = "`account_exists`: it exists with another currency or overdraft limit")))]
 pub async fn create(
     state: web::Data<ApiState>,
     caller: Caller,
@@ -31,8 +31,10 @@ pub async fn create(
     let bytes = body::read(payload, state.body_limit_bytes).await?;
     let body: CreateAccountRequest = body::decode(&bytes, Encoding::of_request(&request)?)?;
     let mut command = body.parse(&state.limits)?;
+    // A bad key is refused even when the body's id makes it unused.
+    let key = key_id(&request, &caller.sub, "account", AccountId::parse)?;
     if body.id.is_none() {
-        if let Some(id) = key_id(&request, &caller.sub, "account", AccountId::parse)? {
+        if let Some(id) = key {
             if let surge_actors::Command::CreateAccount { id: account, .. } = &mut command {
                 *account = id;
             }
@@ -51,7 +53,7 @@ pub async fn create(
 }
 
 /// Read an account.
-#[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts",
+#[utoipa::path(get, path = "/v1/accounts/{id}", operation_id = "get_account", tag = "accounts",
     responses((status = 200, body = AccountJson), (status = 404, body = super::problem::ProblemDocument)))]
 pub async fn get(
     state: web::Data<ApiState>,
@@ -95,10 +97,10 @@ async fn change(
 }
 
 /// Deposit money into an account (operator).
-#[utoipa::path(post, path = "/v1/accounts/{id}/deposits", tag = "accounts",
+#[utoipa::path(post, path = "/v1/accounts/{id}/deposits", operation_id = "deposit", tag = "accounts",
     request_body = BalanceChangeRequest,
     responses((status = 201, body = BalanceChangeJson), (status = 404, body = super::problem::ProblemDocument),
-              (status = 422, body = super::problem::ProblemDocument, description = "currency_mismatch")))]
+              (status = 422, body = super::problem::ProblemDocument, description = "`currency_mismatch`, `invalid_amount`, `limit_exceeded`: not the account's currency, more decimals than it has, a balance out of range")))]
 pub async fn deposit(
     state: web::Data<ApiState>,
     caller: Caller,
@@ -110,10 +112,10 @@ pub async fn deposit(
 }
 
 /// Withdraw money from an account (operator).
-#[utoipa::path(post, path = "/v1/accounts/{id}/withdrawals", tag = "accounts",
+#[utoipa::path(post, path = "/v1/accounts/{id}/withdrawals", operation_id = "withdraw", tag = "accounts",
     request_body = BalanceChangeRequest,
     responses((status = 201, body = BalanceChangeJson),
-              (status = 422, body = super::problem::ProblemDocument, description = "insufficient_funds")))]
+              (status = 422, body = super::problem::ProblemDocument, description = "`insufficient_funds`, `currency_mismatch`, `invalid_amount`, `limit_exceeded`: above `available`, not the account's currency, more decimals than it has, a balance out of range")))]
 pub async fn withdraw(
     state: web::Data<ApiState>,
     caller: Caller,

@@ -81,7 +81,7 @@ fn shard_path(state: &ApiState, raw: &str) -> Result<ShardId, Problem> {
 }
 
 /// Every shard's status (operator).
-#[utoipa::path(get, path = "/admin/shards", tag = "admin",
+#[utoipa::path(get, path = "/admin/shards", operation_id = "list_shards", tag = "admin",
     responses((status = 200, body = [ShardJson])))]
 pub async fn list(state: web::Data<ApiState>, caller: Caller) -> Result<HttpResponse, Problem> {
     caller.require_operator()?;
@@ -115,7 +115,7 @@ pub async fn list(state: web::Data<ApiState>, caller: Caller) -> Result<HttpResp
 }
 
 /// Restart a shard; answers once it runs again (operator).
-#[utoipa::path(post, path = "/admin/shards/{id}/restart", tag = "admin",
+#[utoipa::path(post, path = "/admin/shards/{id}/restart", operation_id = "restart_shard", tag = "admin",
     responses((status = 200, body = RestartJson), (status = 404, body = super::problem::ProblemDocument)))]
 pub async fn restart(
     state: web::Data<ApiState>,
@@ -153,7 +153,7 @@ pub async fn restart(
 }
 
 /// Write a snapshot of a shard now (operator).
-#[utoipa::path(post, path = "/admin/shards/{id}/snapshot", tag = "admin",
+#[utoipa::path(post, path = "/admin/shards/{id}/snapshot", operation_id = "snapshot_shard", tag = "admin",
     responses((status = 200, body = SnapshotJson), (status = 404, body = super::problem::ProblemDocument)))]
 pub async fn snapshot(
     state: web::Data<ApiState>,
@@ -185,7 +185,7 @@ pub async fn snapshot(
 }
 
 /// Crash a shard (operator; only with `admin.fault_injection` on, else 404).
-#[utoipa::path(post, path = "/admin/shards/{id}/fault", tag = "admin",
+#[utoipa::path(post, path = "/admin/shards/{id}/fault", operation_id = "inject_shard_fault", tag = "admin",
     request_body = FaultRequest,
     responses((status = 200), (status = 404, body = super::problem::ProblemDocument)))]
 pub async fn fault(
@@ -225,8 +225,10 @@ pub async fn fault(
 /// Most rows one page of the audit trail holds.
 pub const AUDIT_PAGE_ROWS_MAX: i64 = 1_000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// Rows per page, 1 to 1000 (default 100).
     pub limit: Option<i64>,
     /// A page's `next_cursor`: the rows before it.
     pub cursor: Option<String>,
@@ -271,7 +273,7 @@ fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, Problem> {
 }
 
 /// The audit trail, newest first, a page at a time (operator).
-#[utoipa::path(get, path = "/admin/audit", tag = "admin",
+#[utoipa::path(get, path = "/admin/audit", operation_id = "list_audit_entries", tag = "admin", params(AuditQuery),
     responses((status = 200, body = AuditPageJson), (status = 400, body = super::problem::ProblemDocument)))]
 pub async fn audit(
     state: web::Data<ApiState>,

@@ -54,6 +54,60 @@ fn id_or_new<T>(
     }
 }
 
+/// Counts and durations as JSON Schema has integers: a number without a
+/// fraction, however it is written. `3`, `3.0` and `3e0` are the integer 3 to
+/// the OpenAPI document and so to the server; `3.5`, `-1` and what does not fit
+/// a `u64` are refused.
+mod whole {
+    use serde::de::{self, Deserializer, Unexpected, Visitor};
+    use serde::Deserialize;
+
+    /// Above every `u64` (2^64, exact as an `f64`).
+    const U64_END: f64 = 18_446_744_073_709_551_616.0;
+
+    pub fn number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        deserializer.deserialize_any(WholeVisitor)
+    }
+
+    pub fn optional<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+        Ok(Option::<Whole>::deserialize(deserializer)?.map(|whole| whole.0))
+    }
+
+    struct Whole(u64);
+
+    impl<'de> Deserialize<'de> for Whole {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(WholeVisitor).map(Whole)
+        }
+    }
+
+    struct WholeVisitor;
+
+    impl Visitor<'_> for WholeVisitor {
+        type Value = u64;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+            formatter.write_str("a whole number from 0 to 18446744073709551615")
+        }
+
+        fn visit_u64<E: de::Error>(self, value: u64) -> Result<u64, E> {
+            Ok(value)
+        }
+
+        fn visit_i64<E: de::Error>(self, value: i64) -> Result<u64, E> {
+            u64::try_from(value).map_err(|_| E::invalid_value(Unexpected::Signed(value), &self))
+        }
+
+        fn visit_f64<E: de::Error>(self, value: f64) -> Result<u64, E> {
+            if value.fract() == 0.0 && (0.0..U64_END).contains(&value) {
+                Ok(value as u64)
+            } else {
+                Err(E::invalid_value(Unexpected::Float(value), &self))
+            }
+        }
+    }
+}
+
 pub fn format_time(ms: u64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms as i64)
         .unwrap_or_default()
@@ -198,6 +252,7 @@ pub struct CreatePaymentRequest {
     pub currency: String,
     /// true (default): settle now; false: authorize (hold) for a later capture.
     pub capture: Option<bool>,
+    #[serde(default, deserialize_with = "whole::optional")]
     pub hold_timeout_ms: Option<u64>,
 }
 
@@ -219,6 +274,12 @@ impl CreatePaymentRequest {
             Some(id) if self.id.is_none() => id,
             _ => id_or_new("id", &self.id, PaymentId::parse)?,
         };
+        if id.as_str() == super::constraints::RESERVED_PAYMENT_ID {
+            return Err(FieldError::new(
+                "id",
+                "\"batch\" is reserved: GET /v1/payments/batch is not a payment's path",
+            ));
+        }
         Ok(Command::CreatePayment {
             id,
             from: field("from", AccountId::parse(&self.from))?,
@@ -302,6 +363,7 @@ pub struct CreateItemRequest {
     pub price: String,
     pub currency: String,
     /// Initial stock (may be 0).
+    #[serde(deserialize_with = "whole::number")]
     pub stock: u64,
 }
 
@@ -328,6 +390,7 @@ impl CreateItemRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestockRequest {
+    #[serde(deserialize_with = "whole::number")]
     pub quantity: u64,
 }
 
@@ -335,8 +398,10 @@ pub struct RestockRequest {
 #[serde(deny_unknown_fields)]
 pub struct ReserveRequest {
     pub id: Option<String>,
+    #[serde(deserialize_with = "whole::number")]
     pub quantity: u64,
     /// How long the hold lasts; the engine releases it after that.
+    #[serde(default, deserialize_with = "whole::optional")]
     pub ttl_ms: Option<u64>,
 }
 
@@ -424,6 +489,7 @@ impl From<&ReservationView> for ReservationJson {
 #[serde(deny_unknown_fields)]
 pub struct OrderLineRequest {
     pub sku: String,
+    #[serde(deserialize_with = "whole::number")]
     pub quantity: u64,
 }
 
@@ -439,6 +505,7 @@ pub struct CreateOrderRequest {
     pub lines: Vec<OrderLineRequest>,
     /// How long to wait for a final state before answering 202 with the order as
     /// it stands (default and maximum from configuration).
+    #[serde(default, deserialize_with = "whole::optional")]
     pub wait_ms: Option<u64>,
 }
 
@@ -446,12 +513,6 @@ impl CreateOrderRequest {
     pub fn parse(&self, key_id: Option<OrderId>, limits: &ApiLimits) -> Parsed<Command> {
         let account = field("account", AccountId::parse(&self.account))?;
         let merchant = field("merchant", AccountId::parse(&self.merchant))?;
-        if account == merchant {
-            return Err(FieldError::new(
-                "merchant",
-                "must be a different account than the payer",
-            ));
-        }
         if self.lines.is_empty() || self.lines.len() > ORDER_LINES_MAX {
             return Err(FieldError::new(
                 "lines",
@@ -562,5 +623,41 @@ impl From<&OrderView> for OrderJson {
                 .collect(),
             created_at: format_time(view.created_at),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_whole_numbers_however_written() {
+        let reserve = |body: &str| serde_json::from_str::<ReserveRequest>(body);
+        for (body, quantity, ttl_ms) in [
+            (r#"{"quantity": 3}"#, 3, None),
+            (r#"{"quantity": 3.0, "ttl_ms": 60000.0}"#, 3, Some(60_000)),
+            (r#"{"quantity": 3e0, "ttl_ms": null}"#, 3, None),
+            (r#"{"quantity": 18446744073709551615}"#, u64::MAX, None),
+        ] {
+            let parsed = reserve(body).unwrap_or_else(|e| panic!("{body}: {e}"));
+            assert_eq!(
+                (parsed.quantity, parsed.ttl_ms),
+                (quantity, ttl_ms),
+                "{body}"
+            );
+        }
+        for body in [
+            r#"{"quantity": 3.5}"#,
+            r#"{"quantity": -1}"#,
+            r#"{"quantity": 18446744073709551616}"#,
+            r#"{"quantity": 1e20}"#,
+            r#"{"quantity": "3"}"#,
+            r#"{"quantity": 1, "ttl_ms": -1.0}"#,
+        ] {
+            assert!(reserve(body).is_err(), "{body} must be refused");
+        }
+        let packed = rmp_serde::to_vec_named(&serde_json::json!({"quantity": 4.0})).unwrap();
+        let parsed: ReserveRequest = rmp_serde::from_slice(&packed).unwrap();
+        assert_eq!(parsed.quantity, 4);
     }
 }

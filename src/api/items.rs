@@ -26,10 +26,10 @@ fn reservation_path(raw: &str) -> Result<ReservationId, Problem> {
 }
 
 /// Create an item (operator).
-#[utoipa::path(post, path = "/v1/items", tag = "items",
+#[utoipa::path(post, path = "/v1/items", operation_id = "create_item", tag = "items",
     request_body = CreateItemRequest,
     responses((status = 201, body = ItemJson), (status = 200, body = ItemJson, description = "already exists with the same fields"),
-              (status = 409, body = super::problem::ProblemDocument, description = "item_exists")))]
+              (status = 409, body = super::problem::ProblemDocument, description = "`item_exists`: it exists with another price, currency or stock")))]
 pub async fn create(
     state: web::Data<ApiState>,
     caller: Caller,
@@ -53,7 +53,7 @@ pub async fn create(
 }
 
 /// Read an item's stock.
-#[utoipa::path(get, path = "/v1/items/{sku}", tag = "items",
+#[utoipa::path(get, path = "/v1/items/{sku}", operation_id = "get_item", tag = "items",
     responses((status = 200, body = ItemJson), (status = 404, body = super::problem::ProblemDocument)))]
 pub async fn get(
     state: web::Data<ApiState>,
@@ -68,9 +68,10 @@ pub async fn get(
 }
 
 /// Add stock (operator).
-#[utoipa::path(post, path = "/v1/items/{sku}/restock", tag = "items",
+#[utoipa::path(post, path = "/v1/items/{sku}/restock", operation_id = "restock_item", tag = "items",
     request_body = RestockRequest,
-    responses((status = 200, body = ItemJson), (status = 404, body = super::problem::ProblemDocument)))]
+    responses((status = 200, body = ItemJson), (status = 404, body = super::problem::ProblemDocument),
+              (status = 422, body = super::problem::ProblemDocument, description = "`limit_exceeded`: the stock would leave its range")))]
 pub async fn restock(
     state: web::Data<ApiState>,
     caller: Caller,
@@ -95,10 +96,10 @@ pub async fn restock(
 }
 
 /// Reserve stock for `ttl_ms`; the engine releases it when it expires.
-#[utoipa::path(post, path = "/v1/items/{sku}/reservations", tag = "items",
+#[utoipa::path(post, path = "/v1/items/{sku}/reservations", operation_id = "reserve", tag = "items",
     request_body = ReserveRequest,
     responses((status = 201, body = ReservationJson),
-              (status = 409, body = super::problem::ProblemDocument, description = "out_of_stock"),
+              (status = 409, body = super::problem::ProblemDocument, description = "`out_of_stock`: less available than asked"),
               (status = 404, body = super::problem::ProblemDocument)))]
 pub async fn reserve(
     state: web::Data<ApiState>,
@@ -116,7 +117,7 @@ pub async fn reserve(
 }
 
 /// Read a reservation.
-#[utoipa::path(get, path = "/v1/items/{sku}/reservations/{id}", tag = "items",
+#[utoipa::path(get, path = "/v1/items/{sku}/reservations/{id}", operation_id = "get_reservation", tag = "items",
     responses((status = 200, body = ReservationJson), (status = 404, body = super::problem::ProblemDocument)))]
 pub async fn get_reservation(
     state: web::Data<ApiState>,
@@ -148,9 +149,9 @@ async fn close(
 }
 
 /// Commit a held reservation: the units are sold.
-#[utoipa::path(post, path = "/v1/items/{sku}/reservations/{id}/commit", tag = "items",
+#[utoipa::path(post, path = "/v1/items/{sku}/reservations/{id}/commit", operation_id = "commit_reservation", tag = "items",
     responses((status = 200, body = ReservationJson),
-              (status = 409, body = super::problem::ProblemDocument, description = "reservation_expired, reservation_released")))]
+              (status = 409, body = super::problem::ProblemDocument, description = "`reservation_expired`, `reservation_released`: the reservation is closed that way")))]
 pub async fn commit(
     state: web::Data<ApiState>,
     caller: Caller,
@@ -161,9 +162,9 @@ pub async fn commit(
 }
 
 /// Release a held reservation: the units are available again.
-#[utoipa::path(post, path = "/v1/items/{sku}/reservations/{id}/release", tag = "items",
+#[utoipa::path(post, path = "/v1/items/{sku}/reservations/{id}/release", operation_id = "release_reservation", tag = "items",
     responses((status = 200, body = ReservationJson),
-              (status = 409, body = super::problem::ProblemDocument, description = "reservation_committed")))]
+              (status = 409, body = super::problem::ProblemDocument, description = "`reservation_committed`: the reservation is committed")))]
 pub async fn release(
     state: web::Data<ApiState>,
     caller: Caller,

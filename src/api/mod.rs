@@ -7,12 +7,14 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod body;
+pub mod constraints;
 pub mod drain;
 pub mod dto;
 pub mod idempotency;
 pub mod items;
 pub mod jwt_keys;
 pub mod limits;
+pub mod links;
 pub mod openapi;
 pub mod orders;
 pub mod overload;
@@ -47,6 +49,11 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route("/v1/payments", web::post().to(payments::create))
         // Registered before `/v1/payments/{id}` so "batch" is not taken for an id.
         .route("/v1/payments/batch", web::post().to(payments::batch))
+        // Any other method: 405 with `Allow: POST`, not a read of payment "batch".
+        .route(
+            "/v1/payments/batch",
+            web::route().to(crate::startup::not_found),
+        )
         .route("/v1/accounts", web::post().to(accounts::create))
         .route("/v1/accounts/{id}", web::get().to(accounts::get))
         .route(

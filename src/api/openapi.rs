@@ -4,8 +4,9 @@
 //! and the answers every operation of a kind can give are added where its
 //! annotations leave them out, each with the `code` values it carries
 //! (docs/API.md, "Errors"): a token's 401, 403 and 429 and the engine's 503 on
-//! every operation that needs one; 400 and 404 where there are path or query
-//! parameters; 400, 413 and 415 where there is a body.
+//! every operation that needs one; 400 where there are path or query
+//! parameters, and the 404 of what the path names; 400, 413 and 415 where
+//! there is a body.
 
 use serde_json::{json, Map, Value};
 
@@ -20,6 +21,15 @@ pub fn with_problems(mut document: Value) -> Value {
             for method in METHODS {
                 if let Some(operation) = item.get_mut(method).and_then(Value::as_object_mut) {
                     complete(operation, has_path_parameters);
+                    if has_path_parameters {
+                        if let Some(responses) = operation
+                            .get_mut("responses")
+                            .and_then(Value::as_object_mut)
+                        {
+                            let answer = responses.entry("404").or_insert_with(|| problem(""));
+                            answer["description"] = json!(not_found(path));
+                        }
+                    }
                     // The feed's upgrade, asked without a WebSocket handshake.
                     if path == "/v1/feed" {
                         if let Some(responses) = operation
@@ -89,13 +99,6 @@ fn complete(operation: &mut Map<String, Value>, has_path_parameters: bool) {
             "`invalid_request`: malformed or invalid input, `param` names it",
         );
     }
-    if has_path_parameters {
-        add(
-            "404",
-            "`account_not_found`, `payment_not_found`, `item_not_found`, \
-             `reservation_not_found`, `order_not_found`, `shard_not_found`, `not_found`",
-        );
-    }
     if has_body {
         add("413", "`payload_too_large`: body over the limit");
         add(
@@ -105,9 +108,30 @@ fn complete(operation: &mut Map<String, Value>, has_path_parameters: bool) {
     }
 }
 
+/// The 404 of an operation on `path`: what its path parameters can fail to name.
+fn not_found(path: &str) -> &'static str {
+    if path.starts_with("/v1/items/{sku}/reservations/{id}") {
+        "`reservation_not_found`, `item_not_found`: no such reservation, or no such item"
+    } else if path.starts_with("/v1/items/") {
+        "`item_not_found`: no such item"
+    } else if path.starts_with("/v1/accounts/") {
+        "`account_not_found`: no such account"
+    } else if path.starts_with("/v1/payments/") {
+        "`payment_not_found`: no such payment"
+    } else if path.starts_with("/v1/orders/") {
+        "`order_not_found`: no such order"
+    } else if path == "/admin/shards/{id}/fault" {
+        "`shard_not_found`, `not_found`: no such shard, or fault injection is disabled"
+    } else if path.starts_with("/admin/shards/") {
+        "`shard_not_found`: no such shard"
+    } else {
+        "`not_found`"
+    }
+}
+
 /// A problem answer: `codes` as its description, the problem document as its
 /// body.
-fn problem(codes: &str) -> Value {
+pub(super) fn problem(codes: &str) -> Value {
     json!({
         "description": codes,
         "content": {

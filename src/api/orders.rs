@@ -20,13 +20,13 @@ fn order_path(raw: &str) -> Result<OrderId, Problem> {
 /// stock and pay `merchant`. Answers 201 with the order once it is final (a
 /// rejected order is a 201 with status `rejected`), or 202 with the order as it
 /// stands when `wait_ms` passes first.
-#[utoipa::path(post, path = "/v1/orders", tag = "orders",
+#[utoipa::path(post, path = "/v1/orders", operation_id = "create_order", tag = "orders",
     request_body = CreateOrderRequest,
     responses((status = 201, body = OrderJson, description = "The order reached a final state"),
               (status = 202, body = OrderJson, description = "The order is still in progress"),
               (status = 400, body = super::problem::ProblemDocument),
               (status = 403, body = super::problem::ProblemDocument),
-              (status = 409, body = super::problem::ProblemDocument, description = "idempotency_conflict")))]
+              (status = 422, body = super::problem::ProblemDocument, description = "`same_account`: the merchant is the payer")))]
 pub async fn create(
     state: web::Data<ApiState>,
     caller: Caller,
@@ -38,11 +38,19 @@ pub async fn create(
     caller.require_account(&body.account)?;
     let key = key_id(&request, &caller.sub, "order", OrderId::parse)?;
     let command = body.parse(key, &state.limits)?;
+    if body.account == body.merchant {
+        // Well formed, as a payment from an account to itself is.
+        return Err(Problem::rejection(
+            Rejection::SameAccount,
+            "an order's merchant must be another account than its payer",
+        )
+        .with_param("merchant"));
+    }
     Ok(respond(state.engine.execute(command).await, Verb::Create))
 }
 
 /// Read an order.
-#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders",
+#[utoipa::path(get, path = "/v1/orders/{id}", operation_id = "get_order", tag = "orders",
     responses((status = 200, body = OrderJson), (status = 404, body = super::problem::ProblemDocument)))]
 pub async fn get(
     state: web::Data<ApiState>,
@@ -64,10 +72,10 @@ fn check_scope(caller: &Caller, result: &Result<Reply, EngineError>) -> Result<(
 }
 
 /// Cancel an order that is not final yet: everything it holds is given back.
-#[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders",
+#[utoipa::path(post, path = "/v1/orders/{id}/cancel", operation_id = "cancel_order", tag = "orders",
     responses((status = 200, body = OrderJson),
-              (status = 404, body = super::problem::ProblemDocument, description = "order_not_found"),
-              (status = 409, body = super::problem::ProblemDocument, description = "order_already_final")))]
+              (status = 404, body = super::problem::ProblemDocument, description = "`order_not_found`: no such order"),
+              (status = 409, body = super::problem::ProblemDocument, description = "`order_already_final`: the order's outcome is decided")))]
 pub async fn cancel(
     state: web::Data<ApiState>,
     caller: Caller,

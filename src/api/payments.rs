@@ -20,10 +20,10 @@ fn payment_path(raw: &str) -> Result<PaymentId, Problem> {
 }
 
 /// Create a payment: settle it now (`capture: true`) or authorize it.
-#[utoipa::path(post, path = "/v1/payments", tag = "payments",
+#[utoipa::path(post, path = "/v1/payments", operation_id = "create_payment", tag = "payments",
     request_body = CreatePaymentRequest,
     responses((status = 201, body = PaymentJson),
-              (status = 422, body = super::problem::ProblemDocument, description = "insufficient_funds, account_not_found, currency_mismatch, same_account"),
+              (status = 422, body = super::problem::ProblemDocument, description = "`insufficient_funds`, `account_not_found`, `currency_mismatch`, `same_account`, `limit_exceeded`: refused by the accounts (the payment is recorded as rejected)"),
               (status = 403, body = super::problem::ProblemDocument)))]
 pub async fn create(
     state: web::Data<ApiState>,
@@ -40,7 +40,7 @@ pub async fn create(
 }
 
 /// Read a payment.
-#[utoipa::path(get, path = "/v1/payments/{id}", tag = "payments",
+#[utoipa::path(get, path = "/v1/payments/{id}", operation_id = "get_payment", tag = "payments",
     responses((status = 200, body = PaymentJson), (status = 404, body = super::problem::ProblemDocument)))]
 pub async fn get(
     state: web::Data<ApiState>,
@@ -81,11 +81,11 @@ async fn check_payer(state: &ApiState, caller: &Caller, id: &PaymentId) -> Resul
 }
 
 /// Capture an authorized payment, in part or whole; the rest of the hold is released.
-#[utoipa::path(post, path = "/v1/payments/{id}/capture", tag = "payments",
+#[utoipa::path(post, path = "/v1/payments/{id}/capture", operation_id = "capture_payment", tag = "payments",
     request_body = CaptureRequest,
     responses((status = 200, body = PaymentJson),
-              (status = 409, body = super::problem::ProblemDocument, description = "payment_not_authorized"),
-              (status = 422, body = super::problem::ProblemDocument, description = "amount_exceeds_authorization")))]
+              (status = 409, body = super::problem::ProblemDocument, description = "`payment_not_authorized`: not, or no longer, authorized"),
+              (status = 422, body = super::problem::ProblemDocument, description = "`amount_exceeds_authorization`, `invalid_amount`: above the authorized amount, more decimals than its currency has")))]
 pub async fn capture(
     state: web::Data<ApiState>,
     caller: Caller,
@@ -113,9 +113,9 @@ pub async fn capture(
 }
 
 /// Void an authorized payment: the hold is released.
-#[utoipa::path(post, path = "/v1/payments/{id}/void", tag = "payments",
+#[utoipa::path(post, path = "/v1/payments/{id}/void", operation_id = "void_payment", tag = "payments",
     responses((status = 200, body = PaymentJson),
-              (status = 409, body = super::problem::ProblemDocument, description = "payment_not_authorized")))]
+              (status = 409, body = super::problem::ProblemDocument, description = "`payment_not_authorized`: not, or no longer, authorized")))]
 pub async fn void(
     state: web::Data<ApiState>,
     caller: Caller,
@@ -131,7 +131,7 @@ pub async fn void(
 
 /// Many payments in one request (JSON or MessagePack), answered in request order.
 /// The engine sends one message per shard for the whole batch.
-#[utoipa::path(post, path = "/v1/payments/batch", tag = "payments",
+#[utoipa::path(post, path = "/v1/payments/batch", operation_id = "create_payments_batch", tag = "payments",
     request_body = PaymentsBatchRequest,
     responses((status = 200, body = PaymentsBatchResponse), (status = 400, body = super::problem::ProblemDocument)))]
 pub async fn batch(

@@ -44,10 +44,10 @@ struct Subscription {
 }
 
 /// Upgrades the request to a WebSocket feed connection.
-#[utoipa::path(get, path = "/v1/feed", tag = "feed",
+#[utoipa::path(get, path = "/v1/feed", operation_id = "open_feed", tag = "feed",
     responses((status = 101, description = "WebSocket: see docs/API.md, Live feed"),
               (status = 401, body = crate::api::problem::ProblemDocument),
-              (status = 503, body = crate::api::problem::ProblemDocument, description = "overloaded: too many connections")))]
+              (status = 503, body = crate::api::problem::ProblemDocument, description = "`overloaded`: too many connections")))]
 pub async fn connect(
     request: HttpRequest,
     body: web::Payload,

@@ -104,7 +104,7 @@ async fn a_deposit_in_another_currency_is_a_currency_mismatch() {
     let fractional = jpy
         .post("/v1/accounts/y/deposits", json!({"amount": "1.5"}))
         .await;
-    assert_problem(fractional, 400, "invalid_amount").await;
+    assert_problem(fractional, 422, "invalid_amount").await;
 }
 
 #[actix_web::test]

@@ -420,3 +420,134 @@ async fn every_error_answer_of_openapi_json_is_a_problem_document_and_the_common
     }
     assert!(wrong.is_empty(), "{}", wrong.concat());
 }
+
+/// The (status, code) pairs of docs/API.md's table of error codes.
+fn documented_codes(markdown: &str) -> BTreeSet<(String, String)> {
+    let mut codes = BTreeSet::new();
+    let mut in_table = false;
+    for line in markdown.lines() {
+        let line = line.trim();
+        if line.starts_with("| status | code | when |") {
+            in_table = true;
+            continue;
+        }
+        if !in_table || line.starts_with("|---") {
+            continue;
+        }
+        if !line.starts_with('|') {
+            if !codes.is_empty() {
+                break;
+            }
+            continue;
+        }
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        for code in backticked(cells[1]) {
+            codes.insert((cells[0].to_owned(), code));
+        }
+    }
+    assert!(
+        !codes.is_empty(),
+        "docs/API.md has no `| status | code | when |` table"
+    );
+    codes
+}
+
+/// Every `word` in backticks of `text` that looks like an error code.
+fn backticked(text: &str) -> Vec<String> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|word| {
+            !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[actix_web::test]
+async fn docs_api_md_and_openapi_json_list_the_same_error_codes_under_the_same_statuses() {
+    let app = spawn_app().await;
+    let document = served_openapi(&app).await;
+    let documented = documented_codes(&api_md());
+    let mut served = BTreeSet::new();
+    for item in document["paths"].as_object().expect("paths").values() {
+        for method in OPENAPI_METHODS {
+            let Some(responses) = item.get(method).and_then(|o| o["responses"].as_object()) else {
+                continue;
+            };
+            for (status, response) in responses {
+                if status.starts_with('4') || status.starts_with('5') {
+                    // "`code`, `code`: why; `code`: why": the codes before each colon.
+                    let description = response["description"].as_str().unwrap_or("");
+                    let named = description
+                        .split(';')
+                        .map(|part| part.split(':').next().unwrap_or(""));
+                    for code in named.flat_map(backticked) {
+                        served.insert((status.clone(), code));
+                    }
+                }
+            }
+        }
+    }
+    let undocumented: Vec<_> = served.difference(&documented).collect();
+    let never_served: Vec<_> = documented.difference(&served).collect();
+    assert!(
+        undocumented.is_empty() && never_served.is_empty(),
+        "in /openapi.json, not in docs/API.md's error table: {undocumented:?}\n\
+         in docs/API.md's error table, under no operation of /openapi.json: {never_served:?}"
+    );
+}
+
+#[actix_web::test]
+async fn operation_ids_are_unique_and_every_link_names_an_operation_and_its_parameters() {
+    let app = spawn_app().await;
+    let document = served_openapi(&app).await;
+    let mut parameters_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for item in document["paths"].as_object().expect("paths").values() {
+        for method in OPENAPI_METHODS {
+            let Some(operation) = item.get(method) else {
+                continue;
+            };
+            let id = operation["operationId"]
+                .as_str()
+                .expect("an operationId")
+                .to_owned();
+            let names = operation["parameters"]
+                .as_array()
+                .map(|p| {
+                    p.iter()
+                        .filter_map(|p| p["name"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert!(
+                parameters_of.insert(id.clone(), names).is_none(),
+                "operationId {id} twice"
+            );
+        }
+    }
+    let mut links = 0;
+    for item in document["paths"].as_object().expect("paths").values() {
+        for method in OPENAPI_METHODS {
+            let Some(responses) = item.get(method).and_then(|o| o["responses"].as_object()) else {
+                continue;
+            };
+            for response in responses.values() {
+                for (name, link) in response["links"].as_object().into_iter().flatten() {
+                    links += 1;
+                    let target = link["operationId"].as_str().expect("operationId");
+                    let known = parameters_of
+                        .get(target)
+                        .unwrap_or_else(|| panic!("link {name}: no operation {target}"));
+                    for parameter in link["parameters"].as_object().expect("parameters").keys() {
+                        assert!(
+                            known.contains(parameter),
+                            "link {name}: {target} has no {parameter}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(links >= 16, "only {links} links");
+}

@@ -205,6 +205,9 @@ async fn a_known_path_with_a_method_it_does_not_serve_is_405_with_allow() {
         ("PUT", "/v1/orders/o-1", "GET"),
         ("GET", "/v1/payments/p-1/capture", "POST"),
         ("PATCH", "/health", "GET"),
+        // The concrete path, not a payment called "batch".
+        ("GET", "/v1/payments/batch", "POST"),
+        ("DELETE", "/v1/payments/batch", "POST"),
     ] {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
         let response = app
@@ -221,4 +224,59 @@ async fn a_known_path_with_a_method_it_does_not_serve_is_405_with_allow() {
     }
     let unknown = app.get("/v1/nothing-here").await;
     assert_eq!(unknown.status(), 404);
+}
+
+#[actix_web::test]
+async fn batch_is_not_a_payment_id() {
+    let app = spawn_app().await;
+    app.create_account("a", "USD").await;
+    app.create_account("b", "USD").await;
+    app.deposit("a", "10.00").await;
+    let body = json!({"id": "batch", "from": "a", "to": "b", "amount": "1.00", "currency": "USD"});
+    let refused = app.post("/v1/payments", body).await;
+    let problem: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(problem["code"], "invalid_request", "{problem}");
+    assert_eq!(problem["param"], "id", "{problem}");
+    assert_eq!(app.balance("a").await.0, "10.00", "nothing moved");
+}
+
+#[actix_web::test]
+async fn integers_may_be_written_with_a_zero_fraction_and_no_other() {
+    let app = spawn_app().await;
+    let item = json!({"sku": "s", "price": "1.00", "currency": "USD", "stock": 10.0});
+    assert_eq!(app.post("/v1/items", item).await.status(), 201);
+    let reserved = app
+        .post(
+            "/v1/items/s/reservations",
+            json!({"id": "r", "quantity": 2.0, "ttl_ms": 6e4}),
+        )
+        .await;
+    assert_eq!(reserved.status(), 201);
+    let half = app
+        .post(
+            "/v1/items/s/reservations",
+            json!({"id": "r2", "quantity": 2.5}),
+        )
+        .await;
+    assert_problem(half, 400, "invalid_request").await;
+    let item: serde_json::Value = app.get("/v1/items/s").await.json().await.unwrap();
+    assert_eq!(
+        (item["on_hand"].as_u64(), item["reserved"].as_u64()),
+        (Some(10), Some(2))
+    );
+}
+
+#[actix_web::test]
+async fn a_malformed_idempotency_key_is_refused_even_beside_an_id() {
+    let app = spawn_app().await;
+    let too_long = "k".repeat(256);
+    let refused = app
+        .post_with_key(
+            "/v1/accounts",
+            &too_long,
+            json!({"id": "a", "currency": "USD"}),
+        )
+        .await;
+    assert_problem(refused, 400, "invalid_request").await;
+    assert_eq!(app.get("/v1/accounts/a").await.status(), 404, "not created");
 }

@@ -47,6 +47,17 @@ impl Currency {
         self.0.code()
     }
 
+    /// Every currency `parse` accepts, in the order of their codes.
+    pub fn all() -> Vec<Currency> {
+        let letters = b'A'..=b'Z';
+        letters
+            .clone()
+            .flat_map(|a| letters.clone().map(move |b| (a, b)))
+            .flat_map(|(a, b)| (b'A'..=b'Z').map(move |c| [a, b, c]))
+            .filter_map(|code| Currency::parse(std::str::from_utf8(&code).ok()?).ok())
+            .collect()
+    }
+
     /// Number of decimal places the currency allows (USD 2, JPY 0, BHD 3).
     pub fn scale(self) -> u32 {
         // `parse` refuses currencies without an exponent, so this cannot fail.
@@ -175,6 +186,21 @@ pub fn format_money(value: Decimal, currency: Currency) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_currency_is_listed_once_with_its_scale() {
+        let all = Currency::all();
+        assert!(all.len() > 150, "{}", all.len());
+        assert!(all.windows(2).all(|pair| pair[0].code() < pair[1].code()));
+        for (code, scale) in [("USD", 2), ("JPY", 0), ("BHD", 3)] {
+            let currency = all.iter().find(|c| c.code() == code).expect(code);
+            assert_eq!(currency.scale(), scale);
+        }
+        assert!(
+            !all.iter().any(|c| c.code() == "XAU"),
+            "no minor units: refused"
+        );
+    }
 
     fn max() -> Decimal {
         Decimal::from(1_000_000_000u64)
