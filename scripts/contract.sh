@@ -15,8 +15,9 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 SCHEMATHESIS_VERSION=4.32.5
-VENV=$ROOT/target/schemathesis-venv
-SURGE=$ROOT/target/debug/surge
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+VENV=$TARGET/schemathesis-venv
+SURGE=$TARGET/debug/surge
 
 fail() { echo "error: $*" >&2; exit 1; }
 
