@@ -66,4 +66,7 @@ cargo test --workspace --doc
 step "contract: schemathesis against surge serve (scripts/contract.sh)"
 scripts/contract.sh
 
+step "fuzz: every decoder under AFL++ from its corpus (scripts/fuzz.sh)"
+scripts/fuzz.sh "${SURGE_FUZZ_SECONDS:-20}"
+
 step "all checks passed"

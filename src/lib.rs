@@ -22,6 +22,7 @@ pub mod bench;
 pub mod cli;
 pub mod configuration;
 pub mod feed;
+pub mod fuzzing;
 pub mod metrics;
 pub mod rate_limit;
 pub mod startup;

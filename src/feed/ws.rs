@@ -30,9 +30,9 @@ const LAGGED_NOTICE_TIMEOUT_MS: u64 = 1_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ClientMessage {
-    op: String,
-    topic: Option<String>,
+pub(crate) struct ClientMessage {
+    pub(crate) op: String,
+    pub(crate) topic: Option<String>,
 }
 
 struct Subscription {
