@@ -171,6 +171,45 @@ async fn a_corrupted_record_stops_recovery_loudly() {
     assert!(matches!(error, JournalError::Corrupt(_)), "{error:?}");
 }
 
+/// Damage before the checksum was taken: a record that decodes but names an
+/// account the shard never had. Recovery refuses it as corrupt, with the
+/// reason, instead of panicking (the shard then stays down rather than
+/// restarting into the same panic).
+#[tokio::test]
+async fn a_record_that_does_not_replay_is_corrupt_not_a_panic() {
+    let (_dir, url) = common::temp_sqlite();
+    let journal = storage::open(&options(url)).await.unwrap();
+    let shard = ShardId(0);
+    let epoch = journal.acquire(shard).await.unwrap();
+    let stray = Event::BalanceChanged {
+        account: surge_actors::domain::AccountId::parse("nobody").unwrap(),
+        delta: rust_decimal::Decimal::ONE,
+        at: 2,
+    };
+    let events = [account_created("a", 1), stray];
+    journal
+        .append(JournalRecord::encode(shard, epoch, 1, &events))
+        .await
+        .unwrap();
+    let recovered = journal.load(shard).await.unwrap();
+    let (state, events) = recover_state(shard, &recovered, 0).expect("it decodes");
+    let rebuilt = surge_actors::recovery::rebuild_core(
+        shard,
+        surge_actors::Router::new(1),
+        surge_actors::shard::ShardLimits::default(),
+        state,
+        &events,
+        3,
+    );
+    match rebuilt {
+        Err(JournalError::Corrupt(reason)) => {
+            assert!(reason.contains("nobody"), "{reason}");
+        }
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("a record naming an unknown account replayed"),
+    }
+}
+
 #[tokio::test]
 async fn an_unknown_storage_url_is_a_clear_error() {
     let error = match storage::open(&options("mysql://x".into())).await {

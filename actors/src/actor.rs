@@ -446,7 +446,13 @@ impl ShardActor {
                 }
             };
             let (state, events) = recovered;
-            let mut core = actor.build_core(state, &events);
+            let mut core = match actor.build_core(state, &events) {
+                Ok(core) => core,
+                Err(error) => {
+                    tracing::error!(shard = %id, %error, "journal does not replay; will retry");
+                    return;
+                }
+            };
             // Clients waiting on sagas cannot be matched to the rebuilt state.
             if let Some(old) = actor.core.as_mut() {
                 for token in old.take_waiters() {
@@ -698,8 +704,12 @@ impl ShardActor {
         }));
     }
 
-    fn build_core(&self, state: crate::state::State, events: &[crate::event::Event]) -> ShardCore {
-        crate::recovery::build_core(
+    fn build_core(
+        &self,
+        state: crate::state::State,
+        events: &[crate::event::Event],
+    ) -> Result<ShardCore, JournalError> {
+        crate::recovery::rebuild_core(
             self.id,
             self.settings.router,
             self.settings.limits.clone(),
@@ -744,10 +754,13 @@ impl Actor for ShardActor {
             }
         };
         ctx.wait(recovery.into_actor(self).map(move |result, actor, ctx| {
+            let result = result.and_then(|(epoch, state, events, snapshot_seq)| {
+                let core = actor.build_core(state, &events)?;
+                Ok((epoch, core, events.len(), snapshot_seq))
+            });
             match result {
-                Ok((epoch, state, events, snapshot_seq)) => {
+                Ok((epoch, mut core, replayed, snapshot_seq)) => {
                     actor.stats.snapshot_seq.store(snapshot_seq, Ordering::Relaxed);
-                    let mut core = actor.build_core(state, &events);
                     core.redrive();
                     actor.epoch = epoch;
                     actor.durable_seq = core.state.last_seq;
@@ -758,15 +771,15 @@ impl Actor for ShardActor {
                     actor.stats.set_state(ShardState::Running);
                     let elapsed = started.elapsed();
                     actor.stats.recovery_ms.store(elapsed.as_millis() as u64, Ordering::Relaxed);
-                    actor.settings.observer.recovered(id, elapsed, events.len());
-                    actor.events_since_snapshot = events.len() as u64;
+                    actor.settings.observer.recovered(id, elapsed, replayed);
+                    actor.events_since_snapshot = replayed as u64;
                     for waiter in actor.restart_waiters.drain(..) {
                         let _ = waiter.send(Ok(ControlReply::Restarted {
                             recovered_seq: actor.durable_seq,
                             recovery_ms: elapsed.as_millis() as u64,
                         }));
                     }
-                    tracing::info!(shard = %id, epoch, seq = actor.durable_seq, replayed = events.len(), ms = elapsed.as_millis() as u64, "shard recovered");
+                    tracing::info!(shard = %id, epoch, seq = actor.durable_seq, replayed, ms = elapsed.as_millis() as u64, "shard recovered");
                     actor.schedule_flush(ctx);
                 }
                 Err(error) => {

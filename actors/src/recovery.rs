@@ -26,6 +26,31 @@ pub fn build_core(
     core
 }
 
+/// [`build_core`], refusing a journal that does not replay as corrupt instead
+/// of panicking: events that name an entity the state does not hold were not
+/// written by this engine (they passed the checksum, so damage came before it),
+/// and the shard must stay down with the reason rather than restart into the
+/// same panic again and again.
+pub fn rebuild_core(
+    id: ShardId,
+    router: Router,
+    limits: ShardLimits,
+    state: State,
+    events: &[Event],
+    now_ms: u64,
+) -> Result<ShardCore, JournalError> {
+    let replay =
+        std::panic::AssertUnwindSafe(|| build_core(id, router, limits, state, events, now_ms));
+    std::panic::catch_unwind(replay).map_err(|panic| {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a non-string panic".to_owned());
+        JournalError::Corrupt(format!("shard {id}: the journal does not replay: {reason}"))
+    })
+}
+
 /// Rebuilds a shard's state from what the journal holds, checking that sequence
 /// numbers follow each other with no gap and no duplicate.
 pub fn recover_state(
