@@ -257,6 +257,8 @@ fn run(
         fault_injection: settings.admin.fault_injection,
         audit,
     });
+    let document = serde_json::to_vec(&served_openapi(&state.limits))?;
+    let document = web::Data::new(OpenApiDocument(web::Bytes::from(document)));
     let keys: web::Data<AuthKeys> = web::Data::new(settings.auth.keys()?);
     let limiter = web::Data::new(RateLimiter::new(
         &crate::rate_limit::RateLimitOptions {
@@ -294,6 +296,7 @@ fn run(
             .app_data(limiter.clone())
             .app_data(metrics.clone())
             .app_data(feed.clone())
+            .app_data(document.clone())
             .app_data(query_config())
             .app_data(path_config())
             .route("/health", web::get().to(health))
@@ -461,9 +464,15 @@ async fn ready(state: web::Data<ApiState>) -> HttpResponse {
 /// `GET /openapi.json`
 #[utoipa::path(get, path = "/openapi.json", operation_id = "openapi", tag = "operations", security(()),
     responses((status = 200, description = "This OpenAPI 3 document")))]
-async fn openapi(state: web::Data<ApiState>) -> HttpResponse {
-    HttpResponse::Ok().json(served_openapi(&state.limits))
+async fn openapi(document: web::Data<OpenApiDocument>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(document.0.clone())
 }
+
+/// `/openapi.json` as served, encoded once when the server starts (it depends
+/// only on the configured limits).
+struct OpenApiDocument(web::Bytes);
 
 /// The document `/openapi.json` serves, with the constraints of `limits`.
 fn served_openapi(limits: &ApiLimits) -> serde_json::Value {

@@ -42,11 +42,7 @@ pub fn rebuild_core(
     let replay =
         std::panic::AssertUnwindSafe(|| build_core(id, router, limits, state, events, now_ms));
     std::panic::catch_unwind(replay).map_err(|panic| {
-        let reason = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a non-string panic".to_owned());
+        let reason = crate::actor::panic_message(&panic);
         JournalError::Corrupt(format!("shard {id}: the journal does not replay: {reason}"))
     })
 }

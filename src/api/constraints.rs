@@ -74,8 +74,10 @@ pub fn with_constraints(mut document: Value, limits: &ApiLimits) -> Value {
 /// whose scale follows a currency in the same body is left to `by_scale`.
 fn field_constraints(limits: &ApiLimits) -> Vec<(&'static str, &'static str, Value)> {
     let id = id_schema;
-    let currency = || json!({"enum": codes(Currency::all().into_iter())});
-    let any_scale_amount = || money(scale_max(), limits, false);
+    let all = Currency::all();
+    let currency = || json!({"enum": codes(all.iter().copied())});
+    let scale_max = scale_max();
+    let any_scale_amount = || money(scale_max, limits, false);
     let between = |low: u64, high: u64| json!({"minimum": low, "maximum": high});
     let mut payment_id = id();
     payment_id["not"] = json!({"const": RESERVED_PAYMENT_ID});
@@ -230,9 +232,7 @@ fn constrain_operation(path: &str, method: &str, operation: &mut Value) {
         .and_then(|body| body.get_mut("content"))
         .and_then(Value::as_object_mut)
     {
-        if let Some(json_body) = content.get("application/json").cloned() {
-            content.insert(MESSAGE_PACK.into(), json_body);
-        }
+        also_message_pack(content);
     }
 }
 
@@ -298,10 +298,15 @@ fn add_answers(path: &str, method: &str, operation: &mut Map<String, Value>) {
             .and_then(|answer| answer.get_mut("content"))
             .and_then(Value::as_object_mut)
         {
-            if let Some(json_body) = content.get("application/json").cloned() {
-                content.insert(MESSAGE_PACK.into(), json_body);
-            }
+            also_message_pack(content);
         }
+    }
+}
+
+/// The JSON body of `content` offered as MessagePack too, same schema.
+fn also_message_pack(content: &mut Map<String, Value>) {
+    if let Some(json_body) = content.get("application/json").cloned() {
+        content.insert(MESSAGE_PACK.into(), json_body);
     }
 }
 
