@@ -13,6 +13,7 @@
 
 use crate::command::{Command, Query, Reply};
 use crate::journal::{Journal, JournalError, JournalRecord};
+use crate::recovery::panic_message;
 use crate::recovery::recover_state;
 use crate::router::{Router, ShardId};
 use crate::shard::{Batch, ShardCore, ShardLimits, ShardMessage, Token};
@@ -923,15 +924,5 @@ async fn with_timeout<T>(
             "storage took longer than {} ms",
             timeout.as_millis()
         ))),
-    }
-}
-
-pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(message) = panic.downcast_ref::<&str>() {
-        (*message).to_owned()
-    } else if let Some(message) = panic.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "non-string panic".to_owned()
     }
 }

@@ -42,7 +42,7 @@ pub fn rebuild_core(
     let replay =
         std::panic::AssertUnwindSafe(|| build_core(id, router, limits, state, events, now_ms));
     std::panic::catch_unwind(replay).map_err(|panic| {
-        let reason = crate::actor::panic_message(&panic);
+        let reason = panic_message(&panic);
         JournalError::Corrupt(format!("shard {id}: the journal does not replay: {reason}"))
     })
 }
@@ -90,4 +90,15 @@ pub fn recover_state(
         next_seq = record.last_seq + 1;
     }
     Ok((state, events))
+}
+
+/// What a caught panic said.
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(message) = panic.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = panic.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "non-string panic".to_owned()
+    }
 }
