@@ -85,6 +85,7 @@ async fn run(label: &str, url: String) {
         pool_connections_max: 4,
         timeout_ms: 60_000,
         records_per_write_max: 64,
+        cdc_lag_limit_events: u64::MAX,
     };
     let journal = storage::open(&options).await.expect("storage opens");
     let shard = ShardId(0);

@@ -27,6 +27,7 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub storage: StorageSettings,
     pub redis: RedisSettings,
+    pub cdc: CdcSettings,
     pub orders: OrderSettings,
     pub feed: FeedSettings,
     pub admin: AdminSettings,
@@ -157,6 +158,31 @@ pub struct RedisSettings {
     pub channel: String,
     pub queue_events_max: usize,
     pub node_id: String,
+}
+
+/// Change data capture (`src/cdc/`): every durable change, in order, to
+/// RabbitMQ and to the Redis stream.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CdcSettings {
+    /// Most change messages a sink is handed at once (one confirmed batch).
+    pub batch_changes_max: usize,
+    /// Journal rows read per query.
+    pub rows_per_read_max: usize,
+    /// How long a caught-up tailer waits before it reads again.
+    pub poll_ms: u64,
+    /// How far (in events) a sink may fall behind before journal pruning stops
+    /// waiting for it; past it the lag is reported loudly and pruned changes are
+    /// skipped, counted and logged.
+    pub lag_limit_events: u64,
+    pub amqp: AmqpSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AmqpSettings {
+    /// AMQP 0-9-1 URL (`amqp://user:pass@host:5672/vhost`); empty: no RabbitMQ sink.
+    pub url: String,
+    /// The durable topic exchange change messages go to.
+    pub exchange: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

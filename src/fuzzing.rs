@@ -186,6 +186,7 @@ pub fn journal_record(data: &[u8]) -> bool {
         format: JOURNAL_FORMAT_VERSION,
         checksum: checksum(payload),
         payload: payload.to_vec(),
+        changes: None,
     };
     let decoded = record.decode();
     match &decoded {

@@ -19,6 +19,7 @@
 pub mod api;
 #[cfg(feature = "bench")]
 pub mod bench;
+pub mod cdc;
 pub mod cli;
 pub mod configuration;
 pub mod feed;

@@ -67,7 +67,7 @@ impl Application {
         // journal writes.
         let listener = listen(settings.http.addr.as_str())
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.http.addr))?;
-        let journal = storage::open(&storage_options(&settings)).await?;
+        let (journal, changes) = storage::open_with_changes(&storage_options(&settings)).await?;
         // After `open`: its migrations made the audit table.
         let audit = crate::api::audit::AuditLog::start(
             crate::storage::audit::AuditDb::open(
@@ -88,13 +88,26 @@ impl Application {
             let bridge = feed::redis::start(&settings.redis, hub.clone(), feed.metrics.clone())?;
             hub.set_forward(bridge);
         }
+        // Before the shards start, so that a new sink's cursor is where the
+        // changes it gets begin.
+        let cdc = start_cdc(&settings, changes, &metrics.registry).await?;
         let observer = Arc::new(ServerObserver {
             metrics: metrics.clone().into_inner(),
             hub,
         });
-        let engine = Engine::start(engine_config(&settings, observer), journal);
+        let mut config = engine_config(&settings, observer);
+        config.limits.record_changes = !cdc.sinks.is_empty();
+        let engine = Engine::start(config, journal);
         let port = listener.local_addr()?.port();
-        let server = run(listener, &settings, engine.clone(), metrics, feed, audit)?;
+        let server = run(
+            listener,
+            &settings,
+            engine.clone(),
+            metrics,
+            feed,
+            audit,
+            cdc,
+        )?;
         tracing::info!(port, tls = settings.tls.enabled(), shards = settings.engine.shards, storage = %redacted(&settings.storage.url), "surge listening");
         Ok(Self {
             port,
@@ -167,12 +180,39 @@ fn redacted(url: &str) -> String {
     }
 }
 
+/// Change data capture's tailers, one per configured sink (none: off).
+async fn start_cdc(
+    settings: &Settings,
+    changes: Option<Arc<dyn storage::changes::ChangeLog>>,
+    registry: &prometheus::Registry,
+) -> anyhow::Result<Arc<crate::cdc::CdcStatus>> {
+    let sinks = crate::cdc::sinks(settings)?;
+    if sinks.is_empty() {
+        return Ok(Arc::default());
+    }
+    let Some(changes) = changes else {
+        anyhow::bail!(
+            "change data capture (cdc.amqp.url or redis.url) needs a PostgreSQL or SQLite \
+             journal; storage.url is memory://"
+        );
+    };
+    crate::cdc::start(
+        changes,
+        sinks,
+        settings.engine.shards,
+        crate::cdc::TailerOptions::from_settings(settings),
+        registry,
+    )
+    .await
+}
+
 pub fn storage_options(settings: &Settings) -> StorageOptions {
     StorageOptions {
         url: settings.storage.url.clone(),
         pool_connections_max: settings.storage.pool_connections_max,
         timeout_ms: settings.storage.timeout_ms,
         records_per_write_max: settings.storage.records_per_write_max,
+        cdc_lag_limit_events: settings.cdc.lag_limit_events,
     }
 }
 
@@ -248,8 +288,10 @@ fn run(
     metrics: web::Data<Metrics>,
     feed: web::Data<FeedState>,
     audit: Arc<crate::api::audit::AuditLog>,
+    cdc: Arc<crate::cdc::CdcStatus>,
 ) -> anyhow::Result<Server> {
     let state = web::Data::new(ApiState {
+        cdc,
         engine,
         limits: api_limits(settings),
         body_limit_bytes: settings.http.body_limit_bytes,
@@ -450,14 +492,34 @@ async fn ready(state: web::Data<ApiState>) -> HttpResponse {
         .filter(|s| s.state != surge_actors::engine::ShardState::Running)
         .map(|s| serde_json::json!({"id": s.id.0, "status": s.state.as_str()}))
         .collect();
-    if storage_ok && not_running.is_empty() {
-        HttpResponse::Ok().json(serde_json::json!({"status": "ready", "shards": shards.len()}))
+    // A sink past its lag limit does not make the node unready (it still
+    // serves), but it is named here, where the operator looks.
+    let cdc_behind: Vec<&str> = state
+        .cdc
+        .sinks
+        .iter()
+        .filter(|sink| {
+            sink.over_lag_limit
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .map(|sink| sink.name.as_str())
+        .collect();
+    let mut body = if storage_ok && not_running.is_empty() {
+        serde_json::json!({"status": "ready", "shards": shards.len()})
     } else {
-        HttpResponse::ServiceUnavailable().json(serde_json::json!({
+        serde_json::json!({
             "status": "not_ready",
             "storage": if storage_ok { "reachable" } else { "unreachable" },
             "shards_not_running": not_running,
-        }))
+        })
+    };
+    if !cdc_behind.is_empty() {
+        body["cdc_over_lag_limit"] = cdc_behind.into();
+    }
+    if storage_ok && not_running.is_empty() {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
     }
 }
 

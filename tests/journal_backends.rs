@@ -17,6 +17,7 @@ fn options(url: String) -> StorageOptions {
         pool_connections_max: 4,
         timeout_ms: 5_000,
         records_per_write_max: 256,
+        cdc_lag_limit_events: u64::MAX,
     }
 }
 

@@ -351,8 +351,11 @@ impl ShardActor {
             return;
         }
         // Nothing is in flight, so everything before this batch is durable.
-        let record =
+        let mut record =
             JournalRecord::encode(self.id, self.epoch, self.durable_seq + 1, &batch.events);
+        if self.settings.limits.record_changes {
+            record = record.with_changes(&batch.notices);
+        }
         let events = batch.events.len();
         let last_seq = record.last_seq;
         let append = self.journal.append(record);

@@ -88,6 +88,7 @@
 
 use crate::archive::{ArchiveKey, Archived};
 use crate::event::Event;
+use crate::notice::Notice;
 use crate::router::ShardId;
 use crate::state::State;
 use futures::future::BoxFuture;
@@ -177,6 +178,30 @@ fn check_format(
     })
 }
 
+/// Room a notice takes in MessagePack, on average (a guess to size the buffer).
+const NOTICE_BYTES_GUESS: usize = 96;
+
+/// The notices stored beside the record of shard `shard` starting at
+/// `first_seq` (see [`JournalRecord::with_changes`]), verified.
+pub fn decode_changes(
+    shard: ShardId,
+    first_seq: u64,
+    changes: &[u8],
+) -> Result<Vec<Notice>, JournalError> {
+    let corrupt = |why: String| {
+        JournalError::Corrupt(format!(
+            "shard {shard} changes of record {first_seq}: {why}"
+        ))
+    };
+    let Some((sum, body)) = changes.split_first_chunk::<8>() else {
+        return Err(corrupt(format!("{} bytes, no checksum", changes.len())));
+    };
+    if checksum(body) != u64::from_le_bytes(*sum) {
+        return Err(corrupt("checksum mismatch".to_owned()));
+    }
+    rmp_serde::from_slice(body).map_err(|error| corrupt(error.to_string()))
+}
+
 /// One batch of one shard's events, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalRecord {
@@ -191,6 +216,11 @@ pub struct JournalRecord {
     pub payload: Vec<u8>,
     /// xxh3-64 of `payload`.
     pub checksum: u64,
+    /// With change data capture on, what the batch's notices were (see
+    /// [`JournalRecord::with_changes`]); `None` otherwise, and when loaded for
+    /// recovery, which does not need them.
+    #[serde(default)]
+    pub changes: Option<Vec<u8>>,
 }
 
 impl JournalRecord {
@@ -214,7 +244,24 @@ impl JournalRecord {
             format: JOURNAL_FORMAT_VERSION,
             checksum: checksum(&payload),
             payload,
+            changes: None,
         }
+    }
+
+    /// Stores the batch's notices beside its events, for change data capture:
+    /// the xxh3-64 of the rest (8 bytes, little-endian), then MessagePack of
+    /// `Vec<Notice>` (variants by name, fields by position, as events). Read
+    /// back by [`decode_changes`].
+    pub fn with_changes(mut self, notices: &[Notice]) -> Self {
+        let mut changes = vec![0; 8];
+        changes.reserve(notices.len().saturating_mul(NOTICE_BYTES_GUESS));
+        notices
+            .serialize(&mut rmp_serde::Serializer::new(&mut changes))
+            .expect("notices encode to MessagePack");
+        let sum = checksum(&changes[8..]);
+        changes[..8].copy_from_slice(&sum.to_le_bytes());
+        self.changes = Some(changes);
+        self
     }
 
     /// Decodes and verifies the record; a format this binary does not read is

@@ -687,6 +687,7 @@ fn every_format_read_still_decodes_and_its_variants_come_first() {
             format,
             checksum: checksum(&payload),
             payload,
+            changes: None,
         };
         assert_eq!(record.decode().as_ref(), Ok(&events), "format {format}");
 

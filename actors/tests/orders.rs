@@ -431,7 +431,7 @@ impl Shop {
             .filter_map(|notice| match notice {
                 Notice::Account { account, .. } => Some(format!("{account:?}")),
                 Notice::Item { item, .. } => Some(format!("{item:?}")),
-                Notice::Order { .. } => None,
+                Notice::Order { .. } | Notice::Payment { .. } | Notice::Reservation { .. } => None,
             })
             .collect()
     }

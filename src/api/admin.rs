@@ -41,6 +41,43 @@ pub struct ShardJson {
     /// Keys the filter holds: past about `archived_filter_bytes * 8 / 14`,
     /// more of the commands naming new ids pay a lookup in the archive.
     pub archived_filter_keys: u64,
+    /// Change data capture: each sink's progress on this shard (empty while
+    /// it is off).
+    pub cdc: Vec<CdcLagJson>,
+}
+
+/// One change data capture sink's progress on one shard.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CdcLagJson {
+    /// `amqp` or `redis-stream`.
+    pub sink: String,
+    /// Every change up to this sequence number was confirmed by the sink.
+    pub cursor: u64,
+    /// Durable events after the cursor.
+    pub lag_events: u64,
+    /// Age of the oldest change not confirmed yet (0: caught up).
+    pub lag_seconds: u64,
+    /// Whether the sink is further behind than `cdc.lag_limit_events` on
+    /// some shard (journal pruning no longer waits for it).
+    pub over_lag_limit: bool,
+}
+
+/// Every sink's progress on `shard`.
+pub(crate) fn cdc_lags(cdc: &crate::cdc::CdcStatus, shard: usize) -> Vec<CdcLagJson> {
+    use std::sync::atomic::Ordering::Relaxed;
+    cdc.sinks
+        .iter()
+        .filter_map(|sink| {
+            let lag = sink.shards.get(shard)?;
+            Some(CdcLagJson {
+                sink: sink.name.clone(),
+                cursor: lag.cursor.load(Relaxed),
+                lag_events: sink.lag_events(shard),
+                lag_seconds: lag.lag_ms.load(Relaxed) / 1_000,
+                over_lag_limit: sink.over_lag_limit.load(Relaxed),
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -109,6 +146,7 @@ pub async fn list(state: web::Data<ApiState>, caller: Caller) -> Result<HttpResp
             archive_queue: s.tables.archive_queue,
             archived_filter_bytes: s.tables.archived_filter_bytes,
             archived_filter_keys: s.tables.archived_filter_keys,
+            cdc: cdc_lags(&state.cdc, s.id.0 as usize),
         })
         .collect();
     Ok(HttpResponse::Ok().json(shards))

@@ -36,6 +36,8 @@ pub struct ApiState {
     /// Whether `POST /admin/shards/{id}/fault` may crash shards.
     pub fault_injection: bool,
     pub audit: std::sync::Arc<audit::AuditLog>,
+    /// Change data capture's sinks and their lag (none while it is off).
+    pub cdc: std::sync::Arc<crate::cdc::CdcStatus>,
 }
 
 /// Registers the business routes. `web::Data<ApiState>` and
@@ -124,7 +126,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
         dto::ReservationJson,
         dto::CreateOrderRequest, dto::OrderLineRequest, dto::OrderJson, dto::OrderLineJson,
         dto::OrderHistoryJson,
-        admin::ShardJson, admin::RestartJson, admin::SnapshotJson, admin::FaultRequest,
+        admin::ShardJson, admin::CdcLagJson, admin::RestartJson, admin::SnapshotJson, admin::FaultRequest,
         admin::AuditEntryJson,
         admin::AuditPageJson,
     )),

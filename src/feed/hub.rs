@@ -6,11 +6,12 @@
 //! by its own task instead of slowing the shard or anyone else.
 
 use super::topic::Topic;
-use crate::api::dto::{format_time, AccountJson, ItemJson};
+use crate::api::dto::{format_time, AccountJson, ItemJson, PaymentJson, ReservationJson};
 use dashmap::DashMap;
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use surge_actors::command::{PaymentView, ReservationView};
 use surge_actors::domain::format_money;
 use surge_actors::notice::Notice;
 use tokio::sync::{mpsc, Notify};
@@ -88,6 +89,10 @@ impl Delivery {
                 });
                 (Topic::Item(item.sku.clone()).to_string(), None, *at, fields)
             }
+            Notice::Payment { payment, at, .. } => payment_parts(payment, *at),
+            Notice::Reservation {
+                reservation, at, ..
+            } => reservation_parts(reservation, *at),
         };
         let Value::Object(fields) = fields else {
             unreachable!("json! of an object literal is an object")
@@ -104,6 +109,46 @@ impl Delivery {
     pub fn is_order(&self) -> bool {
         self.order_account.is_some()
     }
+}
+
+/// Topic, payer, time and fields of a payment's change (change data capture only).
+fn payment_parts(payment: &PaymentView, at: u64) -> (String, Option<String>, u64, Value) {
+    let fields = entity_fields(
+        "payment.status",
+        "payment_id",
+        &PaymentJson::from(payment),
+        at,
+    );
+    (format!("payment:{}", payment.id), None, at, fields)
+}
+
+/// The same for a reservation's change.
+fn reservation_parts(
+    reservation: &ReservationView,
+    at: u64,
+) -> (String, Option<String>, u64, Value) {
+    let json = ReservationJson::from(reservation);
+    let fields = entity_fields("reservation.status", "reservation_id", &json, at);
+    let topic = format!("reservation:{}/{}", reservation.sku, reservation.id);
+    (topic, None, at, fields)
+}
+
+/// A change message of an entity the API answers with `json`: its fields, `id`
+/// renamed `id_field`, with `type` and `at` (change data capture only).
+fn entity_fields(kind: &str, id_field: &str, json: &impl serde::Serialize, at: u64) -> Value {
+    let mut fields = json!({ "type": kind });
+    if let Ok(Value::Object(entity)) = serde_json::to_value(json) {
+        for (name, value) in entity {
+            let name = if name == "id" {
+                id_field.to_owned()
+            } else {
+                name
+            };
+            fields[name] = value;
+        }
+    }
+    fields["at"] = format_time(at).into();
+    fields
 }
 
 /// What a connection's queue carries.
@@ -253,7 +298,7 @@ impl FeedHub {
         // the shard's thread for every durable change.
         let deliveries: Vec<Outgoing> = notices
             .iter()
-            .filter(|notice| forward.is_some() || self.watched(notice))
+            .filter(|notice| notice.on_feeds() && (forward.is_some() || self.watched(notice)))
             .map(|notice| Arc::new(Delivery::from_notice(notice)))
             .collect();
         for delivery in &deliveries {
@@ -275,6 +320,7 @@ impl FeedHub {
             }
             Notice::Account { account, .. } => Topic::Account(account.id.clone()),
             Notice::Item { item, .. } => Topic::Item(item.sku.clone()),
+            Notice::Payment { .. } | Notice::Reservation { .. } => return false,
         };
         !self.topics.is_empty() && self.topics.contains_key(&topic.to_string())
     }

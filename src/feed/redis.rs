@@ -1,16 +1,14 @@
 //! The Redis bridge: every durable notice of this node goes to a Redis pub/sub
-//! channel (so that feed clients on any node see it) and to a capped Redis stream
-//! (for downstream services, read with consumer groups); notices other nodes
-//! publish are delivered to this node's subscribers.
+//! channel (so that feed clients on any node see it); notices other nodes
+//! publish are delivered to this node's subscribers. (The stream for downstream
+//! services, `redis.stream_key`, is written by change data capture from the
+//! journal, losslessly: `crate::cdc::redis_stream`.)
 //!
 //! Redis is never on the engine's path: notices are handed over through a bounded
 //! queue that is never waited on. When Redis is down or slow, what does not fit is
 //! dropped, counted (`redis_events_dropped_total`) and logged, and the bridge
-//! reconnects with backoff; local feeds keep working throughout.
-//!
-//! Stream entries (`XADD surge:events MAXLEN ~ N * ...`) have the fields
-//! `type` (`order.status`, `account.balance`, `item.stock`), `topic`, `seq` (the
-//! entity's version), `at_ms`, `node`, and `data` (the feed message as JSON).
+//! reconnects with backoff; local feeds keep working throughout, and a feed
+//! client that missed a change resubscribes for a snapshot.
 
 use super::hub::{Delivery, FeedHub, Forward, Outgoing};
 use super::FeedMetrics;
@@ -103,8 +101,6 @@ pub fn start(
         client: client.clone(),
         node: node.clone(),
         channel: settings.channel.clone(),
-        stream_key: settings.stream_key.clone(),
-        stream_length_max: settings.stream_length_max,
         bridge: bridge.clone(),
     };
     actix_web::rt::spawn(publisher.run(receiver));
@@ -115,7 +111,7 @@ pub fn start(
         hub,
         metrics,
     ));
-    tracing::info!(channel = %settings.channel, stream = %settings.stream_key, "Redis feed bridge started");
+    tracing::info!(channel = %settings.channel, "Redis feed bridge started");
     Ok(bridge)
 }
 
@@ -130,8 +126,6 @@ struct Publisher {
     client: redis::Client,
     node: String,
     channel: String,
-    stream_key: String,
-    stream_length_max: usize,
     bridge: Arc<RedisBridge>,
 }
 
@@ -206,34 +200,6 @@ impl Publisher {
                 .cmd("PUBLISH")
                 .arg(&self.channel)
                 .arg(payload)
-                .ignore();
-            let mut data = delivery.fields.clone();
-            data.insert("topic".into(), delivery.topic.clone().into());
-            data.insert("seq".into(), delivery.version.into());
-            let kind = delivery
-                .fields
-                .get("type")
-                .and_then(|t| t.as_str())
-                .unwrap_or("event");
-            pipeline
-                .cmd("XADD")
-                .arg(&self.stream_key)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(self.stream_length_max)
-                .arg("*")
-                .arg("type")
-                .arg(kind)
-                .arg("topic")
-                .arg(&delivery.topic)
-                .arg("seq")
-                .arg(delivery.version)
-                .arg("at_ms")
-                .arg(delivery.at_ms)
-                .arg("node")
-                .arg(&self.node)
-                .arg("data")
-                .arg(serde_json::Value::Object(data).to_string())
                 .ignore();
         }
         pipeline

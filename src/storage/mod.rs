@@ -16,12 +16,15 @@
 
 mod archive;
 pub mod audit;
+pub mod changes;
 mod postgres;
 mod sqlite;
 mod writer;
 
 pub use postgres::PostgresJournal;
 pub use sqlite::SqliteJournal;
+
+use changes::ChangeLog;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,17 +42,31 @@ pub struct StorageOptions {
     pub timeout_ms: u64,
     /// Most records written in one statement.
     pub records_per_write_max: usize,
+    /// Pruning keeps journal rows a change data capture cursor has not passed,
+    /// unless they are more than this many events behind the snapshot pruned
+    /// to (`cdc.lag_limit_events`).
+    pub cdc_lag_limit_events: u64,
 }
 
 /// Opens the journal the URL names and migrates its schema.
 pub async fn open(options: &StorageOptions) -> anyhow::Result<Arc<dyn Journal>> {
+    Ok(open_with_changes(options).await?.0)
+}
+
+/// The journal, and what change data capture reads from it (`None` for the
+/// in-memory journal, which keeps no changes).
+pub async fn open_with_changes(
+    options: &StorageOptions,
+) -> anyhow::Result<(Arc<dyn Journal>, Option<Arc<dyn ChangeLog>>)> {
     let url = options.url.as_str();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresJournal::open(options).await?))
+        let journal = Arc::new(PostgresJournal::open(options).await?);
+        Ok((journal.clone(), Some(journal)))
     } else if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteJournal::open(options).await?))
+        let journal = Arc::new(SqliteJournal::open(options).await?);
+        Ok((journal.clone(), Some(journal)))
     } else if url == "memory://" {
-        Ok(Arc::new(MemoryJournal::new()))
+        Ok((Arc::new(MemoryJournal::new()), None))
     } else {
         anyhow::bail!(
             "unsupported storage url {url:?}: expected postgres://…, sqlite://… or memory://"

@@ -1,6 +1,7 @@
 //! The PostgreSQL journal (production backend).
 
 use super::archive::{ArchiveBackend, ArchiveRow, ArchiveWorkers, Found, ROWS_PER_STATEMENT_MAX};
+use super::changes::{ChangeLog, ChangeRow};
 use super::writer::{GroupWriter, WriteRecords};
 use super::{
     checksum_from_sql, checksum_to_sql, format_from_sql, format_to_sql, snapshot_chunk_count,
@@ -23,6 +24,7 @@ pub struct PostgresJournal {
     pool: PgPool,
     writer: GroupWriter,
     archive: ArchiveWorkers,
+    cdc_lag_limit_events: u64,
 }
 
 /// The archive's tables, on the journal's pool.
@@ -60,6 +62,7 @@ impl PostgresJournal {
             pool,
             writer,
             archive,
+            cdc_lag_limit_events: options.cdc_lag_limit_events,
         })
     }
 }
@@ -93,14 +96,18 @@ impl WriteRecords for Writer {
                 .map(|r| checksum_to_sql(r.checksum))
                 .collect();
             let payloads: Vec<&[u8]> = records.iter().map(|r| r.payload.as_slice()).collect();
+            let changes: Vec<Option<&[u8]>> =
+                records.iter().map(|r| r.changes.as_deref()).collect();
             // One statement for the whole group; the join with the leases refuses
             // records from a stale owner (fencing) without a second round trip.
             let rows = sqlx::query(
-                "INSERT INTO journal (shard, first_seq, last_seq, epoch, payload, checksum, format)
-                 SELECT r.shard, r.first_seq, r.last_seq, r.epoch, r.payload, r.checksum, r.format
+                "INSERT INTO journal (shard, first_seq, last_seq, epoch, payload, checksum, format,
+                                      changes)
+                 SELECT r.shard, r.first_seq, r.last_seq, r.epoch, r.payload, r.checksum, r.format,
+                        r.changes
                  FROM UNNEST($1::int4[], $2::int8[], $3::int8[], $4::int8[], $5::bytea[], $6::int8[],
-                             $7::int4[])
-                      AS r(shard, first_seq, last_seq, epoch, payload, checksum, format)
+                             $7::int4[], $8::bytea[])
+                      AS r(shard, first_seq, last_seq, epoch, payload, checksum, format, changes)
                  JOIN shard_leases l ON l.shard = r.shard AND l.epoch = r.epoch
                  RETURNING shard, first_seq",
             )
@@ -111,6 +118,7 @@ impl WriteRecords for Writer {
             .bind(&payloads)
             .bind(&checksums)
             .bind(&formats)
+            .bind(&changes)
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
@@ -216,6 +224,7 @@ impl Journal for PostgresJournal {
                         format: format_from_sql(shard, "record", first_seq, row.get(5))?,
                         payload: row.get(3),
                         checksum: checksum_from_sql(row.get::<i64, _>(4)),
+                        changes: None,
                     })
                 })
                 .collect::<Result<_, JournalError>>()?;
@@ -230,6 +239,7 @@ impl Journal for PostgresJournal {
 
     fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'static, Result<(), JournalError>> {
         let pool = self.pool.clone();
+        let cdc_lag_limit_events = self.cdc_lag_limit_events;
         Box::pin(async move {
             let shard = snapshot.shard.0 as i32;
             let seq = snapshot.seq as i64;
@@ -276,7 +286,8 @@ impl Journal for PostgresJournal {
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-            prune_before_snapshots(&mut tx, shard).await?;
+            let cdc_keep_after = snapshot.seq.saturating_sub(cdc_lag_limit_events) as i64;
+            prune_before_snapshots(&mut tx, shard, cdc_keep_after).await?;
             tx.commit().await.map_err(unavailable)
         })
     }
@@ -284,8 +295,14 @@ impl Journal for PostgresJournal {
 
 /// Keeps the newest two snapshots of a shard, the bases they name (see
 /// `surge_actors::filter`) and the journal after the older of the two (recovery
-/// falls back to it if the newest is torn); drops the rest.
-async fn prune_before_snapshots(conn: &mut PgConnection, shard: i32) -> Result<(), JournalError> {
+/// falls back to it if the newest is torn); drops the rest. Journal rows a change
+/// data capture cursor of the shard has not passed stay too, unless they end at
+/// or before `cdc_keep_after` (the lag limit: see `cdc::Tailer`).
+async fn prune_before_snapshots(
+    conn: &mut PgConnection,
+    shard: i32,
+    cdc_keep_after: i64,
+) -> Result<(), JournalError> {
     sqlx::query(
         "DELETE FROM snapshots WHERE shard = $1
          AND seq < (SELECT min(seq) FROM (SELECT seq FROM snapshots WHERE shard = $1
@@ -311,9 +328,12 @@ async fn prune_before_snapshots(conn: &mut PgConnection, shard: i32) -> Result<(
         "DELETE FROM journal WHERE shard = $1 AND last_seq <= (
              SELECT min(seq) FROM (SELECT seq FROM snapshots WHERE shard = $1
                                    ORDER BY seq DESC LIMIT 2) AS kept)
-         AND (SELECT count(*) FROM snapshots WHERE shard = $1) >= 2",
+         AND (SELECT count(*) FROM snapshots WHERE shard = $1) >= 2
+         AND (NOT EXISTS (SELECT 1 FROM cdc_cursors WHERE shard = $1)
+              OR last_seq <= GREATEST((SELECT min(seq) FROM cdc_cursors WHERE shard = $1), $2))",
     )
     .bind(shard)
+    .bind(cdc_keep_after)
     .execute(&mut *conn)
     .await
     .map_err(unavailable)?;
@@ -460,6 +480,97 @@ impl ArchiveBackend for Archive {
                 }
             }
             Ok(found)
+        })
+    }
+}
+
+impl ChangeLog for PostgresJournal {
+    fn read_changes(
+        &self,
+        shard: ShardId,
+        after: u64,
+        rows_max: usize,
+    ) -> BoxFuture<'static, Result<Vec<ChangeRow>, JournalError>> {
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT first_seq, last_seq,
+                        (extract(epoch FROM written_at) * 1000)::int8, changes
+                 FROM journal WHERE shard = $1 AND last_seq > $2
+                 ORDER BY first_seq LIMIT $3",
+            )
+            .bind(shard.0 as i32)
+            .bind(after as i64)
+            .bind(rows_max as i64)
+            .fetch_all(&pool)
+            .await
+            .map_err(unavailable)?;
+            Ok(rows
+                .into_iter()
+                .map(|row| ChangeRow {
+                    first_seq: row.get::<i64, _>(0) as u64,
+                    last_seq: row.get::<i64, _>(1) as u64,
+                    written_at_ms: row.get::<i64, _>(2).max(0) as u64,
+                    changes: row.get(3),
+                })
+                .collect())
+        })
+    }
+
+    fn head(&self, shard: ShardId) -> BoxFuture<'static, Result<u64, JournalError>> {
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let head: i64 = sqlx::query_scalar(
+                "SELECT GREATEST(
+                     (SELECT last_seq FROM journal WHERE shard = $1 ORDER BY first_seq DESC LIMIT 1),
+                     (SELECT max(seq) FROM snapshots WHERE shard = $1),
+                     0)",
+            )
+            .bind(shard.0 as i32)
+            .fetch_one(&pool)
+            .await
+            .map_err(unavailable)?;
+            Ok(head.max(0) as u64)
+        })
+    }
+
+    fn cursor(
+        &self,
+        sink: &str,
+        shard: ShardId,
+    ) -> BoxFuture<'static, Result<Option<u64>, JournalError>> {
+        let (pool, sink) = (self.pool.clone(), sink.to_owned());
+        Box::pin(async move {
+            let seq: Option<i64> =
+                sqlx::query_scalar("SELECT seq FROM cdc_cursors WHERE sink = $1 AND shard = $2")
+                    .bind(sink)
+                    .bind(shard.0 as i32)
+                    .fetch_optional(&pool)
+                    .await
+                    .map_err(unavailable)?;
+            Ok(seq.map(|seq| seq.max(0) as u64))
+        })
+    }
+
+    fn store_cursor(
+        &self,
+        sink: &str,
+        shard: ShardId,
+        seq: u64,
+    ) -> BoxFuture<'static, Result<(), JournalError>> {
+        let (pool, sink) = (self.pool.clone(), sink.to_owned());
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO cdc_cursors (sink, shard, seq) VALUES ($1, $2, $3)
+                 ON CONFLICT (sink, shard) DO UPDATE SET seq = excluded.seq, updated_at = now()",
+            )
+            .bind(sink)
+            .bind(shard.0 as i32)
+            .bind(seq as i64)
+            .execute(&pool)
+            .await
+            .map_err(unavailable)?;
+            Ok(())
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The SQLite journal (embedded default): WAL mode, full synchronous commits.
 
 use super::archive::{ArchiveBackend, ArchiveRow, ArchiveWorkers, Found};
+use super::changes::{ChangeLog, ChangeRow};
 use super::writer::{GroupWriter, WriteRecords};
 use super::{
     checksum_from_sql, checksum_to_sql, format_from_sql, format_to_sql, snapshot_chunk_count,
@@ -25,6 +26,7 @@ pub struct SqliteJournal {
     writer: GroupWriter,
     write_turn: WriteTurn,
     archive: ArchiveWorkers,
+    cdc_lag_limit_events: u64,
 }
 
 /// The archive's tables: written on a connection of their own, in the writer's
@@ -110,6 +112,7 @@ impl SqliteJournal {
             writer,
             write_turn,
             archive,
+            cdc_lag_limit_events: options.cdc_lag_limit_events,
         })
     }
 }
@@ -126,8 +129,9 @@ impl WriteRecords for Writer {
             let mut results = Vec::with_capacity(records.len());
             for record in &records {
                 let inserted = sqlx::query(
-                    "INSERT INTO journal (shard, first_seq, last_seq, epoch, payload, checksum, format)
-                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+                    "INSERT INTO journal (shard, first_seq, last_seq, epoch, payload, checksum, format,
+                                          changes)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
                      WHERE EXISTS (SELECT 1 FROM shard_leases WHERE shard = ?1 AND epoch = ?4)",
                 )
                 .bind(record.shard.0 as i64)
@@ -137,6 +141,7 @@ impl WriteRecords for Writer {
                 .bind(record.payload.as_slice())
                 .bind(checksum_to_sql(record.checksum))
                 .bind(format_to_sql(record.format))
+                .bind(record.changes.as_deref())
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?
@@ -235,6 +240,7 @@ impl Journal for SqliteJournal {
                         format: format_from_sql(shard, "record", first_seq, row.get(5))?,
                         payload: row.get(3),
                         checksum: checksum_from_sql(row.get::<i64, _>(4)),
+                        changes: None,
                     })
                 })
                 .collect::<Result<_, JournalError>>()?;
@@ -249,6 +255,7 @@ impl Journal for SqliteJournal {
 
     fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'static, Result<(), JournalError>> {
         let pool = self.pool.clone();
+        let cdc_lag_limit_events = self.cdc_lag_limit_events;
         let write_turn = self.write_turn.clone();
         Box::pin(async move {
             let shard = snapshot.shard.0 as i64;
@@ -310,7 +317,8 @@ impl Journal for SqliteJournal {
             .execute(&mut *write.tx)
             .await
             .map_err(unavailable)?;
-            prune_before_snapshots(&mut write.tx, shard).await?;
+            let cdc_keep_after = snapshot.seq.saturating_sub(cdc_lag_limit_events) as i64;
+            prune_before_snapshots(&mut write.tx, shard, cdc_keep_after).await?;
             write.commit().await
         })
     }
@@ -344,10 +352,13 @@ async fn begin_write<'a>(
 
 /// Keeps the newest two snapshots of a shard, the bases they name (see
 /// `surge_actors::filter`) and the journal after the older of the two (recovery
-/// falls back to it if the newest is torn); drops the rest.
+/// falls back to it if the newest is torn); drops the rest. Journal rows a change
+/// data capture cursor of the shard has not passed stay too, unless they end at
+/// or before `cdc_keep_after` (the lag limit: see `cdc::Tailer`).
 async fn prune_before_snapshots(
     conn: &mut SqliteConnection,
     shard: i64,
+    cdc_keep_after: i64,
 ) -> Result<(), JournalError> {
     sqlx::query(
         "DELETE FROM snapshots WHERE shard = ?1
@@ -373,9 +384,12 @@ async fn prune_before_snapshots(
         "DELETE FROM journal WHERE shard = ?1
          AND last_seq <= (SELECT min(seq) FROM (SELECT seq FROM snapshots WHERE shard = ?1
                                                 ORDER BY seq DESC LIMIT 2))
-         AND (SELECT count(*) FROM snapshots WHERE shard = ?1) >= 2",
+         AND (SELECT count(*) FROM snapshots WHERE shard = ?1) >= 2
+         AND (NOT EXISTS (SELECT 1 FROM cdc_cursors WHERE shard = ?1)
+              OR last_seq <= max((SELECT min(seq) FROM cdc_cursors WHERE shard = ?1), ?2))",
     )
     .bind(shard)
+    .bind(cdc_keep_after)
     .execute(&mut *conn)
     .await
     .map_err(unavailable)?;
@@ -522,6 +536,101 @@ impl ArchiveBackend for Archive {
                 }
             }
             Ok(found)
+        })
+    }
+}
+
+impl ChangeLog for SqliteJournal {
+    fn read_changes(
+        &self,
+        shard: ShardId,
+        after: u64,
+        rows_max: usize,
+    ) -> BoxFuture<'static, Result<Vec<ChangeRow>, JournalError>> {
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT first_seq, last_seq,
+                        CAST((julianday(written_at) - 2440587.5) * 86400000.0 AS INTEGER), changes
+                 FROM journal WHERE shard = ?1 AND last_seq > ?2
+                 ORDER BY first_seq LIMIT ?3",
+            )
+            .bind(shard.0 as i64)
+            .bind(after as i64)
+            .bind(rows_max as i64)
+            .fetch_all(&pool)
+            .await
+            .map_err(unavailable)?;
+            Ok(rows
+                .into_iter()
+                .map(|row| ChangeRow {
+                    first_seq: row.get::<i64, _>(0) as u64,
+                    last_seq: row.get::<i64, _>(1) as u64,
+                    written_at_ms: row.get::<i64, _>(2).max(0) as u64,
+                    changes: row.get(3),
+                })
+                .collect())
+        })
+    }
+
+    fn head(&self, shard: ShardId) -> BoxFuture<'static, Result<u64, JournalError>> {
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let head: i64 = sqlx::query_scalar(
+                "SELECT max(
+                     COALESCE((SELECT last_seq FROM journal WHERE shard = ?1
+                               ORDER BY first_seq DESC LIMIT 1), 0),
+                     COALESCE((SELECT max(seq) FROM snapshots WHERE shard = ?1), 0))",
+            )
+            .bind(shard.0 as i64)
+            .fetch_one(&pool)
+            .await
+            .map_err(unavailable)?;
+            Ok(head.max(0) as u64)
+        })
+    }
+
+    fn cursor(
+        &self,
+        sink: &str,
+        shard: ShardId,
+    ) -> BoxFuture<'static, Result<Option<u64>, JournalError>> {
+        let (pool, sink) = (self.pool.clone(), sink.to_owned());
+        Box::pin(async move {
+            let seq: Option<i64> =
+                sqlx::query_scalar("SELECT seq FROM cdc_cursors WHERE sink = ?1 AND shard = ?2")
+                    .bind(sink)
+                    .bind(shard.0 as i64)
+                    .fetch_optional(&pool)
+                    .await
+                    .map_err(unavailable)?;
+            Ok(seq.map(|seq| seq.max(0) as u64))
+        })
+    }
+
+    fn store_cursor(
+        &self,
+        sink: &str,
+        shard: ShardId,
+        seq: u64,
+    ) -> BoxFuture<'static, Result<(), JournalError>> {
+        let (pool, write_turn, sink) =
+            (self.pool.clone(), self.write_turn.clone(), sink.to_owned());
+        Box::pin(async move {
+            let mut write = begin_write(&pool, &write_turn).await?;
+            sqlx::query(
+                "INSERT INTO cdc_cursors (sink, shard, seq, updated_at)
+                 VALUES (?1, ?2, ?3, CAST(strftime('%s', 'now') AS INTEGER))
+                 ON CONFLICT (sink, shard) DO UPDATE
+                 SET seq = excluded.seq, updated_at = excluded.updated_at",
+            )
+            .bind(sink)
+            .bind(shard.0 as i64)
+            .bind(seq as i64)
+            .execute(&mut *write.tx)
+            .await
+            .map_err(unavailable)?;
+            write.commit().await
         })
     }
 }

@@ -13,6 +13,7 @@ pub mod feed;
 pub mod http;
 pub mod postgres;
 pub mod process;
+pub mod proxy;
 pub mod tokens;
 
 use std::time::Duration;

@@ -96,6 +96,10 @@ pub struct ShardLimits {
     /// Memory of the filter of archived keys (see `crate::filter`): taken up
     /// front, and the same however many keys it holds.
     pub archived_filter_bytes: u64,
+    /// Change data capture is on: notices also report payments and
+    /// reservations (`Notice::Payment`, `Notice::Reservation`), and the actor
+    /// stores each batch's notices beside its journal record.
+    pub record_changes: bool,
 }
 
 impl Default for ShardLimits {
@@ -108,6 +112,7 @@ impl Default for ShardLimits {
             finished_in_memory_ms: FINISHED_IN_MEMORY_MS_DEFAULT,
             open_entities_max: OPEN_ENTITIES_MAX_DEFAULT,
             archived_filter_bytes: FILTER_LAYER_BYTES_DEFAULT,
+            record_changes: false,
         }
     }
 }
@@ -345,6 +350,10 @@ impl ShardCore {
 
     fn emit(&mut self, event: Event) {
         let order_version_before = notices::order_version_before(&self.state, &event);
+        let payment_before = self
+            .limits
+            .record_changes
+            .then(|| notices::payment_status_before(&self.state, &event));
         // The accounts and items an event changes in its middle are heard as they
         // were then; the rest is read from the state after the event (`notice`).
         // (Only `RecordsPruned` has no time, and it changes no account or item.)
@@ -358,6 +367,9 @@ impl ShardCore {
             self.touched.push(saga);
         }
         self.notice(&event, order_version_before);
+        if let Some(payment_before) = payment_before {
+            self.change(&event, payment_before);
+        }
         self.batch.events.push(event);
     }
 

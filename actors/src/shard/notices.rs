@@ -2,9 +2,10 @@
 //! it (or, for an event that changes something twice, as it went).
 
 use super::ShardCore;
+use crate::command::{PaymentView, ReservationView};
 use crate::domain::{AccountId, Sku, TimestampMs};
 use crate::event::Event;
-use crate::model::{StepOutcome, StepTag};
+use crate::model::{PaymentStatus, ReservationKey, SagaId, StepOutcome, StepTag};
 use crate::notice::Notice;
 use crate::order;
 use crate::state::{local_run_steps, Changed, State};
@@ -43,7 +44,65 @@ pub(super) fn order_version_before(state: &State, event: &Event) -> usize {
     }
 }
 
+/// The status of the payment an event moves, before it (change data capture
+/// reports a payment's status only when it changes).
+pub(super) fn payment_status_before(state: &State, event: &Event) -> Option<PaymentStatus> {
+    match event.saga()? {
+        SagaId::Payment(id) => state.payments.get(&id).map(|payment| payment.status),
+        SagaId::Order(_) => None,
+    }
+}
+
 impl ShardCore {
+    /// Adds what change data capture hears of an event just applied beyond what
+    /// feeds hear: the payment's new status, the reservation held or closed.
+    pub(super) fn change(&mut self, event: &Event, payment_before: Option<PaymentStatus>) {
+        let state = &self.state;
+        let notices = &mut self.batch.notices;
+        let reservation = if let Event::Reserved { sku, id, at, .. } = event {
+            Some((sku, id, 1, at))
+        } else if let Event::ReservationClosed { sku, id, at, .. } = event {
+            Some((sku, id, 2, at))
+        } else {
+            None
+        };
+        if let Some((sku, id, version, at)) = reservation {
+            let key = ReservationKey {
+                sku: sku.clone(),
+                id: id.clone(),
+            };
+            if let Some(reservation) = state.reservations.get(&key) {
+                notices.push(Notice::Reservation {
+                    reservation: ReservationView::from(reservation),
+                    version,
+                    at: *at,
+                });
+            }
+            return;
+        }
+        let Some(SagaId::Payment(id)) = event.saga() else {
+            return;
+        };
+        let Some(payment) = state.payments.get(&id) else {
+            return;
+        };
+        if payment.status == PaymentStatus::Pending || Some(payment.status) == payment_before {
+            return;
+        }
+        // A payment reports at most two statuses: its first, and after
+        // `authorized` its final one.
+        let version = if payment_before == Some(PaymentStatus::Authorized) {
+            2
+        } else {
+            1
+        };
+        notices.push(Notice::Payment {
+            payment: PaymentView::current(payment),
+            version,
+            at: payment.updated_at,
+        });
+    }
+
     /// Adds what feeds hear of an event just applied.
     pub(super) fn notice(&mut self, event: &Event, order_version_before: usize) {
         let state = &self.state;

@@ -170,6 +170,10 @@ impl Scenario {
                 } else {
                     FILTER_LAYER_BYTES_DEFAULT
                 },
+                // Always: the notices it adds (payments, reservations) are
+                // checked like the others, and drawing it would change every
+                // seed's world.
+                record_changes: true,
             },
             network: NetworkFaults {
                 delay_ms_max: rng.between(0, 50),
