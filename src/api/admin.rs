@@ -73,7 +73,7 @@ pub(crate) fn cdc_lags(cdc: &crate::cdc::CdcStatus, shard: usize) -> Vec<CdcLagJ
                 sink: sink.name.clone(),
                 cursor: lag.cursor.load(Relaxed),
                 lag_events: sink.lag_events(shard),
-                lag_seconds: lag.lag_ms.load(Relaxed) / 1_000,
+                lag_seconds: lag.lag_ms() / 1_000,
                 over_lag_limit: sink.over_lag_limit.load(Relaxed),
             })
         })

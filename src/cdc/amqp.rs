@@ -11,14 +11,13 @@
 //! Queues are the consumers' to declare and bind: the exchange drops what no
 //! queue is bound for, as a topic exchange does.
 
-use super::{ChangeMessage, Sink};
+use super::{within, ChangeMessage, Sink};
 use crate::configuration::AmqpSettings;
 use anyhow::Context as _;
 use futures::future::BoxFuture;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use std::time::Duration;
 
 /// A batch's confirms slower than this fail, and the sink reconnects.
 const TIMEOUT_MS: u64 = 10_000;
@@ -49,15 +48,12 @@ impl AmqpSink {
             }
         }
         self.open = None;
-        let connection = tokio::time::timeout(
-            Duration::from_millis(CONNECT_TIMEOUT_MS),
-            Connection::connect(&self.url, ConnectionProperties::default()),
-        )
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!("RabbitMQ did not accept a connection within {CONNECT_TIMEOUT_MS} ms")
-        })?
-        .context("cannot connect to RabbitMQ")?;
+        let connect = async {
+            Connection::connect(&self.url, ConnectionProperties::default())
+                .await
+                .context("cannot connect to RabbitMQ")
+        };
+        let connection = within("connecting to RabbitMQ", CONNECT_TIMEOUT_MS, connect).await?;
         let channel = connection.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -119,15 +115,7 @@ impl Sink for AmqpSink {
         messages: &'a [ChangeMessage],
     ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
-            let published =
-                tokio::time::timeout(Duration::from_millis(TIMEOUT_MS), self.publish(messages))
-                    .await;
-            let result = match published {
-                Ok(result) => result,
-                Err(_) => Err(anyhow::anyhow!(
-                    "RabbitMQ did not confirm within {TIMEOUT_MS} ms"
-                )),
-            };
+            let result = within("RabbitMQ's confirms", TIMEOUT_MS, self.publish(messages)).await;
             if result.is_err() {
                 // Whatever failed, start over on a new connection.
                 self.open = None;

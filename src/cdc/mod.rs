@@ -109,8 +109,20 @@ pub trait Sink: Send + 'static {
 pub struct ShardLag {
     pub cursor: AtomicU64,
     pub head: AtomicU64,
+    /// When the oldest change not yet confirmed was written (ms since the
+    /// Unix epoch; 0: caught up). Its age is the lag, which keeps growing
+    /// while a sink is down.
+    pub oldest_unconfirmed_ms: AtomicU64,
+}
+
+impl ShardLag {
     /// Age of the oldest change not yet confirmed (0: caught up).
-    pub lag_ms: AtomicU64,
+    pub fn lag_ms(&self) -> u64 {
+        match self.oldest_unconfirmed_ms.load(Ordering::Relaxed) {
+            0 => 0,
+            oldest => surge_actors::engine::system_clock_ms().saturating_sub(oldest),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -182,6 +194,17 @@ impl CdcMetrics {
     }
 }
 
+/// `work`, failed if it takes longer than `limit_ms` (a sink's batch or connect).
+pub(crate) async fn within<T>(
+    what: &str,
+    limit_ms: u64,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(Duration::from_millis(limit_ms), work)
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("{what} took longer than {limit_ms} ms")))
+}
+
 /// How a tailer reads and batches.
 #[derive(Debug, Clone)]
 pub struct TailerOptions {
@@ -250,7 +273,7 @@ pub async fn start(
                 .map(|cursor| ShardLag {
                     cursor: AtomicU64::new(*cursor),
                     head: AtomicU64::new(*cursor),
-                    lag_ms: AtomicU64::new(0),
+                    oldest_unconfirmed_ms: AtomicU64::new(0),
                 })
                 .collect(),
             over_lag_limit: AtomicBool::new(false),
@@ -362,10 +385,8 @@ impl Tailer {
         let (messages, through) = self.messages(index, &rows)?;
         let status = self.status.clone();
         let lag = &status.shards[index];
-        lag.lag_ms.store(
-            surge_actors::engine::system_clock_ms().saturating_sub(oldest_ms),
-            Ordering::Relaxed,
-        );
+        lag.oldest_unconfirmed_ms
+            .store(oldest_ms.max(1), Ordering::Relaxed);
         self.deliver(&messages).await;
         self.log
             .store_cursor(&self.status.name, shard, through)
@@ -392,7 +413,7 @@ impl Tailer {
         let mut messages = Vec::new();
         let mut through = self.cursors[index];
         for row in rows {
-            if !messages.is_empty() && messages.len() >= self.options.batch_changes_max {
+            if messages.len() >= self.options.batch_changes_max {
                 break;
             }
             match &row.changes {
@@ -426,6 +447,13 @@ impl Tailer {
         let mut delay = Duration::from_millis(BACKOFF_MS_MIN);
         while let Err(error) = self.sink.deliver(messages).await {
             self.failed(&format!("{error:#}"));
+            // The lag of every shard keeps being reported (and the lag limit
+            // watched) while the sink is down.
+            for index in 0..self.cursors.len() {
+                if let Err(error) = self.read_head(index).await {
+                    self.failed(&format!("shard {index}: {error:#}"));
+                }
+            }
             tokio::time::sleep(delay).await;
             delay = backoff(delay);
         }
@@ -447,7 +475,7 @@ impl Tailer {
 
     fn caught_up(&mut self, index: usize) {
         let lag = &self.status.shards[index];
-        lag.lag_ms.store(0, Ordering::Relaxed);
+        lag.oldest_unconfirmed_ms.store(0, Ordering::Relaxed);
         lag.head.fetch_max(self.cursors[index], Ordering::Relaxed);
         self.report(index);
     }
@@ -476,7 +504,7 @@ impl Tailer {
             .lag_events
             .with_label_values(&[&name, &shard])
             .set(lag_events as i64);
-        let lag_ms = self.status.shards[index].lag_ms.load(Ordering::Relaxed);
+        let lag_ms = self.status.shards[index].lag_ms();
         self.metrics
             .lag_seconds
             .with_label_values(&[&name, &shard])

@@ -8,11 +8,10 @@
 //! version, consecutive per entity), `at_ms` and `data` (the JSON body of
 //! [`super::ChangeMessage`]).
 
-use super::{ChangeMessage, Sink};
+use super::{within, ChangeMessage, Sink};
 use crate::configuration::RedisSettings;
 use anyhow::Context as _;
 use futures::future::BoxFuture;
-use std::time::Duration;
 
 /// A batch Redis has not taken within this fails, and the sink reconnects.
 const TIMEOUT_MS: u64 = 10_000;
@@ -38,21 +37,19 @@ impl RedisStreamSink {
     }
 
     async fn write(&mut self, messages: &[ChangeMessage]) -> anyhow::Result<()> {
-        if self.connection.is_none() {
-            let connection = tokio::time::timeout(
-                Duration::from_millis(CONNECT_TIMEOUT_MS),
-                self.client.get_multiplexed_async_connection(),
-            )
-            .await
-            .map_err(|_| {
-                anyhow::anyhow!("Redis did not accept a connection within {CONNECT_TIMEOUT_MS} ms")
-            })?
-            .context("cannot connect to Redis")?;
-            tracing::info!(stream = %self.key, "connected to Redis for change data capture");
-            self.connection = Some(connection);
-        }
-        let Some(connection) = self.connection.as_mut() else {
-            unreachable!("connected above")
+        let connection = match &mut self.connection {
+            Some(connection) => connection,
+            None => {
+                let connect = async {
+                    self.client
+                        .get_multiplexed_async_connection()
+                        .await
+                        .context("cannot connect to Redis")
+                };
+                let connection = within("connecting to Redis", CONNECT_TIMEOUT_MS, connect).await?;
+                tracing::info!(stream = %self.key, "connected to Redis for change data capture");
+                self.connection.insert(connection)
+            }
         };
         let mut pipeline = redis::pipe();
         for message in messages {
@@ -95,14 +92,7 @@ impl Sink for RedisStreamSink {
         messages: &'a [ChangeMessage],
     ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
-            let written =
-                tokio::time::timeout(Duration::from_millis(TIMEOUT_MS), self.write(messages)).await;
-            let result = match written {
-                Ok(result) => result,
-                Err(_) => Err(anyhow::anyhow!(
-                    "Redis did not answer within {TIMEOUT_MS} ms"
-                )),
-            };
+            let result = within("writing to Redis", TIMEOUT_MS, self.write(messages)).await;
             if result.is_err() {
                 self.connection = None;
             }
